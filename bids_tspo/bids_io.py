@@ -1,0 +1,191 @@
+"""BIDS input: pybids queries turned into frozen :class:`Session` records.
+
+One :class:`Session` per (subject, session) that is selected, holding its T1w image(s), PET
+image(s) with their merged sidecars, and its rows of ``participants.tsv`` and
+``sub-<l>_sessions.tsv``. Datasets with and without a session level, several runs, ``trc-``
+entities and MRI-only subjects are all represented.
+
+>>> layout = load_layout(bids_dir)                                      # doctest: +SKIP
+>>> sessions = select_sessions(layout, participants=("01",), sessions=())  # doctest: +SKIP
+>>> sessions[0].name, sessions[0].has_pet                               # doctest: +SKIP
+('sub-01_ses-01', True)
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Mapping
+
+import pandas as pd
+
+from .errors import InputDataError, MissingInputError
+
+LOG = logging.getLogger("bids_tspo.bids")
+
+
+def _empty() -> Mapping[str, str]:
+    return MappingProxyType({})
+
+
+@dataclass(frozen=True)
+class PetImage:
+    """One PET acquisition: image path, merged JSON sidecar and BIDS entities."""
+
+    path: Path
+    sidecar: Mapping[str, object] = field(default_factory=_empty, compare=False)
+    entities: Mapping[str, str] = field(default_factory=_empty, compare=False)
+
+    @property
+    def tracer(self) -> str | None:
+        return self.entities.get("tracer")
+
+
+@dataclass(frozen=True)
+class Session:
+    """Everything the pipeline needs to know about one (subject, session)."""
+
+    subject: str
+    session: str | None
+    t1w: tuple[Path, ...]
+    pet: tuple[PetImage, ...] = ()
+    participant: Mapping[str, str] = field(default_factory=_empty, compare=False)
+    session_row: Mapping[str, str] = field(default_factory=_empty, compare=False)
+
+    @property
+    def name(self) -> str:
+        """``sub-<l>[_ses-<s>]``: the prefix of every output of this session."""
+        return f"sub-{self.subject}" + (f"_ses-{self.session}" if self.session else "")
+
+    @property
+    def reldir(self) -> Path:
+        """``sub-<l>[/ses-<s>]`` relative folder of this session."""
+        base = Path(f"sub-{self.subject}")
+        return base / f"ses-{self.session}" if self.session else base
+
+    @property
+    def has_pet(self) -> bool:
+        return bool(self.pet)
+
+    @property
+    def primary_t1w(self) -> Path:
+        """The T1w used when several runs exist: the first in BIDS (run) order."""
+        return self.t1w[0]
+
+
+def load_layout(bids_dir: Path, validate: bool = True):
+    """Index ``bids_dir`` with pybids; invalid datasets raise :class:`InputDataError`."""
+    from bids import BIDSLayout
+    from bids.exceptions import BIDSValidationError
+
+    if not (Path(bids_dir) / "dataset_description.json").is_file():
+        raise InputDataError(f"{bids_dir}: not a BIDS dataset (no dataset_description.json)")
+    try:
+        return BIDSLayout(str(bids_dir), validate=validate, derivatives=False)
+    except (BIDSValidationError, ValueError) as exc:
+        raise InputDataError(f"{bids_dir}: {exc}") from None
+
+
+def read_tsv(path: Path, index: str) -> dict[str, dict[str, str]]:
+    """Rows of a BIDS TSV keyed by ``index`` (all values as strings; 'n/a' kept)."""
+    path = Path(path)
+    if not path.is_file():
+        return {}
+    try:
+        table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    except Exception as exc:  # noqa: BLE001 - pandas raises many kinds
+        raise InputDataError(f"{path}: cannot be read as a tab-separated table ({exc})") from None
+    if index not in table.columns:
+        raise InputDataError(f"{path}: no {index!r} column (columns: {', '.join(table.columns)})")
+    return {row[index]: dict(row) for row in table.to_dict("records")}
+
+
+def participants_table(bids_dir: Path) -> dict[str, dict[str, str]]:
+    """participants.tsv keyed by bare label (without ``sub-``)."""
+    rows = read_tsv(Path(bids_dir) / "participants.tsv", "participant_id")
+    return {key.removeprefix("sub-"): row for key, row in rows.items()}
+
+
+def _sessions_table(bids_dir: Path, subject: str) -> dict[str, dict[str, str]]:
+    path = Path(bids_dir) / f"sub-{subject}" / f"sub-{subject}_sessions.tsv"
+    rows = read_tsv(path, "session_id")
+    return {key.removeprefix("ses-"): row for key, row in rows.items()}
+
+
+def _files(layout, **query) -> list:
+    return sorted(layout.get(return_type="object", extension=[".nii", ".nii.gz"], **query),
+                  key=lambda f: f.path)
+
+
+def check_labels(layout, participants: tuple[str, ...], sessions: tuple[str, ...]) -> None:
+    """Unknown participant/session labels → :class:`MissingInputError` listing all of them."""
+    known = set(layout.get_subjects())
+    unknown = [p for p in participants if p not in known]
+    if unknown:
+        raise MissingInputError(
+            "unknown participant label(s): " + ", ".join(f"sub-{u}" for u in unknown)
+            + f" (dataset has {len(known)}: "
+            + ", ".join(f"sub-{k}" for k in sorted(known)[:20])
+            + (", ..." if len(known) > 20 else "") + ")"
+        )
+    known_ses = set(layout.get_sessions())
+    unknown_ses = [s for s in sessions if s not in known_ses]
+    if unknown_ses:
+        raise MissingInputError(
+            "unknown session label(s): " + ", ".join(f"ses-{u}" for u in unknown_ses)
+            + " (dataset has: " + (", ".join(f"ses-{k}" for k in sorted(known_ses)) or "none")
+            + ")"
+        )
+
+
+def select_sessions(layout, participants: tuple[str, ...] = (),
+                    sessions: tuple[str, ...] = ()) -> tuple[list[Session], list[str]]:
+    """Build the selected :class:`Session` records.
+
+    Returns ``(sessions, missing)``: ``missing`` lists the selected subjects (or subject
+    sessions) that have no T1w image; they are reported, the others are processed.
+    """
+    check_labels(layout, participants, sessions)
+    bids_dir = Path(layout.root)
+    table = participants_table(bids_dir)
+    subjects = list(participants) or sorted(layout.get_subjects())
+    if not subjects:
+        raise MissingInputError(f"{bids_dir}: no subjects found")
+    found: list[Session] = []
+    missing: list[str] = []
+    for subject in subjects:
+        ses_labels = layout.get_sessions(subject=subject) or [None]
+        if sessions:
+            ses_labels = [s for s in ses_labels if s in sessions]
+        ses_table = _sessions_table(bids_dir, subject)
+        for ses in ses_labels:
+            query = {"subject": subject}
+            if ses is not None:
+                query["session"] = ses
+            t1w = _files(layout, suffix="T1w", datatype="anat", **query)
+            name = f"sub-{subject}" + (f"_ses-{ses}" if ses else "")
+            if not t1w:
+                missing.append(name)
+                continue
+            if len(t1w) > 1:
+                LOG.info("%s: %d T1w runs, using %s", name, len(t1w), Path(t1w[0].path).name)
+            pets = tuple(
+                PetImage(Path(f.path), MappingProxyType(dict(f.get_metadata())),
+                         MappingProxyType({k: str(v) for k, v in f.get_entities().items()}))
+                for f in _files(layout, suffix="pet", datatype="pet", **query)
+            )
+            found.append(Session(
+                subject=subject,
+                session=ses,
+                t1w=tuple(Path(f.path) for f in t1w),
+                pet=pets,
+                participant=MappingProxyType(table.get(subject, {})),
+                session_row=MappingProxyType(ses_table.get(ses, {}) if ses else {}),
+            ))
+    if not found:
+        raise MissingInputError(
+            "no T1w image in the selection: " + (", ".join(missing) if missing else "nothing selected")
+        )
+    return found, missing

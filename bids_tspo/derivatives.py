@@ -1,0 +1,137 @@
+"""Every output name and sidecar of OUTPUT_DIR is built here, and written atomically.
+
+Writes go to a temporary name in the destination folder and are renamed into place, so a
+killed run never leaves a partial file and concurrent participant runs into one OUTPUT_DIR
+never see each other's half-written files.
+
+>>> from bids_tspo.bids_io import Session
+>>> from pathlib import Path
+>>> s = Session("01", "02", (Path("sub-01_ses-02_T1w.nii.gz"),))
+>>> str(anat_path(Path("/out"), s, desc="preproc", suffix="T1w"))
+'/out/sub-01/ses-02/anat/sub-01_ses-02_desc-preproc_T1w.nii.gz'
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+from . import CODE_URL, __version__
+from .bids_io import Session
+from .errors import OutputError
+
+BIDSIGNORE = "logs/\nmodels/\n*.html\n*/figures/\ngroup_*.tsv\n"
+
+
+@contextmanager
+def atomic_path(dest: Path, suffix: str | None = None):
+    """Yield a temporary path next to ``dest``; rename it onto ``dest`` on success."""
+    dest = Path(dest)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create {dest.parent}: {exc.strerror}") from None
+    ext = suffix if suffix is not None else "".join(dest.suffixes)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=f".tmp{ext}", dir=dest.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, dest)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def write_text_atomic(dest: Path, text: str) -> Path:
+    with atomic_path(dest) as tmp:
+        tmp.write_text(text)
+    return Path(dest)
+
+
+def write_json_atomic(dest: Path, data: dict) -> Path:
+    return write_text_atomic(dest, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def save_nifti_atomic(img, dest: Path) -> Path:
+    """Save a nibabel image atomically (the temporary keeps the .nii/.nii.gz suffix)."""
+    with atomic_path(dest) as tmp:
+        img.to_filename(str(tmp))
+    return Path(dest)
+
+
+def dataset_description(bids_dir: Path | None = None, name: str = "bids_tspo") -> dict:
+    desc = {
+        "Name": f"{name} derivatives",
+        "BIDSVersion": "1.9.0",
+        "DatasetType": "derivative",
+        "GeneratedBy": [{"Name": "bids_tspo", "Version": __version__, "CodeURL": CODE_URL}],
+    }
+    if bids_dir is not None:
+        desc["SourceDatasets"] = [{"URL": Path(bids_dir).resolve().as_uri()}]
+    return desc
+
+
+def init_output_dir(output_dir: Path, bids_dir: Path | None = None) -> None:
+    """Write ``dataset_description.json`` and ``.bidsignore`` (idempotent, race-safe)."""
+    output_dir = Path(output_dir)
+    desc_path = output_dir / "dataset_description.json"
+    wanted = dataset_description(bids_dir)
+    current = None
+    if desc_path.is_file():
+        try:
+            current = json.loads(desc_path.read_text())
+        except (OSError, ValueError):
+            current = None
+    if current != wanted:
+        write_json_atomic(desc_path, wanted)
+    ignore = output_dir / ".bidsignore"
+    if not ignore.is_file() or ignore.read_text() != BIDSIGNORE:
+        write_text_atomic(ignore, BIDSIGNORE)
+
+
+def bids_uri(path: Path, root: Path, dataset: str = "raw") -> str:
+    """BIDS URI of ``path`` inside dataset ``root``: ``bids:<dataset>:<relative path>``."""
+    return f"bids:{dataset}:{Path(path).resolve().relative_to(Path(root).resolve()).as_posix()}"
+
+
+def _entities(session: Session, **entities: str | None) -> str:
+    parts = [session.name]
+    for key in ("trc", "rec", "run", "space", "desc"):
+        value = entities.get(key)
+        if value:
+            parts.append(f"{key}-{value}")
+    return "_".join(parts)
+
+
+def anat_path(out: Path, session: Session, *, suffix: str, desc: str | None = None,
+              space: str | None = None, ext: str = ".nii.gz") -> Path:
+    name = _entities(session, space=space, desc=desc)
+    return Path(out) / session.reldir / "anat" / f"{name}_{suffix}{ext}"
+
+
+def xfm_path(out: Path, session: Session, *, src: str, dst: str) -> Path:
+    return (Path(out) / session.reldir / "anat"
+            / f"{session.name}_from-{src}_to-{dst}_mode-image_xfm.h5")
+
+
+def pet_path(out: Path, session: Session, *, desc: str, space: str,
+             trc: str | None = None, run: str | None = None, ext: str = ".nii.gz") -> Path:
+    """Measured maps carry the PET entities (trc, run); synthetic maps the T1w ones."""
+    name = _entities(session, trc=trc, run=run, space=space, desc=desc)
+    return Path(out) / session.reldir / "pet" / f"{name}_pet{ext}"
+
+
+def sidecar_path(nifti: Path) -> Path:
+    name = Path(nifti).name
+    for ext in (".nii.gz", ".nii"):
+        if name.endswith(ext):
+            return Path(nifti).with_name(name[: -len(ext)] + ".json")
+    raise ValueError(f"not a NIfTI path: {nifti}")
+
+
+def report_path(out: Path, subject: str) -> Path:
+    return Path(out) / f"sub-{subject}.html"

@@ -1,0 +1,127 @@
+"""Per-subject geometry of the phantom: random affine + smooth deformation, scanner grids.
+
+A subject's anatomy is the template head model seen through ``q -> q + D(q)`` (a smooth
+random displacement ``D`` in template space) and an affine ``A`` into the subject's head
+coordinates; each session adds a rigid head pose ``P``. An image on a scanner grid with
+voxel-to-world affine ``V`` is sampled at template points ``A^-1 P^-1 V ijk`` (+ ``D``).
+
+>>> rng = np.random.default_rng(0)
+>>> shape, affine = scanner_grid(rng, (176, 240, 240), 2.0, "LIA")
+>>> shape
+(88, 120, 120)
+>>> nib.aff2axcodes(affine)
+('L', 'I', 'A')
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import nibabel as nib
+import numpy as np
+import torch
+from scipy.spatial.transform import Rotation
+
+_AXES = {"R": (1, 0, 0), "L": (-1, 0, 0), "A": (0, 1, 0), "P": (0, -1, 0),
+         "S": (0, 0, 1), "I": (0, 0, -1)}
+
+
+def rigid(rng: np.random.Generator, rot_deg: float, trans_mm: float) -> np.ndarray:
+    """A random rigid 4x4 transform (rotations ~U(±rot_deg), translations ~N(0, trans_mm))."""
+    out = np.eye(4)
+    out[:3, :3] = Rotation.from_euler("xyz", rng.uniform(-rot_deg, rot_deg, 3),
+                                      degrees=True).as_matrix()
+    out[:3, 3] = rng.normal(0, trans_mm, 3)
+    return out
+
+
+def random_affine(rng: np.random.Generator, rot_deg: float = 8.0, scale_sd: float = 0.05,
+                  shear: float = 0.03, trans_mm: float = 4.0) -> np.ndarray:
+    """Template -> subject head coordinates: rotation, anisotropic scale, small shear."""
+    out = rigid(rng, rot_deg, trans_mm)
+    scale = np.diag(np.clip(rng.normal(1.0, scale_sd, 3), 0.85, 1.15))
+    shear_m = np.eye(3) + np.triu(rng.uniform(-shear, shear, (3, 3)), 1)
+    out[:3, :3] = out[:3, :3] @ scale @ shear_m
+    return out
+
+
+@dataclass(frozen=True)
+class Displacement:
+    """Smooth displacement field (mm) on a coarse grid in template world coordinates."""
+
+    field: np.ndarray  # (3, nx, ny, nz)
+    affine: np.ndarray
+
+    @classmethod
+    def random(cls, rng: np.random.Generator, template_affine: np.ndarray,
+               template_shape: tuple[int, int, int], amplitude_mm: float = 3.0,
+               spacing_mm: float = 20.0) -> "Displacement":
+        from scipy import ndimage
+
+        zoom = np.abs(np.diag(template_affine)[:3])
+        extent = np.asarray(template_shape) * zoom
+        shape = tuple(int(np.ceil(e / spacing_mm)) + 3 for e in extent)
+        affine = np.diag([spacing_mm, spacing_mm, spacing_mm, 1.0])
+        affine[:3, 3] = template_affine[:3, 3] - spacing_mm
+        field = rng.standard_normal((3, *shape))
+        field = np.stack([ndimage.gaussian_filter(c, 1.0) for c in field])
+        field *= amplitude_mm / (field.std() + 1e-6)
+        return cls(field.astype(np.float32), affine)
+
+    def __call__(self, points: np.ndarray) -> np.ndarray:
+        """Displacement (3, N) at world points (3, N)."""
+        return sample(self.field, self.affine, points, mode="bilinear")
+
+
+def scanner_grid(rng: np.random.Generator, fov_mm: tuple[float, float, float], voxel_mm: float,
+                 axcodes: str, oblique_deg: float = 6.0, centre=(0.0, -18.0, 12.0),
+                 jitter_mm: float = 8.0) -> tuple[tuple[int, int, int], np.ndarray]:
+    """An oblique scanner grid in orientation ``axcodes`` covering ``fov_mm`` (x, y, z)."""
+    directions = np.array([_AXES[c] for c in axcodes], dtype=float).T  # columns = voxel axes
+    world_axis = np.abs(directions).argmax(axis=0)
+    shape = tuple(int(round(fov_mm[a] / voxel_mm)) for a in world_axis)
+    tilt = Rotation.from_euler("xyz", rng.uniform(-oblique_deg, oblique_deg, 3),
+                               degrees=True).as_matrix()
+    affine = np.eye(4)
+    affine[:3, :3] = tilt @ directions * voxel_mm
+    middle = (np.asarray(shape) - 1) / 2.0
+    affine[:3, 3] = np.asarray(centre) + rng.normal(0, jitter_mm, 3) - affine[:3, :3] @ middle
+    return shape, affine
+
+
+def grid_points(shape: tuple[int, int, int], affine: np.ndarray) -> np.ndarray:
+    """World coordinates (3, N) of every voxel of a grid."""
+    ijk = np.indices(shape, dtype=np.float64).reshape(3, -1)
+    return affine[:3, :3] @ ijk + affine[:3, 3:4]
+
+
+def apply(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
+    return matrix[:3, :3] @ points + matrix[:3, 3:4]
+
+
+def sample(volumes: np.ndarray, affine: np.ndarray, points: np.ndarray,
+           mode: str = "bilinear") -> np.ndarray:
+    """Sample ``volumes`` ((C,) X, Y, Z on grid ``affine``) at world ``points`` (3, N).
+
+    Trilinear (``bilinear``) or ``nearest``; zero outside. Returns (C, N) or (N,).
+    """
+    single = volumes.ndim == 3
+    vol = torch.from_numpy(np.ascontiguousarray(volumes[None] if single else volumes,
+                                                dtype=np.float32))
+    ijk = np.linalg.inv(affine)[:3, :3] @ points + np.linalg.inv(affine)[:3, 3:4]
+    size = np.asarray(vol.shape[1:], dtype=np.float64)[:, None]
+    norm = (2.0 * ijk / np.maximum(size - 1, 1) - 1.0)[::-1].T  # (N, 3) as (z, y, x) order
+    grid = torch.from_numpy(np.ascontiguousarray(norm, dtype=np.float32)).view(1, 1, 1, -1, 3)
+    with torch.no_grad():
+        out = torch.nn.functional.grid_sample(vol[None], grid, mode=mode, padding_mode="zeros",
+                                              align_corners=True)
+    out = out.view(vol.shape[0], -1).numpy()
+    return out[0] if single else out
+
+
+def to_image(values: np.ndarray, shape, affine, dtype=np.float32) -> nib.Nifti1Image:
+    img = nib.Nifti1Image(values.reshape(shape).astype(dtype), affine)
+    img.header.set_xyzt_units("mm", "sec")
+    img.set_qform(affine, code=1)
+    img.set_sform(affine, code=1)
+    return img

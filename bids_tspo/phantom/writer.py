@@ -1,0 +1,232 @@
+"""Render the phantom cohort into a BIDS dataset, with its noise-free truth.
+
+Layout::
+
+    OUT/dataset_description.json, README, participants.tsv/.json
+    OUT/sub-<l>/[ses-<s>/]anat/..._T1w.nii.gz (+ .json)
+    OUT/sub-<l>/[ses-<s>/]pet/..._trc-PBR28_pet.nii.gz (+ .json)     4D, Bq/mL
+    OUT/derivatives/phantom-truth/...  brain mask and tissue dseg on the T1w grid, the true SUV
+                                       (noise-free; and at PET resolution), truth.json per session
+
+>>> make_phantom(tmp / "bids", n_subjects=3, seed=1, size="tiny")   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+from scipy import ndimage
+from tqdm import tqdm
+
+from .. import __version__
+from ..derivatives import save_nifti_atomic, write_json_atomic, write_text_atomic
+from .anatomy import T1W_TRACE, HeadModel, build_head_model
+from .dynamic import dynamic_frames, pet_sidecar
+from .subjects import PhantomSession, PhantomSubject, make_cohort
+from .warp import Displacement, apply, grid_points, random_affine, rigid, sample, scanner_grid
+
+LOG = logging.getLogger("bids_tspo.phantom")
+PET_FWHM_MM = 5.0
+T1W_ORIENTATIONS = ("LIA", "PIR", "RAS", "LPS", "ASL")
+
+
+@dataclass(frozen=True)
+class SizeSpec:
+    subjects: int
+    template_res: int
+    t1_voxel: float
+    t1_fov: tuple[float, float, float]
+    pet_voxel: float
+    pet_fov: tuple[float, float, float]
+
+
+SIZES = {
+    "tiny": SizeSpec(6, 2, 4.0, (176, 224, 224), 4.0, (200, 200, 160)),
+    "small": SizeSpec(6, 2, 2.0, (176, 240, 240), 2.0, (224, 224, 176)),
+    "full": SizeSpec(24, 1, 1.0, (176, 256, 256), 2.0, (224, 224, 176)),
+}
+
+
+def _session_name(subject: PhantomSubject, session: PhantomSession) -> tuple[Path, str]:
+    rel = Path(f"sub-{subject.label}")
+    name = f"sub-{subject.label}"
+    if session.label:
+        rel, name = rel / f"ses-{session.label}", f"{name}_ses-{session.label}"
+    return rel, name
+
+
+def _bias_field(rng, shape, amplitude=0.12) -> np.ndarray:
+    coarse = rng.standard_normal((4, 4, 4))
+    field = ndimage.zoom(coarse, np.asarray(shape) / 4.0, order=3)[: shape[0], : shape[1], : shape[2]]
+    return np.exp(amplitude * field / (field.std() + 1e-6)).astype(np.float32)
+
+
+def render_session(model: HeadModel, spec: SizeSpec, size: str, subject: PhantomSubject,
+                   session: PhantomSession, anatomy: tuple[np.ndarray, Displacement],
+                   orientation: str) -> dict:
+    """All images of one session (nibabel images) and its truth record."""
+    rng = np.random.default_rng(session.pose_seed)
+    to_subject, displacement = anatomy
+    pose = rigid(rng, rot_deg=6.0, trans_mm=5.0)
+    t1_shape, t1_affine = scanner_grid(rng, spec.t1_fov, spec.t1_voxel, orientation)
+    points = grid_points(t1_shape, t1_affine)
+    q = apply(np.linalg.inv(pose @ to_subject), points)
+    q = q + displacement(q)
+    effect = model.effects[subject.group]
+    cont = sample(np.stack([model.t1w, model.suv, effect, model.sinus, model.brain]),
+                  model.affine, q)
+    t1w, suv, eff, sinus, brain = (c.reshape(t1_shape) for c in cont)
+    tissue = sample(model.tissue, model.affine, q, mode="nearest").reshape(t1_shape)
+    brain_mask = (brain > 0.5).astype(np.uint8)
+
+    scale = subject.suv_scale * session.retest
+    true_suv = (suv * scale * (1.0 + eff * subject.severity)).astype(np.float32)
+    sigma_vox = PET_FWHM_MM / 2.3548 / spec.t1_voxel
+    smooth_suv = ndimage.gaussian_filter(true_suv, sigma_vox).astype(np.float32)
+
+    # T1w: subtle trace of the inflammation, bias field, Rician noise, scanner units
+    signal = t1w * (1.0 - T1W_TRACE * eff * subject.severity) * _bias_field(rng, t1_shape)
+    noise_sd = 0.025
+    noisy = np.sqrt((signal + rng.normal(0, noise_sd, t1_shape)) ** 2
+                    + rng.normal(0, noise_sd, t1_shape) ** 2)
+    t1_units = np.clip(noisy * rng.uniform(700, 1000), 0, 32000).astype(np.int16)
+
+    out = {
+        "t1w": _img(t1_units, t1_affine, np.int16),
+        "brain_mask": _img(brain_mask, t1_affine, np.uint8),
+        "dseg": _img(tissue.astype(np.uint8), t1_affine, np.uint8),
+        "true_suv": _img(true_suv, t1_affine),
+        "truesmooth_suv": _img(smooth_suv, t1_affine),
+    }
+    truth = {"orientation": orientation, "template_to_subject": to_subject.tolist(),
+             "session_pose": pose.tolist(), "suv_scale": scale,
+             "group_effect_severity": subject.severity}
+    if subject.has_pet:
+        pet_offset = rigid(rng, rot_deg=3.0, trans_mm=6.0)  # PET world = offset(T1w world)
+        pet_shape, pet_affine = scanner_grid(rng, spec.pet_fov, spec.pet_voxel, "LAS",
+                                             oblique_deg=0.0, jitter_mm=4.0)
+        pet_points = apply(np.linalg.inv(pet_offset), grid_points(pet_shape, pet_affine))
+        vascular = ndimage.gaussian_filter(sinus, sigma_vox)
+        on_pet = sample(np.stack([smooth_suv, vascular]), t1_affine, pet_points)
+        conc = on_pet[0].reshape(pet_shape) * session.dose_mbq * 1e6 / (session.weight_kg * 1e3)
+        frames = dynamic_frames(conc, np.clip(on_pet[1].reshape(pet_shape), 0, 1), size, rng)
+        pet = nib.Nifti1Image(frames, pet_affine)
+        pet.header.set_xyzt_units("mm", "sec")
+        pet.set_sform(pet_affine, 1)
+        pet.set_qform(pet_affine, 1)
+        pet.set_data_dtype(np.int16)  # scanner-like storage with scl_slope
+        out["pet"] = pet
+        truth.update({"pet_to_t1w_world": np.linalg.inv(pet_offset).tolist(),
+                      "dose_mbq": session.dose_mbq, "weight_kg": session.weight_kg,
+                      "pet_fwhm_mm": PET_FWHM_MM})
+    out["truth"] = truth
+    return out
+
+
+def _img(data, affine, dtype=np.float32) -> nib.Nifti1Image:
+    img = nib.Nifti1Image(np.asarray(data, dtype=dtype), affine)
+    img.header.set_xyzt_units("mm", "sec")
+    img.set_sform(affine, 1)
+    img.set_qform(affine, 1)
+    return img
+
+
+T1W_SIDECAR = {"Modality": "MR", "MagneticFieldStrength": 3, "Manufacturer": "Siemens",
+               "ManufacturersModelName": "Biograph_mMR", "PulseSequenceType": "MPRAGE",
+               "RepetitionTime": 2.53, "EchoTime": 0.00164, "InversionTime": 1.1,
+               "FlipAngle": 7, "ImageType": ["ORIGINAL", "PRIMARY", "M", "ND", "NORM"]}
+
+
+def _write_session(out: Path, truth_root: Path, subject, session, images, size, spec) -> None:
+    rel, name = _session_name(subject, session)
+    save_nifti_atomic(images["t1w"], out / rel / "anat" / f"{name}_T1w.nii.gz")
+    write_json_atomic(out / rel / "anat" / f"{name}_T1w.json", T1W_SIDECAR)
+    t = truth_root / rel
+    save_nifti_atomic(images["brain_mask"], t / "anat" / f"{name}_desc-brain_mask.nii.gz")
+    save_nifti_atomic(images["dseg"], t / "anat" / f"{name}_dseg.nii.gz")
+    save_nifti_atomic(images["true_suv"], t / "pet" / f"{name}_space-T1w_desc-true_pet.nii.gz")
+    save_nifti_atomic(images["truesmooth_suv"],
+                      t / "pet" / f"{name}_space-T1w_desc-truesmooth_pet.nii.gz")
+    record = {"subject": asdict(subject) | {"sessions": None}, "session": asdict(session),
+              **images["truth"]}
+    write_json_atomic(t / f"{name}_truth.json", record)
+    if "pet" in images:
+        pet_name = f"{name}_trc-PBR28_pet"
+        save_nifti_atomic(images["pet"], out / rel / "pet" / f"{pet_name}.nii.gz")
+        weight = session.weight_kg if subject.weight_source == "sidecar" else None
+        write_json_atomic(out / rel / "pet" / f"{pet_name}.json",
+                          pet_sidecar(size, session.dose_mbq, session.scan_start, weight,
+                                      spec.pet_voxel))
+
+
+def _write_tables(out: Path, cohort: list[PhantomSubject]) -> None:
+    rows = ["participant_id\tage\tsex\tgroup\ttspo_genotype\tweight"]
+    for s in cohort:
+        rows.append(f"sub-{s.label}\t{s.age}\t{s.sex}\t{s.group}\t{s.genotype}\t{s.weight_kg}")
+        if s.weight_source == "sessions.tsv":
+            lines = ["session_id\tbody_weight"] + [f"ses-{x.label}\t{x.weight_kg}" for x in s.sessions]
+            write_text_atomic(out / f"sub-{s.label}" / f"sub-{s.label}_sessions.tsv",
+                              "\n".join(lines) + "\n")
+    write_text_atomic(out / "participants.tsv", "\n".join(rows) + "\n")
+    write_json_atomic(out / "participants.json", {
+        "age": {"Description": "age at first scan", "Units": "year"},
+        "sex": {"Description": "sex", "Levels": {"F": "female", "M": "male"}},
+        "group": {"Description": "diagnostic group",
+                  "Levels": {"HC": "healthy control", "CLBP": "chronic low back pain",
+                             "KOA": "knee osteoarthritis"}},
+        "tspo_genotype": {"Description": "TSPO rs6971 binding affinity",
+                          "Levels": {"HAB": "high-affinity binder", "MAB": "mixed-affinity binder",
+                                     "LAB": "low-affinity binder"}},
+        "weight": {"Description": "body weight", "Units": "kg"},
+    })
+
+
+def make_phantom(out: Path, n_subjects: int | None = None, seed: int = 0, size: str = "small",
+                 with_sessions: bool = True, progress: bool = True) -> Path:
+    """Write the phantom BIDS dataset to ``out`` (deterministic for a given seed and size)."""
+    spec = SIZES[size]
+    n_subjects = spec.subjects if n_subjects is None else n_subjects
+    out = Path(out)
+    cohort = make_cohort(n_subjects, seed, with_sessions)
+    LOG.info("phantom: %d subjects, size %s, seed %d -> %s", n_subjects, size, seed, out)
+    model = build_head_model(spec.template_res)
+    truth_root = out / "derivatives" / "phantom-truth"
+    jobs = [(s, ses) for s in cohort for ses in s.sessions]
+    anatomies = {}
+    for subject, session in tqdm(jobs, desc="phantom sessions", disable=not progress, unit="ses"):
+        if subject.label not in anatomies:
+            rng = np.random.default_rng([seed, subject.index, 7])
+            anatomies[subject.label] = (random_affine(rng),
+                                        Displacement.random(rng, model.affine, model.shape))
+        orientation = T1W_ORIENTATIONS[subject.index % len(T1W_ORIENTATIONS)]
+        images = render_session(model, spec, size, subject, session, anatomies[subject.label],
+                                orientation)
+        _write_session(out, truth_root, subject, session, images, size, spec)
+    _write_tables(out, cohort)
+    write_json_atomic(out / "dataset_description.json", {
+        "Name": "bids_tspo phantom: synthetic T1w MRI and [11C]PBR28 PET",
+        "BIDSVersion": "1.9.0", "DatasetType": "raw", "License": "CC0",
+        "GeneratedBy": [{"Name": "bids_tspo-phantom", "Version": __version__}],
+    })
+    write_text_atomic(out / "README", (
+        "Synthetic BIDS dataset made by bids_tspo-phantom (not real data).\n"
+        f"size={size} seed={seed} subjects={n_subjects}\n"
+        "Anatomy: nilearn MNI152 warped per subject; PET: [11C]PBR28-like 4D, Bq/mL.\n"
+        "Noise-free truth in derivatives/phantom-truth/.\n"))
+    write_json_atomic(truth_root / "dataset_description.json", {
+        "Name": "bids_tspo phantom truth", "BIDSVersion": "1.9.0", "DatasetType": "derivative",
+        "GeneratedBy": [{"Name": "bids_tspo-phantom", "Version": __version__}],
+        "PhantomSettings": {"size": size, "seed": seed, "subjects": n_subjects,
+                            "with_sessions": with_sessions, **asdict(spec)},
+    })
+    write_text_atomic(out / ".bidsignore", "derivatives/\n")
+    return out
+
+
+def load_truth(truth_json: Path) -> dict:
+    return json.loads(Path(truth_json).read_text())

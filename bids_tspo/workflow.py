@@ -1,0 +1,90 @@
+"""Orchestration of the participant and group levels (and nothing else).
+
+Each session is processed independently: an expected error (bad input, missing file) is
+logged as one line, recorded, and the next session goes on. A summary of failures is logged,
+written to ``OUTPUT_DIR/logs/`` and decides the exit code.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+from .bids_io import Session, load_layout, select_sessions
+from .config import Config
+from .derivatives import init_output_dir, write_json_atomic
+from .errors import EXIT_NOINPUT, EXIT_OK, BidsTspoError
+from .runlog import run_id
+
+LOG = logging.getLogger("bids_tspo.workflow")
+
+
+@dataclass(frozen=True)
+class Failure:
+    name: str
+    message: str
+    exit_code: int
+
+
+def run(config: Config) -> int:
+    """Run the level named in ``config``; return the exit code."""
+    LOG.info("bids_tspo %s level: %s -> %s", config.analysis_level, config.bids_dir,
+             config.output_dir)
+    if config.analysis_level == "participant":
+        return run_participant(config)
+    return run_group(config)
+
+
+def _process_participant_session(config: Config, session: Session) -> list[str]:
+    """Run the participant stages on one session; returns the outputs written."""
+    from .preprocess import preprocess_session
+
+    return preprocess_session(config, session)
+
+
+def run_participant(config: Config) -> int:
+    layout = load_layout(config.bids_dir, validate=not config.skip_bids_validation)
+    sessions, missing = select_sessions(layout, config.participant_label, config.session_label)
+    init_output_dir(config.output_dir, config.bids_dir)
+    failures = [Failure(name, f"{name}: no T1w image (anat/*_T1w.nii[.gz])", EXIT_NOINPUT)
+                for name in missing]
+    for failure in failures:
+        LOG.error("%s", failure.message)
+    LOG.info("%d session(s) selected: %s", len(sessions), ", ".join(s.name for s in sessions))
+    for session in sessions:
+        start = time.monotonic()
+        try:
+            _process_participant_session(config, session)
+        except BidsTspoError as exc:
+            LOG.error("%s: %s", session.name, exc)
+            LOG.debug("%s failed", session.name, exc_info=True)
+            failures.append(Failure(session.name, str(exc), exc.exit_code))
+            continue
+        LOG.info("%s done in %.1f s", session.name, time.monotonic() - start)
+    return _summarise(config, [s.name for s in sessions], failures)
+
+
+def run_group(config: Config) -> int:
+    from .group import run_group_level
+
+    init_output_dir(config.output_dir, config.bids_dir)
+    return run_group_level(config)
+
+
+def _summarise(config: Config, names: list[str], failures: list[Failure]) -> int:
+    failed = {f.name for f in failures}
+    ok = [n for n in names if n not in failed]
+    summary = {
+        "level": config.analysis_level,
+        "succeeded": ok,
+        "failed": [{"session": f.name, "error": f.message, "exit_code": f.exit_code}
+                   for f in failures],
+    }
+    write_json_atomic(config.logs_dir / f"summary_{run_id(config)}.json", summary)
+    if not failures:
+        LOG.info("finished: %d session(s) succeeded", len(ok))
+        return EXIT_OK
+    LOG.error("finished with %d failure(s): %s (%d succeeded)", len(failures),
+              ", ".join(sorted(failed)), len(ok))
+    return failures[0].exit_code

@@ -1,0 +1,34 @@
+"""Shared fixtures: tiny phantom datasets generated once per test session, in tmp dirs."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+os.environ.setdefault("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "2")
+
+from bids_tspo.phantom import make_phantom  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_bids(tmp_path_factory):
+    """4 subjects, seed 3: sub-01 HC, sub-02 CLBP (2 sessions), sub-03 KOA, sub-04 MRI only."""
+    return make_phantom(tmp_path_factory.mktemp("phantom") / "bids", n_subjects=4, seed=3,
+                        size="tiny", progress=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_bids_nosessions(tmp_path_factory):
+    return make_phantom(tmp_path_factory.mktemp("phantom_noses") / "bids", n_subjects=2, seed=5,
+                        size="tiny", with_sessions=False, progress=False)
+
+
+@pytest.fixture
+def empty_bids(tmp_path):
+    """A minimal valid BIDS folder with no subjects."""
+    root = tmp_path / "bids"
+    root.mkdir()
+    (root / "dataset_description.json").write_text('{"Name": "x", "BIDSVersion": "1.9.0"}')
+    return root

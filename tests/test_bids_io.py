@@ -1,0 +1,91 @@
+"""BIDS queries on phantom data: sessions, runs, tracers, MRI-only subjects, tables."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from bids_tspo.bids_io import load_layout, select_sessions
+from bids_tspo.errors import InputDataError, MissingInputError
+
+
+def test_sessions_of_the_phantom(tiny_bids):
+    sessions, missing = select_sessions(load_layout(tiny_bids))
+    names = [s.name for s in sessions]
+    assert names == ["sub-01_ses-01", "sub-02_ses-01", "sub-02_ses-02", "sub-03_ses-01",
+                     "sub-04_ses-01"]
+    assert missing == []
+    by_name = {s.name: s for s in sessions}
+    assert not by_name["sub-04_ses-01"].has_pet  # MRI-only subject
+    pet = by_name["sub-02_ses-02"].pet[0]
+    assert pet.tracer == "PBR28"
+    assert pet.sidecar["TracerRadionuclide"] == "C11"
+    assert len(pet.sidecar["FrameTimesStart"]) == len(pet.sidecar["FrameDuration"])
+    assert by_name["sub-02_ses-02"].session_row["body_weight"]
+    assert by_name["sub-01_ses-01"].participant["group"] == "HC"
+    assert by_name["sub-01_ses-01"].participant["tspo_genotype"] in ("HAB", "MAB", "LAB")
+    assert by_name["sub-02_ses-01"].reldir.as_posix() == "sub-02/ses-01"
+
+
+def test_selection_by_participant_and_session(tiny_bids):
+    layout = load_layout(tiny_bids)
+    sessions, _ = select_sessions(layout, participants=("02",), sessions=("02",))
+    assert [s.name for s in sessions] == ["sub-02_ses-02"]
+
+
+def test_unknown_labels_listed(tiny_bids):
+    layout = load_layout(tiny_bids)
+    with pytest.raises(MissingInputError, match="sub-09, sub-10"):
+        select_sessions(layout, participants=("01", "09", "10"))
+    with pytest.raises(MissingInputError, match="ses-07"):
+        select_sessions(layout, sessions=("07",))
+
+
+def test_dataset_without_session_level(tiny_bids_nosessions):
+    sessions, _ = select_sessions(load_layout(tiny_bids_nosessions))
+    assert [s.name for s in sessions] == ["sub-01", "sub-02"]
+    assert sessions[0].session is None and sessions[0].has_pet
+    assert sessions[0].reldir.as_posix() == "sub-01"
+
+
+def test_runs_tracers_and_missing_t1w(tiny_bids_nosessions, tmp_path):
+    root = tmp_path / "bids"
+    shutil.copytree(tiny_bids_nosessions, root)
+    anat = root / "sub-01" / "anat"
+    for ext in (".nii.gz", ".json"):
+        (anat / f"sub-01_T1w{ext}").rename(anat / f"sub-01_run-2_T1w{ext}")
+        shutil.copy(anat / f"sub-01_run-2_T1w{ext}", anat / f"sub-01_run-1_T1w{ext}")
+    pet = root / "sub-01" / "pet"
+    for ext in (".nii.gz", ".json"):
+        shutil.copy(pet / f"sub-01_trc-PBR28_pet{ext}", pet / f"sub-01_trc-FEPPA_pet{ext}")
+    sessions, missing = select_sessions(load_layout(root))
+    assert missing == []
+    assert [p.name for p in sessions[0].t1w] == ["sub-01_run-1_T1w.nii.gz",
+                                                  "sub-01_run-2_T1w.nii.gz"]
+    assert sessions[0].primary_t1w.name == "sub-01_run-1_T1w.nii.gz"
+    assert sorted(p.tracer for p in sessions[0].pet) == ["FEPPA", "PBR28"]
+
+
+def test_subject_with_pet_but_no_t1w(tiny_bids, tmp_path):
+    root = tmp_path / "bids"
+    shutil.copytree(tiny_bids, root)
+    shutil.rmtree(root / "sub-03" / "ses-01" / "anat")
+    sessions, missing = select_sessions(load_layout(root))
+    assert missing == ["sub-03_ses-01"]
+    assert "sub-03_ses-01" not in [s.name for s in sessions] and len(sessions) == 4
+    with pytest.raises(MissingInputError, match="no T1w image in the selection: sub-03_ses-01"):
+        select_sessions(load_layout(root), participants=("03",))
+
+
+def test_not_a_bids_dataset(tmp_path):
+    with pytest.raises(InputDataError, match="dataset_description.json"):
+        load_layout(tmp_path)
+
+
+def test_malformed_participants_tsv(tiny_bids_nosessions, tmp_path):
+    root = tmp_path / "bids"
+    shutil.copytree(tiny_bids_nosessions, root)
+    (root / "participants.tsv").write_text("subject\tage\nsub-01\t30\n")
+    with pytest.raises(InputDataError, match="participants.tsv.*participant_id"):
+        select_sessions(load_layout(root, validate=False))

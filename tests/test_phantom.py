@@ -1,0 +1,113 @@
+"""The phantom: deterministic, complete metadata, valid BIDS, consistent physics."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from bids_tspo.phantom import make_phantom
+from bids_tspo.phantom.cli import main as phantom_main
+
+REQUIRED_PET_FIELDS = [  # BIDS 1.9 PET: required fields
+    "Manufacturer", "ManufacturersModelName", "Units", "TracerName", "TracerRadionuclide",
+    "InjectedRadioactivity", "InjectedRadioactivityUnits", "InjectedMass", "InjectedMassUnits",
+    "SpecificRadioactivity", "SpecificRadioactivityUnits", "ModeOfAdministration", "TimeZero",
+    "ScanStart", "InjectionStart", "FrameTimesStart", "FrameDuration", "AcquisitionMode",
+    "ImageDecayCorrected", "ImageDecayCorrectionTime", "ReconMethodName",
+    "ReconMethodParameterLabels", "ReconMethodParameterUnits", "ReconMethodParameterValues",
+    "ReconFilterType", "ReconFilterSize", "AttenuationCorrection",
+]
+
+
+def _digest(root):
+    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_same_seed_gives_identical_files(tmp_path):
+    for name in ("a", "b"):
+        assert phantom_main([str(tmp_path / name), "--subjects", "2", "--seed", "3",
+                             "--size", "tiny"]) == 0
+    first, second = _digest(tmp_path / "a"), _digest(tmp_path / "b")
+    assert first == second and len(first) > 20
+    make_phantom(tmp_path / "c", 2, seed=4, size="tiny", progress=False)
+    assert _digest(tmp_path / "c") != first
+
+
+def test_pybids_indexes_every_file_with_validation(tiny_bids):
+    from bids import BIDSLayout
+
+    layout = BIDSLayout(str(tiny_bids), validate=True)
+    indexed = {f.path for f in layout.get(extension=[".nii.gz"])}
+    on_disk = {str(p) for p in tiny_bids.glob("sub-*/**/*.nii.gz")}
+    assert on_disk and indexed == on_disk
+    assert layout.get_tracers() == ["PBR28"]
+
+
+def test_metadata_complete(tiny_bids):
+    for sidecar in tiny_bids.glob("sub-*/**/pet/*_pet.json"):
+        meta = json.loads(sidecar.read_text())
+        missing = [k for k in REQUIRED_PET_FIELDS if k not in meta]
+        assert not missing, (sidecar.name, missing)
+        img = nib.load(str(sidecar).replace(".json", ".nii.gz"))
+        assert img.ndim == 4 and img.shape[3] == len(meta["FrameDuration"])
+        end = meta["FrameTimesStart"][-1] + meta["FrameDuration"][-1]
+        assert end == 90 * 60
+    table = (tiny_bids / "participants.tsv").read_text().splitlines()
+    assert table[0].split("\t") == ["participant_id", "age", "sex", "group", "tspo_genotype",
+                                    "weight"]
+    assert len(table) == 5
+    assert (tiny_bids / "participants.json").is_file()
+    assert (tiny_bids / "derivatives/phantom-truth/dataset_description.json").is_file()
+
+
+def test_scanner_like_geometry(tiny_bids):
+    codes = set()
+    for t1 in tiny_bids.glob("sub-*/**/anat/*_T1w.nii.gz"):
+        img = nib.load(t1)
+        assert not np.allclose(img.affine, np.eye(4))
+        codes.add(nib.aff2axcodes(img.affine))
+    assert len(codes) > 1 and any(c != ("R", "A", "S") for c in codes)
+    pet = nib.load(next(tiny_bids.glob("sub-01/**/pet/*_pet.nii.gz")))
+    t1 = nib.load(next(tiny_bids.glob("sub-01/**/anat/*_T1w.nii.gz")))
+    assert not np.allclose(pet.affine, t1.affine)
+
+
+def test_window_average_equals_truth_times_dose_over_weight(tiny_bids):
+    """60-90 min mean of the frames ~ SUV x dose / weight (up to noise), on the T1w grid."""
+    from bids_tspo.phantom.writer import load_truth
+    from bids_tspo.phantom.warp import apply, grid_points, sample
+
+    truth_dir = tiny_bids / "derivatives/phantom-truth/sub-01/ses-01"
+    truth = load_truth(truth_dir / "sub-01_ses-01_truth.json")
+    pet = nib.load(tiny_bids / "sub-01/ses-01/pet/sub-01_ses-01_trc-PBR28_pet.nii.gz")
+    meta = json.loads((tiny_bids / "sub-01/ses-01/pet/sub-01_ses-01_trc-PBR28_pet.json").read_text())
+    starts = np.asarray(meta["FrameTimesStart"])
+    dur = np.asarray(meta["FrameDuration"])
+    w = np.where(starts >= 3600, dur, 0) / dur[starts >= 3600].sum()
+    mean = (pet.get_fdata() * w).sum(-1)
+    smooth = nib.load(truth_dir / "pet/sub-01_ses-01_space-T1w_desc-truesmooth_pet.nii.gz")
+    mask = nib.load(truth_dir / "anat/sub-01_ses-01_desc-brain_mask.nii.gz").get_fdata() > 0
+    # PET voxel -> T1w world via the known rigid offset, then sample the truth there
+    pts = apply(np.asarray(truth["pet_to_t1w_world"]), grid_points(mean.shape, pet.affine))
+    expected = sample(smooth.get_fdata().astype(np.float32), smooth.affine, pts)
+    inside = sample(mask.astype(np.float32), smooth.affine, pts) > 0.99
+    expected = expected.reshape(mean.shape)[inside.reshape(mean.shape)]
+    scale = truth["dose_mbq"] * 1e6 / (truth["weight_kg"] * 1e3)
+    ratio = mean[inside.reshape(mean.shape)].mean() / (expected.mean() * scale)
+    assert ratio == pytest.approx(1.0, abs=0.03)
+    assert np.corrcoef(mean[inside.reshape(mean.shape)], expected)[0, 1] > 0.9
+
+
+def test_tspo_biology(tiny_bids):
+    """Genotype and patient effects are present in the truth; groups leave a T1w trace."""
+    records = [json.loads(p.read_text()) for p in
+               (tiny_bids / "derivatives/phantom-truth").glob("sub-*/*/*_truth.json")]
+    by_genotype = {r["subject"]["genotype"]: r["suv_scale"] for r in records}
+    assert by_genotype["HAB"] > by_genotype.get("MAB", 0)
+    severities = {r["subject"]["group"]: r["group_effect_severity"] for r in records}
+    assert severities["HC"] == 0 and severities["CLBP"] > 0
