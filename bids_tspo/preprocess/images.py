@@ -1,0 +1,64 @@
+"""Loading input images with clear, one-line errors, and nibabel <-> ANTs conversion.
+
+>>> load_checked(Path("broken.nii.gz"), ndim=3)      # doctest: +SKIP
+InputDataError: broken.nii.gz: cannot be read as NIfTI (...)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from ..errors import InputDataError
+
+
+def load_checked(path: Path, ndim: int | tuple[int, ...] = 3, what: str = "image"):
+    """Load a NIfTI image and check it is readable, finite, non-empty and of ``ndim``.
+
+    A 4D image with a single volume counts as 3D. Returns ``(img, data)`` (float32).
+    """
+    path = Path(path)
+    try:
+        img = nib.load(str(path))
+        data = np.asarray(img.dataobj, dtype=np.float32)
+    except Exception as exc:  # noqa: BLE001 - nibabel raises many kinds for broken files
+        raise InputDataError(f"{path}: cannot be read as NIfTI ({type(exc).__name__}: "
+                             f"{str(exc).splitlines()[0] if str(exc) else 'unreadable'})") from None
+    allowed = (ndim,) if isinstance(ndim, int) else ndim
+    if data.ndim == 4 and data.shape[3] == 1 and 3 in allowed:
+        data = data[..., 0]
+    if data.ndim not in allowed:
+        raise InputDataError(f"{path}: {what} has {data.ndim} dimensions {data.shape}, "
+                             f"expected {' or '.join(f'{d}D' for d in allowed)}")
+    if min(data.shape[:3]) < 8:
+        raise InputDataError(f"{path}: {what} is too small {data.shape[:3]} to be a head scan")
+    bad = ~np.isfinite(data)
+    if bad.any():
+        raise InputDataError(f"{path}: {what} contains {int(bad.sum())} NaN/Inf voxel(s)")
+    if not np.any(data):
+        raise InputDataError(f"{path}: {what} is all zeros")
+    return img, data
+
+
+def to_ants(data: np.ndarray, affine: np.ndarray):
+    """An ANTs image from an array on a NIfTI (RAS) voxel grid."""
+    import ants
+
+    img = nib.Nifti1Image(np.asarray(data, dtype=np.float32), affine)
+    return ants.from_nibabel_nifti(img)
+
+
+def to_nibabel(image, like: nib.Nifti1Image | None = None, dtype=np.float32) -> nib.Nifti1Image:
+    """An ANTs image as a NIfTI image (on the grid of ``like`` when given)."""
+    import ants
+
+    out = ants.to_nibabel_nifti(image)
+    data = np.asarray(out.dataobj, dtype=dtype)
+    affine = like.affine if like is not None else out.affine
+    img = nib.Nifti1Image(data, affine)
+    img.header.set_xyzt_units("mm")
+    img.set_sform(affine, 1)
+    img.set_qform(affine, 1)
+    return img

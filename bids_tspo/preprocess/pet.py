@@ -1,0 +1,185 @@
+"""PET quantification: SUV window average, units, decay, body weight; coregistration to T1w.
+
+Pure functions (frame weights, unit factors, weight lookup) are separated from the image work
+so they can be tested on small cases.
+
+>>> frame_weights([0, 3600, 4500], [3600, 900, 900], (60, 90))
+array([0. , 0.5, 0.5])
+>>> activity_to_bq(10, "mCi")
+370000000.0
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+from ..errors import InputDataError
+
+LOG = logging.getLogger("bids_tspo.pet")
+
+HALF_LIFE_S = {"C11": 1220.04, "F18": 6586.2, "O15": 122.24, "N13": 597.9, "GA68": 4062.6,
+               "CU64": 45720.0, "ZR89": 282276.0, "RB82": 75.45}
+_ACTIVITY = {"bq": 1.0, "kbq": 1e3, "mbq": 1e6, "gbq": 1e9, "ci": 3.7e10, "mci": 3.7e7,
+             "uci": 3.7e4, "µci": 3.7e4, "μci": 3.7e4}
+_VOLUME = {"ml": 1.0, "cc": 1.0, "cm3": 1.0, "l": 1e3}
+WEIGHT_RANGE_KG = (20.0, 300.0)
+
+
+def activity_to_bq(value: float, units: str) -> float:
+    """Convert an injected activity to Bq (Bq, kBq, MBq, GBq, Ci, mCi, uCi)."""
+    key = str(units).strip().lower().replace(" ", "")
+    if key not in _ACTIVITY:
+        raise ValueError(f"unknown activity units {units!r} (use Bq, kBq, MBq, GBq or mCi)")
+    return float(value) * _ACTIVITY[key]
+
+
+def concentration_factor(units: str) -> float:
+    """Factor converting image values in ``units`` (e.g. kBq/mL) to Bq/mL."""
+    key = str(units).strip().lower().replace(" ", "")
+    if "/" not in key:
+        raise ValueError(f"image units {units!r} are not a concentration (e.g. Bq/mL)")
+    num, den = key.split("/", 1)
+    if num not in _ACTIVITY or den not in _VOLUME:
+        raise ValueError(f"unknown image units {units!r} (use Bq/mL, kBq/mL or MBq/mL)")
+    return _ACTIVITY[num] / _VOLUME[den]
+
+
+def frame_weights(starts, durations, window_min: tuple[float, float],
+                  tolerance_s: float = 1.0) -> np.ndarray:
+    """Duration weights of each frame's overlap with the window (minutes after injection).
+
+    Partial overlaps count by their overlapping duration; the weights sum to 1. Raises
+    ``ValueError`` when the frames do not cover the window (gaps count as uncovered).
+    """
+    starts = np.asarray(starts, dtype=float)
+    durations = np.asarray(durations, dtype=float)
+    lo, hi = window_min[0] * 60.0, window_min[1] * 60.0
+    overlap = np.clip(np.minimum(starts + durations, hi) - np.maximum(starts, lo), 0, None)
+    covered = overlap.sum()
+    if covered < (hi - lo) - tolerance_s:
+        first, last = starts.min() / 60, (starts + durations).max() / 60
+        raise ValueError(f"frames ({first:g}-{last:g} min after injection) cover only "
+                         f"{covered / 60:.1f} of the {window_min[0]:g}-{window_min[1]:g} min "
+                         f"SUV window")
+    return overlap / covered
+
+
+@dataclass(frozen=True)
+class WeightLookup:
+    kg: float
+    source: str
+
+
+def _parse_weight(value, where: str) -> float | None:
+    if value is None or str(value).strip().lower() in ("", "n/a", "nan", "na"):
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        raise InputDataError(f"{where}: body weight {value!r} is not a number") from None
+
+
+def body_weight(sidecar: Mapping, session_row: Mapping, participant_row: Mapping,
+                pet_path: Path, bids_dir: Path | None = None) -> WeightLookup:
+    """Body weight (kg): PET sidecar ``BodyWeight``, else sessions.tsv, else participants.tsv."""
+    candidates = [("sidecar BodyWeight", sidecar.get("BodyWeight"), f"{pet_path} sidecar")]
+    for column in ("body_weight", "weight"):
+        candidates.append((f"sessions.tsv {column}", session_row.get(column), "sessions.tsv"))
+    for column in ("body_weight", "weight"):
+        candidates.append((f"participants.tsv {column}", participant_row.get(column),
+                           "participants.tsv"))
+    for source, value, where in candidates:
+        kg = _parse_weight(value, where)
+        if kg is None:
+            continue
+        if not WEIGHT_RANGE_KG[0] <= kg <= WEIGHT_RANGE_KG[1]:
+            raise InputDataError(f"{pet_path}: body weight {kg:g} kg from {source} is implausible "
+                                 f"(expected {WEIGHT_RANGE_KG[0]:g}-{WEIGHT_RANGE_KG[1]:g} kg)")
+        return WeightLookup(kg, source)
+    raise InputDataError(f"{pet_path}: no body weight (sidecar BodyWeight, sessions.tsv or "
+                         "participants.tsv body_weight/weight) - SUV cannot be computed")
+
+
+def _required(sidecar: Mapping, key: str, path: Path):
+    value = sidecar.get(key)
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "n/a")):
+        raise InputDataError(f"{path}: sidecar has no {key}")
+    return value
+
+
+def decay_to_injection(sidecar: Mapping, starts, durations, path: Path) -> np.ndarray:
+    """Per-frame factors bringing the image to decay-corrected-to-injection concentrations."""
+    nuclide = str(sidecar.get("TracerRadionuclide", "C11")).upper().replace("-", "")
+    nuclide = nuclide.replace("11C", "C11").replace("18F", "F18")
+    if nuclide not in HALF_LIFE_S:
+        raise InputDataError(f"{path}: unknown TracerRadionuclide {nuclide!r}")
+    lam = math.log(2) / HALF_LIFE_S[nuclide]
+    injection = float(sidecar.get("InjectionStart", 0) or 0)
+    starts = np.asarray(starts, float)
+    durations = np.asarray(durations, float)
+    corrected = sidecar.get("ImageDecayCorrected", True)
+    if isinstance(corrected, str):
+        corrected = corrected.strip().lower() in ("true", "1", "yes")
+    if corrected:
+        ref = float(sidecar.get("ImageDecayCorrectionTime", injection) or 0)
+        return np.full(len(starts), math.exp(-lam * (ref - injection)))
+    t0 = starts - injection
+    return lam * durations / (np.exp(-lam * t0) * (1 - np.exp(-lam * durations)))
+
+
+@dataclass(frozen=True)
+class SuvResult:
+    data: np.ndarray       # 3D SUV (g/mL) on the PET grid
+    affine: np.ndarray
+    metadata: dict         # what was used (window, weight source, dose, units)
+
+
+def compute_suv(data: np.ndarray, affine: np.ndarray, sidecar: Mapping, path: Path,
+                weight: WeightLookup, window_min: tuple[float, float]) -> SuvResult:
+    """Average the frames in ``window_min`` and convert to SUV."""
+    frames = data if data.ndim == 4 else data[..., None]
+    starts = sidecar.get("FrameTimesStart")
+    durations = sidecar.get("FrameDuration")
+    if starts is None or durations is None:
+        raise InputDataError(f"{path}: sidecar has no FrameTimesStart/FrameDuration; "
+                             "the SUV window cannot be located")
+    starts = np.atleast_1d(np.asarray(starts, float))
+    durations = np.atleast_1d(np.asarray(durations, float))
+    if not (len(starts) == len(durations) == frames.shape[3]):
+        raise InputDataError(f"{path}: image has {frames.shape[3]} frame(s) but the sidecar "
+                             f"lists {len(starts)} FrameTimesStart and {len(durations)} "
+                             "FrameDuration")
+    injection = float(sidecar.get("InjectionStart", 0) or 0)
+    try:
+        weights = frame_weights(starts - injection, durations, window_min)
+    except ValueError as exc:
+        raise InputDataError(f"{path}: {exc}") from None
+    dose = float(_required(sidecar, "InjectedRadioactivity", path))
+    dose_units = _required(sidecar, "InjectedRadioactivityUnits", path)
+    units = _required(sidecar, "Units", path)
+    try:
+        dose_bq = activity_to_bq(dose, dose_units)
+        to_bq_ml = concentration_factor(units)
+    except ValueError as exc:
+        raise InputDataError(f"{path}: {exc}") from None
+    if dose_bq <= 0:
+        raise InputDataError(f"{path}: InjectedRadioactivity {dose:g} {dose_units} is not positive")
+    if not 1e6 <= dose_bq <= 5e10:
+        raise InputDataError(f"{path}: InjectedRadioactivity {dose:g} {dose_units} is implausible "
+                             "for a human PET scan (check InjectedRadioactivityUnits)")
+    decay = decay_to_injection(sidecar, starts, durations, path)
+    used = weights > 0
+    mean = np.tensordot(frames[..., used], weights[used] * decay[used], axes=([3], [0]))
+    suv = mean * to_bq_ml / (dose_bq / (weight.kg * 1000.0))
+    meta = {"SUVWindow": list(window_min), "SUVWindowUnits": "min after injection",
+            "FramesUsed": [int(i) for i in np.flatnonzero(used)],
+            "FrameWeights": [round(float(w), 6) for w in weights[used]],
+            "InjectedRadioactivityBq": dose_bq, "BodyWeight": weight.kg,
+            "BodyWeightSource": weight.source, "SourceUnits": units}
+    return SuvResult(suv.astype(np.float32), affine, meta)

@@ -1,0 +1,124 @@
+"""One session of the participant level: T1w preprocessing, then each PET, into OUTPUT_DIR.
+
+All outputs are computed first and written atomically at the end, so a failure (bad PET
+sidecar, unreadable image) leaves nothing half-written for that session.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from ..bids_io import PetImage, Session
+from ..config import Config
+from ..derivatives import (anat_path, atomic_path, bids_uri, pet_path, save_nifti_atomic,
+                           sidecar_path, write_json_atomic, xfm_path)
+from ..templates import resolve_template
+from .anat import AnatResult, preprocess_anat
+from .images import load_checked, to_ants, to_nibabel
+from .pet import body_weight, compute_suv
+from .presets import load_preset
+
+LOG = logging.getLogger("bids_tspo.preprocess")
+PET_TEMPLATE_RES = 2
+
+
+def coregister_pet(suv, pet_affine, anat: AnatResult, preset: dict, workdir: Path):
+    """Rigid (mutual information) PET -> T1w; returns the transform file (ANTs .mat)."""
+    import ants
+
+    fixed = to_ants(np.asarray(anat.t1w.dataobj, np.float32), anat.t1w.affine)
+    moving = to_ants(suv, pet_affine)
+    reg = ants.registration(fixed=fixed, moving=moving, outprefix=str(workdir / "pet2t1w_"),
+                            **preset["pet_coreg"])
+    return reg["fwdtransforms"][0]
+
+
+def _resample(moving_data, moving_affine, like: nib.Nifti1Image, transforms: list[str]):
+    import ants
+
+    fixed = to_ants(np.zeros(like.shape[:3], np.float32), like.affine)
+    out = ants.apply_transforms(fixed=fixed, moving=to_ants(moving_data, moving_affine),
+                                transformlist=transforms, interpolator="linear")
+    return to_nibabel(out, like=like)
+
+
+def _pet_entities(pet: PetImage) -> dict:
+    return {"trc": pet.entities.get("tracer"), "run": pet.entities.get("run")}
+
+
+def preprocess_session(config: Config, session: Session) -> list[Path]:
+    """Preprocess one session; returns the derivative paths written."""
+    preset = load_preset(config.sloppy)
+    template = resolve_template(preset["template_resolution"])
+    work = config.work_dir / "participant" / session.name
+    if config.clean_workdir and work.exists():
+        shutil.rmtree(work)
+    LOG.info("%s: T1w %s (preset %s)", session.name, session.primary_t1w.name, preset["name"])
+    anat = preprocess_anat(session.primary_t1w, template, preset, work / "anat")
+    t1_uri = bids_uri(session.primary_t1w, config.bids_dir)
+    out = config.output_dir
+    pending: list[tuple[object, Path, dict | None]] = [
+        (anat.t1w, anat_path(out, session, desc="preproc", suffix="T1w"),
+         {"Sources": [t1_uri], "SkullStripped": False, "Units": "arbitrary",
+          "BiasCorrection": "N4 (ANTs)"}),
+        (_as_uint8(anat.brain_mask), anat_path(out, session, desc="brain", suffix="mask"),
+         {"Sources": [t1_uri], "SkullStripped": False, "Units": "binary", "Type": "Brain",
+          "Method": "template mask warped by affine + SyN (ANTs), cleaned"}),
+    ]
+    timings = dict(anat.timings)
+    tpl_pet = resolve_template(PET_TEMPLATE_RES)
+    tpl_like = tpl_pet.load()[1]
+    for pet in session.pet:
+        start = time.monotonic()
+        img, data = load_checked(pet.path, ndim=(3, 4), what="PET")
+        weight = body_weight(pet.sidecar, session.session_row, session.participant, pet.path)
+        suv = compute_suv(data, img.affine, pet.sidecar, pet.path, weight, config.suv_window)
+        pet_work = work / pet.path.name.split(".")[0]
+        pet_work.mkdir(parents=True, exist_ok=True)
+        rigid = coregister_pet(suv.data, suv.affine, anat, preset, pet_work)
+        on_t1w = _resample(suv.data, suv.affine, anat.t1w, [rigid])
+        on_tpl = _resample(suv.data, suv.affine, tpl_like, [str(anat.to_template), rigid])
+        pet_uri = bids_uri(pet.path, config.bids_dir)
+        meta = {"Sources": [pet_uri, t1_uri], "SkullStripped": False, "Units": "g/mL",
+                "Description": "standardised uptake value, frame-duration-weighted window mean",
+                **suv.metadata}
+        ent = _pet_entities(pet)
+        pending.append((on_t1w, pet_path(out, session, desc="suv", space="T1w", **ent),
+                        {**meta, "SpatialReference": t1_uri}))
+        pending.append((on_tpl, pet_path(out, session, desc="suv", space=template.name, **ent),
+                        {**meta, "SpatialReference": template.name,
+                         "Resolution": f"{PET_TEMPLATE_RES} mm"}))
+        timings[f"pet:{pet.path.name}"] = round(time.monotonic() - start, 2)
+        LOG.info("%s: PET %s -> SUV (weight %.1f kg from %s) in %.1f s", session.name,
+                 pet.path.name, weight.kg, weight.source, timings[f"pet:{pet.path.name}"])
+    written = _write_all(pending)
+    for src, dst in ((anat.to_template, xfm_path(out, session, src="T1w", dst=template.name)),
+                     (anat.from_template, xfm_path(out, session, src=template.name, dst="T1w"))):
+        with atomic_path(dst) as tmp:
+            shutil.copyfile(src, tmp)
+        written.append(dst)
+    write_json_atomic(work / "timings.json", timings)
+    LOG.debug("%s timings: %s", session.name, timings)
+    return written
+
+
+def _as_uint8(img: nib.Nifti1Image) -> nib.Nifti1Image:
+    out = nib.Nifti1Image(np.asarray(img.dataobj, dtype=np.uint8), img.affine, img.header)
+    out.set_data_dtype(np.uint8)
+    return out
+
+
+def _write_all(pending) -> list[Path]:
+    written = []
+    for img, path, meta in pending:
+        save_nifti_atomic(img, path)
+        if meta is not None:
+            write_json_atomic(sidecar_path(path), meta)
+        written.append(path)
+    return written

@@ -1,0 +1,122 @@
+"""PET quantification: units, frame windows, decay, weight lookup order, error cases."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bids_tspo.errors import InputDataError
+from bids_tspo.preprocess.pet import (HALF_LIFE_S, WeightLookup, activity_to_bq, body_weight,
+                                      compute_suv, concentration_factor,
+                                      decay_to_injection, frame_weights)
+
+PET = Path("sub-01_trc-PBR28_pet.nii.gz")
+
+
+@pytest.mark.parametrize("value, units, bq", [
+    (1, "Bq", 1.0), (2, "kBq", 2e3), (370, "MBq", 3.7e8), (0.4, "GBq", 4e8),
+    (10, "mCi", 3.7e8), (10, "mci", 3.7e8), (5, "uCi", 1.85e5),
+])
+def test_activity_units(value, units, bq):
+    assert activity_to_bq(value, units) == pytest.approx(bq)
+
+
+@pytest.mark.parametrize("units, factor", [
+    ("Bq/mL", 1.0), ("kBq/mL", 1e3), ("MBq/mL", 1e6), ("kBq/cc", 1e3), ("Bq/ml", 1.0)])
+def test_concentration_units(units, factor):
+    assert concentration_factor(units) == factor
+
+
+@pytest.mark.parametrize("bad", ["SUV", "g/mL", "counts"])
+def test_unknown_concentration_units(bad):
+    with pytest.raises(ValueError):
+        concentration_factor(bad)
+
+
+def test_frame_weights_whole_and_partial_overlaps():
+    # frames 50-65, 65-80, 80-95 min: window 60-90 takes 5, 15 and 10 minutes of them
+    starts = np.array([50, 65, 80]) * 60.0
+    durations = np.array([15, 15, 15]) * 60.0
+    w = frame_weights(starts, durations, (60, 90))
+    assert w == pytest.approx([5 / 30, 15 / 30, 10 / 30])
+
+
+def test_frame_weights_refuse_uncovered_window():
+    with pytest.raises(ValueError, match="cover only 20.0 of the 60-90 min"):
+        frame_weights([0, 3600], [3600, 1200], (60, 90))
+    with pytest.raises(ValueError, match="cover only"):  # a gap inside the window
+        frame_weights([3600, 4500], [600, 900], (60, 90))
+
+
+def test_decay_factors():
+    # corrected to injection: factor 1; corrected to scan start 10 min later: exp(-lambda t)
+    lam = math.log(2) / HALF_LIFE_S["C11"]
+    meta = {"TracerRadionuclide": "C11", "ImageDecayCorrected": True,
+            "ImageDecayCorrectionTime": 0, "InjectionStart": 0}
+    assert decay_to_injection(meta, [3600], [600], PET) == pytest.approx([1.0])
+    meta["ImageDecayCorrectionTime"] = 600
+    assert decay_to_injection(meta, [3600], [600], PET) == pytest.approx([math.exp(-lam * 600)])
+    meta["ImageDecayCorrected"] = False  # uncorrected frames get the frame-average factor
+    expected = lam * 600 / (math.exp(-lam * 3600) * (1 - math.exp(-lam * 600)))
+    assert decay_to_injection(meta, [3600], [600], PET) == pytest.approx([expected])
+
+
+def test_weight_lookup_order():
+    sidecar, session, participant = {"BodyWeight": 70}, {"body_weight": "71"}, {"weight": "72"}
+    assert body_weight(sidecar, session, participant, PET) == WeightLookup(70, "sidecar BodyWeight")
+    assert body_weight({}, session, participant, PET).source == "sessions.tsv body_weight"
+    assert body_weight({}, {"weight": "n/a"}, participant, PET) == WeightLookup(
+        72, "participants.tsv weight")
+    assert body_weight({}, {}, {"body_weight": "80", "weight": "90"}, PET).kg == 80
+
+
+@pytest.mark.parametrize("rows, message", [
+    (({}, {}, {}), "no body weight"),
+    (({"BodyWeight": 400}, {}, {}), "400 kg from sidecar BodyWeight is implausible"),
+    (({}, {}, {"weight": "15"}), "implausible"),
+    (({}, {"weight": "heavy"}, {}), "is not a number"),
+])
+def test_weight_errors_name_the_file(rows, message):
+    with pytest.raises(InputDataError, match=message) as exc:
+        body_weight(*rows, PET)
+    if "BodyWeight" in message or "no body" in message or "implausible" in message:
+        assert str(PET) in str(exc.value)
+
+
+def _sidecar(**changes):
+    meta = {"FrameTimesStart": [0, 3600, 4500], "FrameDuration": [3600, 900, 900],
+            "InjectedRadioactivity": 400, "InjectedRadioactivityUnits": "MBq",
+            "Units": "kBq/mL", "TracerRadionuclide": "C11", "ImageDecayCorrected": True,
+            "ImageDecayCorrectionTime": 0, "InjectionStart": 0}
+    meta.update(changes)
+    return {k: v for k, v in meta.items() if v is not None}
+
+
+def test_compute_suv_hand_computed():
+    frames = np.zeros((8, 8, 8, 3), np.float32)
+    frames[..., 1], frames[..., 2] = 5.0, 7.0  # kBq/mL; window mean = 6 kBq/mL
+    out = compute_suv(frames, np.eye(4), _sidecar(), PET, WeightLookup(80.0, "x"), (60, 90))
+    expected = 6000.0 / (400e6 / 80000.0)  # Bq/mL / (Bq/g)
+    assert out.data == pytest.approx(np.full((8, 8, 8), expected), rel=1e-6)
+    assert out.metadata["FramesUsed"] == [1, 2]
+    assert out.metadata["BodyWeightSource"] == "x"
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"InjectedRadioactivity": None}, "no InjectedRadioactivity"),
+    ({"InjectedRadioactivity": 0}, "not positive"),
+    ({"InjectedRadioactivity": 10, "InjectedRadioactivityUnits": "Bq"}, "implausible"),
+    ({"InjectedRadioactivityUnits": "bananas"}, "unknown activity units"),
+    ({"Units": None}, "no Units"),
+    ({"FrameTimesStart": None}, "no FrameTimesStart"),
+    ({"FrameDuration": [3600, 900]}, "3 frame"),
+    ({"FrameTimesStart": [0, 1800, 2700]}, "cover only"),
+])
+def test_compute_suv_errors(changes, message):
+    frames = np.ones((8, 8, 8, 3), np.float32)
+    with pytest.raises(InputDataError, match=message) as exc:
+        compute_suv(frames, np.eye(4), _sidecar(**changes), PET, WeightLookup(80, "x"), (60, 90))
+    assert str(PET) in str(exc.value)
