@@ -135,3 +135,36 @@ def sidecar_path(nifti: Path) -> Path:
 
 def report_path(out: Path, subject: str) -> Path:
     return Path(out) / f"sub-{subject}.html"
+
+
+def synth_sidecar(sources: list[str], units: str, model_id: str, folds: list[int],
+                  oof_fold: int | None = None, space: str = "T1w", sd: bool = False) -> dict:
+    """Sidecar of a synthetic map (``desc-synth``) or its fold SD (``desc-synthstd``)."""
+    meta = {
+        "Sources": sources,
+        "SkullStripped": True,
+        "Units": units,
+        "Description": ("voxelwise SD across fold models" if sd else
+                        "synthetic TSPO PET from T1w (3D U-Net, mean of fold models and "
+                        "left-right flips)"),
+        "ModelID": model_id,
+        "FoldsUsed": folds,
+        "SpatialReference": space,
+    }
+    if oof_fold is not None:
+        meta["CrossValidationFold"] = oof_fold
+        meta["Description"] = ("out-of-fold synthetic TSPO PET from T1w: the fold model that "
+                               "never saw this subject (mean with its left-right flip)")
+    return meta
+
+
+def find_xfm(out: Path, session: Session, src: str = "T1w") -> tuple[str, Path] | None:
+    """The template name and T1w->template transform written at participant level."""
+    anat = Path(out) / session.reldir / "anat"
+    pattern = (f"{session.name}_from-T1w_to-*_mode-image_xfm.h5" if src == "T1w"
+               else f"{session.name}_from-*_to-T1w_mode-image_xfm.h5")
+    for path in sorted(anat.glob(pattern)):
+        name = path.name.split("_from-")[1].split("_mode-")[0]
+        tpl = name.split("_to-")[1] if src == "T1w" else name.split("_to-")[0]
+        return tpl, path
+    return None

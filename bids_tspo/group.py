@@ -1,25 +1,113 @@
-"""Group level: training, out-of-fold synthesis and evaluation.
+"""Group level: subject-grouped K-fold training, the model bundle, out-of-fold evaluation.
 
-The model (issue 4) and the evaluation (issue 5) are not implemented yet; the group level
-says so clearly instead of pretending to succeed.
+Reads the participant derivatives in OUTPUT_DIR (and, for the group and genotype columns,
+BIDS_DIR/participants.tsv). Folds with a complete checkpoint are reused, so ``--fold k`` jobs
+followed by one plain ``group`` run give the same result as one run. With ``--model`` nothing
+is trained: the given bundle is evaluated on every session with PET.
 """
 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
+from tqdm import tqdm
+
+from . import __version__
+from .bids_io import participants_table
+from .bundle import model_id_for, write_bundle_files
 from .config import Config
-from .errors import BidsTspoError
+from .data import discover, prepare
+from .derivatives import write_json_atomic
+from .errors import InputDataError, MissingInputError
+from .evaluate import evaluate_out_of_fold
+from .infer import load_bundle, resolve_device
+from .model import UNetConfig
+from .splits import load_splits, make_splits
+from .tables import write_metrics
+from .train import TrainSettings, distributed, is_complete, train_fold
 
 LOG = logging.getLogger("bids_tspo.group")
-PENDING = ("U-Net training and out-of-fold synthesis", "group evaluation and reports")
 
 
-class NotAvailableError(BidsTspoError):
-    exit_code = 1
+def _strata(paired, column: str) -> dict[str, str]:
+    labels = {f.subject: f.group for f in paired}
+    if all(v == "n/a" for v in labels.values()):
+        LOG.warning("participants.tsv has no %r column: folds are not stratified", column)
+    return labels
+
+
+def _splits(config: Config, bundle_dir: Path, labels: dict[str, str]) -> dict:
+    existing = bundle_dir / "splits.json"
+    if config.splits is not None:
+        return load_splits(config.splits, set(labels))
+    if existing.is_file():
+        splits = load_splits(existing, set(labels))
+        if splits["k"] != config.folds:
+            raise InputDataError(f"{existing}: made for {splits['k']} folds, not --folds "
+                                 f"{config.folds}; remove the bundle folder to start again")
+        return splits
+    return make_splits(labels, config.folds, config.seed, config.group_column)
 
 
 def run_group_level(config: Config) -> int:
-    raise NotAvailableError(
-        "the group level is not available in this version yet (pending: "
-        + "; ".join(PENDING) + ")")
+    rank, _ = distributed()
+    device = resolve_device(config.device)
+    table = participants_table(config.bids_dir)
+    sessions = discover(config.output_dir, table, config.group_column, config.genotype_column)
+    paired = [s for s in sessions if s.suv is not None]
+    if not paired:
+        raise MissingInputError(f"{config.output_dir}: no session with both a preprocessed T1w "
+                                "and an SUV map; run the participant level first")
+    LOG.info("%d session(s) of %d subject(s) with T1w and PET", len(paired),
+             len({s.subject for s in paired}))
+    cache = config.work_dir / "group" / "cache"
+    items = {f.name: prepare(f, config.image_size, config.target, cache)
+             for f in tqdm(paired, desc="preparing volumes", disable=rank != 0)}
+    if config.model is not None:
+        bundle = load_bundle(config.model)
+        folds = {"folds": [{"fold": k, "test": [f.subject for f in paired], "train": []}
+                           for k in list(bundle.folds)[:1]]}
+        rows = evaluate_out_of_fold(config.output_dir, bundle, folds, paired, items, device,
+                                    config.seed, write=False)
+        write_metrics(config.output_dir, rows)
+        return 0
+
+    labels = _strata(paired, config.group_column)
+    cfg = UNetConfig()
+    model_id = model_id_for(config)
+    bundle_dir = config.output_dir / "models" / model_id
+    splits = _splits(config, bundle_dir, labels)
+    if rank == 0:
+        write_json_atomic(bundle_dir / "splits.json", splits)
+    settings = TrainSettings(config.epochs, config.batch_size, config.lr, config.seed,
+                             device.type, augment=True, progress=True)
+    for fold in splits["folds"]:
+        k = fold["fold"]
+        if config.fold is not None and k != config.fold:
+            continue
+        fold_dir = bundle_dir / f"fold-{k}"
+        if is_complete(fold_dir) and not config.clean_workdir:
+            LOG.info("fold %d: complete checkpoint found, reused", k)
+            continue
+        train = [items[f.name] for f in paired if f.subject in fold["train"]]
+        val = [items[f.name] for f in paired if f.subject in fold["val"]]
+        LOG.info("fold %d: training on %d session(s), validating on %d, testing %d subject(s)",
+                 k, len(train), len(val), len(fold["test"]))
+        train_fold(fold_dir, train, val, cfg, settings)
+    if rank != 0:
+        return 0
+    done = [f["fold"] for f in splits["folds"] if is_complete(bundle_dir / f"fold-{f['fold']}")]
+    write_bundle_files(bundle_dir, config, cfg, splits, done, paired)
+    if config.fold is not None or len(done) < len(splits["folds"]):
+        missing = sorted(set(range(len(splits["folds"]))) - set(done))
+        LOG.info("folds trained: %s; still to train: %s; run the group level without --fold "
+                 "to evaluate", done, missing or "none")
+        return 0
+    bundle = load_bundle(bundle_dir)
+    rows = evaluate_out_of_fold(config.output_dir, bundle, splits, paired, items, device,
+                                config.seed)
+    summary = write_metrics(config.output_dir, rows)
+    write_bundle_files(bundle_dir, config, cfg, splits, done, paired, summary)
+    LOG.info("model bundle: %s (bids_tspo %s)", bundle_dir, __version__)
+    return 0

@@ -36,16 +36,35 @@ def run(config: Config) -> int:
     return run_group(config)
 
 
-def _process_participant_session(config: Config, session: Session) -> list[str]:
+def _process_participant_session(config: Config, session: Session, bundle=None,
+                                 device=None) -> list:
     """Run the participant stages on one session; returns the outputs written."""
+    from .data import SessionFiles
+    from .derivatives import anat_path
     from .preprocess import preprocess_session
 
-    return preprocess_session(config, session)
+    written = preprocess_session(config, session)
+    if bundle is not None:
+        from .infer import synthesize_session
+
+        out = config.output_dir
+        files = SessionFiles(session.name, session.subject, session.session,
+                             anat_path(out, session, desc="preproc", suffix="T1w"),
+                             anat_path(out, session, desc="brain", suffix="mask"))
+        written += synthesize_session(out, files, bundle, device,
+                                      config.work_dir / "participant" / "cache")
+    return written
 
 
 def run_participant(config: Config) -> int:
     layout = load_layout(config.bids_dir, validate=not config.skip_bids_validation)
     sessions, missing = select_sessions(layout, config.participant_label, config.session_label)
+    bundle = device = None
+    if config.model is not None:
+        from .infer import load_bundle, resolve_device
+
+        bundle, device = load_bundle(config.model), resolve_device(config.device)
+        LOG.info("synthesis with model %s (folds %s)", bundle.model_id, sorted(bundle.folds))
     init_output_dir(config.output_dir, config.bids_dir)
     failures = [Failure(name, f"{name}: no T1w image (anat/*_T1w.nii[.gz])", EXIT_NOINPUT)
                 for name in missing]
@@ -55,7 +74,7 @@ def run_participant(config: Config) -> int:
     for session in sessions:
         start = time.monotonic()
         try:
-            _process_participant_session(config, session)
+            _process_participant_session(config, session, bundle, device)
         except BidsTspoError as exc:
             LOG.error("%s: %s", session.name, exc)
             LOG.debug("%s failed", session.name, exc_info=True)

@@ -80,7 +80,7 @@ def test_scanner_like_geometry(tiny_bids):
 def test_window_average_equals_truth_times_dose_over_weight(tiny_bids):
     """60-90 min mean of the frames ~ SUV x dose / weight (up to noise), on the T1w grid."""
     from bids_tspo.phantom.writer import load_truth
-    from bids_tspo.phantom.warp import apply, grid_points, sample
+    from bids_tspo.resample import apply, grid_points, sample
 
     truth_dir = tiny_bids / "derivatives/phantom-truth/sub-01/ses-01"
     truth = load_truth(truth_dir / "sub-01_ses-01_truth.json")

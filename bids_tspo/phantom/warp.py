@@ -19,8 +19,9 @@ from dataclasses import dataclass
 
 import nibabel as nib
 import numpy as np
-import torch
 from scipy.spatial.transform import Rotation
+
+from ..resample import apply, grid_points, sample  # noqa: F401 - re-exported
 
 _AXES = {"R": (1, 0, 0), "L": (-1, 0, 0), "A": (0, 1, 0), "P": (0, -1, 0),
          "S": (0, 0, 1), "I": (0, 0, -1)}
@@ -87,41 +88,3 @@ def scanner_grid(rng: np.random.Generator, fov_mm: tuple[float, float, float], v
     middle = (np.asarray(shape) - 1) / 2.0
     affine[:3, 3] = np.asarray(centre) + rng.normal(0, jitter_mm, 3) - affine[:3, :3] @ middle
     return shape, affine
-
-
-def grid_points(shape: tuple[int, int, int], affine: np.ndarray) -> np.ndarray:
-    """World coordinates (3, N) of every voxel of a grid."""
-    ijk = np.indices(shape, dtype=np.float64).reshape(3, -1)
-    return affine[:3, :3] @ ijk + affine[:3, 3:4]
-
-
-def apply(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
-    return matrix[:3, :3] @ points + matrix[:3, 3:4]
-
-
-def sample(volumes: np.ndarray, affine: np.ndarray, points: np.ndarray,
-           mode: str = "bilinear") -> np.ndarray:
-    """Sample ``volumes`` ((C,) X, Y, Z on grid ``affine``) at world ``points`` (3, N).
-
-    Trilinear (``bilinear``) or ``nearest``; zero outside. Returns (C, N) or (N,).
-    """
-    single = volumes.ndim == 3
-    vol = torch.from_numpy(np.ascontiguousarray(volumes[None] if single else volumes,
-                                                dtype=np.float32))
-    ijk = np.linalg.inv(affine)[:3, :3] @ points + np.linalg.inv(affine)[:3, 3:4]
-    size = np.asarray(vol.shape[1:], dtype=np.float64)[:, None]
-    norm = (2.0 * ijk / np.maximum(size - 1, 1) - 1.0)[::-1].T  # (N, 3) as (z, y, x) order
-    grid = torch.from_numpy(np.ascontiguousarray(norm, dtype=np.float32)).view(1, 1, 1, -1, 3)
-    with torch.no_grad():
-        out = torch.nn.functional.grid_sample(vol[None], grid, mode=mode, padding_mode="zeros",
-                                              align_corners=True)
-    out = out.view(vol.shape[0], -1).numpy()
-    return out[0] if single else out
-
-
-def to_image(values: np.ndarray, shape, affine, dtype=np.float32) -> nib.Nifti1Image:
-    img = nib.Nifti1Image(values.reshape(shape).astype(dtype), affine)
-    img.header.set_xyzt_units("mm", "sec")
-    img.set_qform(affine, code=1)
-    img.set_sform(affine, code=1)
-    return img

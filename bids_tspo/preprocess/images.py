@@ -62,3 +62,15 @@ def to_nibabel(image, like: nib.Nifti1Image | None = None, dtype=np.float32) -> 
     img.set_sform(affine, 1)
     img.set_qform(affine, 1)
     return img
+
+
+def resample_with_transforms(moving_data: np.ndarray, moving_affine: np.ndarray,
+                             like: nib.Nifti1Image, transforms: list[str]) -> nib.Nifti1Image:
+    """Apply ANTs transforms (fixed -> moving order) to put an array onto the grid of ``like``."""
+    import ants
+
+    fixed = to_ants(np.zeros(like.shape[:3], np.float32), like.affine)
+    out = ants.apply_transforms(fixed=fixed, moving=to_ants(moving_data, moving_affine),
+                                transformlist=[str(t) for t in transforms],
+                                interpolator="linear")
+    return to_nibabel(out, like=like)

@@ -20,12 +20,13 @@ from ..derivatives import (anat_path, atomic_path, bids_uri, pet_path, save_nift
                            sidecar_path, write_json_atomic, xfm_path)
 from ..templates import resolve_template
 from .anat import AnatResult, preprocess_anat
-from .images import load_checked, to_ants, to_nibabel
+from .images import load_checked, resample_with_transforms, to_ants
 from .pet import body_weight, compute_suv
 from .presets import load_preset
 
 LOG = logging.getLogger("bids_tspo.preprocess")
 PET_TEMPLATE_RES = 2
+COREG_SPACING_MM = 2.5  # PET resolution is ~5 mm: register against a coarse T1w
 
 
 def coregister_pet(suv, pet_affine, anat: AnatResult, preset: dict, workdir: Path):
@@ -33,19 +34,12 @@ def coregister_pet(suv, pet_affine, anat: AnatResult, preset: dict, workdir: Pat
     import ants
 
     fixed = to_ants(np.asarray(anat.t1w.dataobj, np.float32), anat.t1w.affine)
+    spacing = max(COREG_SPACING_MM, *anat.t1w.header.get_zooms()[:3])
+    fixed = ants.resample_image(fixed, (spacing,) * 3, use_voxels=False, interp_type=0)
     moving = to_ants(suv, pet_affine)
     reg = ants.registration(fixed=fixed, moving=moving, outprefix=str(workdir / "pet2t1w_"),
                             **preset["pet_coreg"])
     return reg["fwdtransforms"][0]
-
-
-def _resample(moving_data, moving_affine, like: nib.Nifti1Image, transforms: list[str]):
-    import ants
-
-    fixed = to_ants(np.zeros(like.shape[:3], np.float32), like.affine)
-    out = ants.apply_transforms(fixed=fixed, moving=to_ants(moving_data, moving_affine),
-                                transformlist=transforms, interpolator="linear")
-    return to_nibabel(out, like=like)
 
 
 def _pet_entities(pet: PetImage) -> dict:
@@ -82,8 +76,9 @@ def preprocess_session(config: Config, session: Session) -> list[Path]:
         pet_work = work / pet.path.name.split(".")[0]
         pet_work.mkdir(parents=True, exist_ok=True)
         rigid = coregister_pet(suv.data, suv.affine, anat, preset, pet_work)
-        on_t1w = _resample(suv.data, suv.affine, anat.t1w, [rigid])
-        on_tpl = _resample(suv.data, suv.affine, tpl_like, [str(anat.to_template), rigid])
+        on_t1w = resample_with_transforms(suv.data, suv.affine, anat.t1w, [rigid])
+        on_tpl = resample_with_transforms(suv.data, suv.affine, tpl_like,
+                                          [str(anat.to_template), rigid])
         pet_uri = bids_uri(pet.path, config.bids_dir)
         meta = {"Sources": [pet_uri, t1_uri], "SkullStripped": False, "Units": "g/mL",
                 "Description": "standardised uptake value, frame-duration-weighted window mean",

@@ -1,0 +1,96 @@
+"""The self-describing model bundle: ``models/<model-id>/``.
+
+``model.json`` (architecture, normalisation, training configuration, data summary, versions,
+metrics summary), ``splits.json``, ``fold-<k>/weights.pt`` + ``history.tsv`` and a
+``README.md`` model card.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from collections import Counter
+from pathlib import Path
+
+import torch
+
+from . import CITATION, __version__
+from .config import Config
+from .data import FOV_MM, SUVR_SCALE, target_units
+from .derivatives import write_json_atomic, write_text_atomic
+from .infer import BUNDLE_FORMAT
+from .model import TSPOUNet, UNetConfig, count_parameters
+
+
+def model_id_for(config: Config) -> str:
+    return f"tspo-unet_{config.target}_k{config.folds}_s{config.seed}"
+
+
+def write_bundle_files(bundle_dir: Path, config: Config, cfg: UNetConfig, splits: dict,
+                       done: list[int], paired, metrics: dict | None = None) -> None:
+    meta = {
+        "bundle_format": BUNDLE_FORMAT,
+        "model_id": bundle_dir.name,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "architecture": cfg.to_dict(),
+        "network": {"name": "TSPOUNet (Ferrante et al. 2025)",
+                    "parameters": count_parameters(TSPOUNet(cfg))},
+        "normalisation": {"target": config.target, "units": target_units(config.target),
+                          "image_size": config.image_size, "fov_mm": FOV_MM,
+                          "spacing_mm": FOV_MM / config.image_size,
+                          "suvr_scale": SUVR_SCALE if config.target == "suvr" else None,
+                          "t1w": "1st-99th percentile in brain -> [0, 1], brain-masked",
+                          "suv_window_min": list(config.suv_window)},
+        "training": {"epochs": config.epochs, "batch_size": config.batch_size, "lr": config.lr,
+                     "optimizer": "Adam", "loss": "0.5 BCE + 0.5 MSE in the brain mask",
+                     "seed": config.seed, "folds": splits["k"],
+                     "splits": "subject-grouped, stratified by " + splits["stratified_by"]},
+        "folds_trained": done,
+        "data": {"sessions": len(paired), "subjects": len({f.subject for f in paired}),
+                 "groups": dict(Counter(f.group for f in paired)),
+                 "genotypes": dict(Counter(f.genotype for f in paired))},
+        "versions": {"bids_tspo": __version__, "torch": torch.__version__,
+                     "python": platform.python_version()},
+        "metrics_summary": metrics or {},
+        "citation": CITATION,
+    }
+    write_json_atomic(bundle_dir / "model.json", meta)
+    write_text_atomic(bundle_dir / "README.md", model_card(meta))
+
+
+def model_card(meta: dict) -> str:
+    data, train, norm = meta["data"], meta["training"], meta["normalisation"]
+    metrics = "\n".join(f"| {k} | {v:.4g} |" for k, v in meta["metrics_summary"].items()
+                        if isinstance(v, float)) or "| (not evaluated yet) | |"
+    return f"""# Model card: {meta['model_id']}
+
+3D U-Net (Ferrante et al. 2025; {meta['network']['parameters']:,} parameters) mapping a
+skull-stripped, percentile-scaled T1w to a synthetic TSPO ([11C]PBR28) PET map.
+
+## Training data
+{data['sessions']} sessions of {data['subjects']} subjects; groups {data['groups']};
+genotypes {data['genotypes']}.
+
+## Training
+{train['folds']}-fold cross-validation, {train['splits']}; {train['epochs']} epochs, batch
+{train['batch_size']}, Adam lr {train['lr']}, loss {train['loss']}, seed {train['seed']}.
+Folds trained: {meta['folds_trained']}.
+
+## Output
+Target `{norm['target']}` ({norm['units']}), {norm['image_size']}³ box of {norm['fov_mm']:g} mm,
+SUV window {norm['suv_window_min']} min after injection.
+
+## Out-of-fold performance
+| metric | value |
+|---|---|
+{metrics}
+
+## Intended use and limits
+Research only; not for diagnosis or treatment decisions. Trained on one cohort: scanners,
+protocols, tracers and populations outside it are out of distribution. The map follows
+statistical relations between anatomy and PET; it is not a measurement of TSPO binding.
+Normalised targets remove absolute (and genotype-driven) differences in uptake.
+
+## Citation
+{meta['citation']}
+"""

@@ -1,0 +1,187 @@
+"""Model-ready arrays from the participant derivatives, cached, and the torch Dataset.
+
+Each session is resampled (trilinear) into a brain-centred, RAS-aligned box of
+``image_size``³ voxels covering a fixed 192 mm field of view (96³ at 2 mm by default). The box
+affine is kept, so predictions map back onto the exact T1w grid (:func:`to_native`).
+
+* T1w: 1st→0 / 99th→1 percentile scaling inside the brain (no clipping), then brain-masked.
+* PET target ``minmax`` (the paper): per-volume min–max inside the brain; ``suvr``: SUV over its
+  whole-brain mean, divided by ``SUVR_SCALE`` to sit in the sigmoid's range.
+
+>>> grid = ModelGrid.around(np.ones((4, 4, 4)), np.eye(4), size=32)
+>>> grid.shape, float(grid.affine[0, 0])
+((32, 32, 32), 6.0)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import torch
+
+from .resample import grid_points, resample_to_grid, sample
+
+LOG = logging.getLogger("bids_tspo.data")
+FOV_MM = 192.0
+SUVR_SCALE = 3.0
+CACHE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ModelGrid:
+    shape: tuple[int, int, int]
+    affine: np.ndarray
+
+    @classmethod
+    def around(cls, mask: np.ndarray, affine: np.ndarray, size: int) -> "ModelGrid":
+        """A RAS box of ``size``³ voxels over ``FOV_MM``, centred on the mask's centroid."""
+        idx = np.argwhere(mask > 0)
+        centre_vox = idx.mean(axis=0) if len(idx) else (np.asarray(mask.shape) - 1) / 2
+        centre = affine[:3, :3] @ centre_vox + affine[:3, 3]
+        spacing = FOV_MM / size
+        box = np.diag([spacing, spacing, spacing, 1.0])
+        box[:3, 3] = centre - spacing * (size - 1) / 2.0
+        return cls((size, size, size), box)
+
+
+@dataclass(frozen=True)
+class SessionFiles:
+    """Participant-level derivatives of one session (``suv`` is None for MRI-only)."""
+
+    name: str
+    subject: str
+    session: str | None
+    t1w: Path
+    mask: Path
+    suv: Path | None = None
+    group: str = "n/a"
+    genotype: str = "n/a"
+
+
+def discover(output_dir: Path, table: dict[str, dict] | None = None,
+             group_column: str = "group", genotype_column: str = "tspo_genotype"
+             ) -> list[SessionFiles]:
+    """Sessions with a preprocessed T1w and brain mask in ``output_dir`` (SUV when present)."""
+    table = table or {}
+    found = []
+    for t1w in sorted(Path(output_dir).glob("sub-*/**/anat/*_desc-preproc_T1w.nii.gz")):
+        name = t1w.name.split("_desc-")[0]
+        mask = t1w.with_name(f"{name}_desc-brain_mask.nii.gz")
+        if not mask.is_file():
+            continue
+        suvs = sorted((t1w.parent.parent / "pet").glob(f"{name}_*space-T1w_desc-suv_pet.nii.gz"))
+        ent = dict(part.split("-", 1) for part in name.split("_"))
+        row = table.get(ent["sub"], {})
+        found.append(SessionFiles(name, ent["sub"], ent.get("ses"), t1w, mask,
+                                  suvs[0] if suvs else None,
+                                  row.get(group_column, "n/a") or "n/a",
+                                  row.get(genotype_column, "n/a") or "n/a"))
+    return found
+
+
+def scale_t1(t1: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    inside = t1[mask > 0]
+    p1, p99 = np.percentile(inside, [1, 99]) if inside.size else (0.0, 1.0)
+    return ((t1 - p1) / max(p99 - p1, 1e-6) * (mask > 0)).astype(np.float32)
+
+
+def pet_target(suv: np.ndarray, mask: np.ndarray, target: str) -> np.ndarray:
+    inside = suv[mask > 0]
+    if target == "minmax":
+        lo, hi = inside.min(), inside.max()
+        out = (suv - lo) / max(hi - lo, 1e-6)
+    elif target == "suvr":
+        out = suv / max(inside.mean(), 1e-6) / SUVR_SCALE
+    else:
+        raise ValueError(f"unknown target {target!r}")
+    return np.clip(out * (mask > 0), 0.0, 1.0).astype(np.float32)
+
+
+def target_units(target: str) -> str:
+    return "normalised 0-1 (min-max in brain)" if target == "minmax" else "SUVR"
+
+
+def _fingerprint(files: SessionFiles, size: int, target: str) -> str:
+    parts = [CACHE_VERSION, size, target]
+    for path in (files.t1w, files.mask, files.suv):
+        if path is not None:
+            st = Path(path).stat()
+            parts += [str(path), st.st_size, st.st_mtime_ns]
+    return hashlib.sha1(json.dumps(parts).encode()).hexdigest()[:16]
+
+
+def prepare(files: SessionFiles, size: int, target: str, cache_dir: Path | None = None) -> dict:
+    """Model-ready arrays of one session: t1, mask, pet (or None) and the box affine."""
+    cache = Path(cache_dir) / f"{files.name}_{_fingerprint(files, size, target)}.npz" \
+        if cache_dir else None
+    if cache is not None and cache.is_file():
+        with np.load(cache) as z:
+            return {"pet": None} | {k: z[k] for k in z.files} | {"name": files.name}
+    mask_img = nib.load(files.mask)
+    mask_native = np.asarray(mask_img.dataobj, dtype=np.float32)
+    grid = ModelGrid.around(mask_native, mask_img.affine, size)
+    t1_img = nib.load(files.t1w)
+    mask = (resample_to_grid(mask_native, mask_img.affine, grid.shape, grid.affine) > 0.5)
+    t1 = resample_to_grid(np.asarray(t1_img.dataobj, np.float32), t1_img.affine, grid.shape,
+                          grid.affine)
+    out = {"t1": scale_t1(t1, mask)[None], "mask": mask.astype(np.float32)[None],
+           "affine": grid.affine, "pet": None}
+    if files.suv is not None:
+        suv_img = nib.load(files.suv)
+        suv = resample_to_grid(np.asarray(suv_img.dataobj, np.float32), suv_img.affine,
+                               grid.shape, grid.affine)
+        out["pet"] = pet_target(suv, mask, target)[None]
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(".tmp.npz")
+        np.savez(tmp, **{k: v for k, v in out.items() if v is not None})
+        tmp.replace(cache)
+    return out | {"name": files.name}
+
+
+def to_native(volume: np.ndarray, box_affine: np.ndarray, like: nib.Nifti1Image) -> np.ndarray:
+    """Resample a model-box volume onto the grid of ``like`` (zero outside the box)."""
+    shape = like.shape[:3]
+    return sample(np.asarray(volume, np.float32), box_affine,
+                  grid_points(shape, like.affine)).reshape(shape)
+
+
+class VolumeDataset(torch.utils.data.Dataset):
+    """Prepared sessions as tensors ``{"t1", "pet", "mask"}`` of shape (1, S, S, S)."""
+
+    def __init__(self, items: list[dict], augment: bool = False, seed: int = 0):
+        self.items = [it for it in items if it.get("pet") is not None]
+        self.transform = _augmentation(seed) if augment else None
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> dict:
+        item = self.items[index]
+        sample_ = {k: torch.as_tensor(item[k]) for k in ("t1", "pet", "mask")}
+        if self.transform is not None:
+            sample_ = self.transform(sample_)
+            sample_ = {k: torch.as_tensor(v) for k, v in sample_.items()}
+            sample_["mask"] = (sample_["mask"] > 0.5).float()
+        return sample_
+
+
+def _augmentation(seed: int):
+    """Light augmentation: left-right flips, small affine, T1w intensity jitter (MONAI)."""
+    from monai.transforms import Compose, RandAffined, RandFlipd, RandScaleIntensityd
+
+    keys = ["t1", "pet", "mask"]
+    aug = Compose([
+        RandFlipd(keys, prob=0.5, spatial_axis=0),
+        RandAffined(keys, prob=0.3, rotate_range=(0.05, 0.05, 0.05), scale_range=(0.03,) * 3,
+                    mode=("bilinear", "bilinear", "nearest"), padding_mode="zeros"),
+        RandScaleIntensityd(["t1"], factors=0.05, prob=0.5),
+    ])
+    aug.set_random_state(seed=seed)
+    return aug

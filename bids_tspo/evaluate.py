@@ -1,0 +1,107 @@
+"""Out-of-fold synthesis and per-session metrics, with the baseline the model must beat.
+
+For every session with PET, the fold model that never saw its subject synthesises the map
+(written as ``desc-synth`` with ``CrossValidationFold``); metrics compare it, on the T1w grid
+inside the brain mask, with the true PET normalised like the model target. The baseline is
+the mean normalised PET of the same fold's training subjects in template space, warped to the
+subject through the inverse template registration.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .bids_io import Session
+from .data import SessionFiles, pet_target, to_native
+from .derivatives import find_xfm
+from .infer import Bundle, ensemble, to_units, write_maps
+from .metrics import all_metrics
+from .preprocess.images import resample_with_transforms
+
+LOG = logging.getLogger("bids_tspo.evaluate")
+
+
+def _native_truth(files: SessionFiles, target: str):
+    t1 = nib.load(files.t1w)
+    mask = np.asarray(nib.load(files.mask).dataobj) > 0
+    suv = np.asarray(nib.load(files.suv).dataobj, np.float32)
+    return t1, mask, to_units(pet_target(suv, mask, target), target)
+
+
+def _template_target(out: Path, files: SessionFiles, target: str):
+    """Normalised template-space SUV of a session (None when missing)."""
+    session = Session(files.subject, files.session, (files.t1w,))
+    xfm = find_xfm(out, session)
+    if xfm is None:
+        return None
+    tpl = xfm[0]
+    paths = sorted((files.t1w.parent.parent / "pet").glob(f"{files.name}_*space-{tpl}_desc-suv_pet.nii.gz"))
+    if not paths:
+        return None
+    img = nib.load(paths[0])
+    data = np.asarray(img.dataobj, np.float32)
+    return img, data
+
+
+def baseline_map(out: Path, files: SessionFiles, train: list[SessionFiles], target: str,
+                 tpl_mask: np.ndarray):
+    """Mean normalised template-space PET of ``train``, warped onto ``files``' T1w grid."""
+    stack, ref = [], None
+    for other in train:
+        loaded = _template_target(out, other, target)
+        if loaded is None:
+            continue
+        ref, data = loaded
+        stack.append(pet_target(data, tpl_mask, target))
+    if not stack:
+        return None
+    mean = np.mean(stack, axis=0)
+    inverse = find_xfm(out, Session(files.subject, files.session, (files.t1w,)), src="template")
+    if inverse is None:
+        return None
+    t1 = nib.load(files.t1w)
+    warped = resample_with_transforms(mean, ref.affine, t1, [inverse[1]])
+    return np.asarray(warped.dataobj, np.float32)
+
+
+def evaluate_out_of_fold(out: Path, bundle: Bundle, splits: dict, paired: list[SessionFiles],
+                         items: dict[str, dict], device: torch.device, seed: int,
+                         progress: bool = True, write: bool = True) -> list[dict]:
+    """Synthesise each session with its out-of-fold model; return one metrics row per
+    session and model ("unet" and "baseline_mean")."""
+    from .templates import resolve_template
+
+    tpl_mask = np.asarray(resolve_template(2).load()[1].dataobj) > 0.5
+    rows = []
+    for fold in splits["folds"]:
+        k = fold["fold"]
+        test = [f for f in paired if f.subject in fold["test"]]
+        train = [f for f in paired if f.subject in fold["train"] + fold.get("val", [])]
+        for files in tqdm(test, desc=f"out-of-fold synthesis, fold {k}", disable=not progress):
+            item = items[files.name]
+            mean, _ = ensemble(bundle, item, device, folds=[k])
+            if write:
+                write_maps(out, files, item, mean, None, bundle.model_id, bundle.target, [k],
+                           oof_fold=k, sources=[f"bids::{files.t1w.relative_to(out)}"])
+            t1, mask, truth = _native_truth(files, bundle.target)
+            synth = to_native(to_units(mean, bundle.target), item["affine"], t1) * mask
+            zooms = t1.header.get_zooms()[:3]
+            base = {"bids_name": files.name, "participant_id": f"sub-{files.subject}",
+                    "session_id": f"ses-{files.session}" if files.session else "n/a",
+                    "group": files.group, "genotype": files.genotype, "fold": k,
+                    "target": bundle.target}
+            rows.append(base | {"model": "unet"}
+                        | all_metrics(synth, truth, mask, zooms, seed=seed))
+            baseline = baseline_map(out, files, train, bundle.target, tpl_mask)
+            if baseline is not None:
+                baseline = to_units(pet_target(baseline, mask, bundle.target), bundle.target)
+                rows.append(base | {"model": "baseline_mean"}
+                            | all_metrics(baseline, truth, mask, zooms, seed=seed,
+                                          with_ssim=False))
+    return rows

@@ -1,0 +1,170 @@
+"""Synthesis with a model bundle: fold ensemble (+ left-right flips), mean and SD maps.
+
+A bundle is self-describing (``model.json``: architecture, normalisation, folds); ensembling
+swaps each fold's state dict into one network. Predictions live on the model box and are
+mapped back onto the exact T1w grid (:func:`bids_tspo.data.to_native`) and into template space.
+
+>>> bundle = load_bundle(Path("out/models/tspo-unet_minmax_k5_s42"))   # doctest: +SKIP
+>>> mean, sd = ensemble(bundle, item, torch.device("cpu"))             # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import __version__
+from .data import SUVR_SCALE
+from .errors import InputDataError, UsageError
+from .model import TSPOUNet, UNetConfig
+
+LOG = logging.getLogger("bids_tspo.infer")
+BUNDLE_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class Bundle:
+    path: Path
+    model_id: str
+    meta: dict
+    cfg: UNetConfig
+    folds: dict[int, dict] = field(repr=False)  # fold -> state dict
+
+    @property
+    def target(self) -> str:
+        return self.meta["normalisation"]["target"]
+
+    @property
+    def image_size(self) -> int:
+        return int(self.meta["normalisation"]["image_size"])
+
+
+def resolve_device(requested: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is a usage error."""
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda requested but no CUDA device is available "
+                         "(use --device auto or cpu)")
+    use_cuda = requested in ("auto", "cuda") and torch.cuda.is_available()
+    device = torch.device("cuda" if use_cuda else "cpu")
+    LOG.info("device: %s%s", device,
+             f" ({torch.cuda.get_device_name(0)})" if use_cuda else f" ({torch.get_num_threads()} threads)")
+    return device
+
+
+def load_bundle(path: Path, folds: list[int] | None = None) -> Bundle:
+    """Load and check a model bundle; every problem names the file."""
+    path = Path(path)
+    meta_path = path / "model.json"
+    try:
+        meta = json.loads(meta_path.read_text())
+    except FileNotFoundError:
+        raise InputDataError(f"{meta_path}: missing; not a bids_tspo model bundle") from None
+    except ValueError as exc:
+        raise InputDataError(f"{meta_path}: not valid JSON ({exc})") from None
+    if meta.get("bundle_format") != BUNDLE_FORMAT:
+        raise InputDataError(f"{meta_path}: bundle format {meta.get('bundle_format')!r} is not "
+                             f"supported by bids_tspo {__version__} (expects {BUNDLE_FORMAT})")
+    cfg = UNetConfig.from_dict(meta["architecture"])
+    wanted = folds if folds is not None else meta["folds_trained"]
+    states = {}
+    for k in wanted:
+        weights = path / f"fold-{k}" / "weights.pt"
+        if not weights.is_file():
+            raise InputDataError(f"{weights}: missing; the bundle is incomplete")
+        try:
+            state = torch.load(weights, map_location="cpu", weights_only=True)
+            TSPOUNet(cfg).load_state_dict(state)
+        except Exception as exc:  # noqa: BLE001 - corrupted or mismatched weights
+            raise InputDataError(f"{weights}: cannot be loaded ({type(exc).__name__}: "
+                                 f"{str(exc).splitlines()[0][:200]})") from None
+        states[int(k)] = state
+    if not states:
+        raise InputDataError(f"{meta_path}: lists no trained folds")
+    return Bundle(path, meta.get("model_id", path.name), meta, cfg, states)
+
+
+@torch.no_grad()
+def predict(net: torch.nn.Module, t1: np.ndarray, device: torch.device,
+            flips: bool = True) -> np.ndarray:
+    """One network on one box (1,S,S,S) -> (S,S,S), averaged with its left-right flip."""
+    x = torch.as_tensor(t1, dtype=torch.float32, device=device)[None]
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        out = net(x).float()
+        if flips:
+            out = 0.5 * (out + torch.flip(net(torch.flip(x, dims=[2])).float(), dims=[2]))
+    return out[0, 0].cpu().numpy()
+
+
+def ensemble(bundle: Bundle, item: dict, device: torch.device, folds: list[int] | None = None,
+             flips: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and SD (across fold models) of the predictions on ``item['t1']``, masked."""
+    net = TSPOUNet(bundle.cfg).to(device).eval()
+    preds = []
+    for k in folds if folds is not None else sorted(bundle.folds):
+        net.load_state_dict(bundle.folds[k])
+        preds.append(predict(net, item["t1"], device, flips))
+    stack = np.stack(preds) * item["mask"][0]
+    return stack.mean(axis=0), stack.std(axis=0)
+
+
+def to_units(volume: np.ndarray, target: str) -> np.ndarray:
+    """Model output -> the units of the target (0-1 for minmax, SUVR for suvr)."""
+    return volume * SUVR_SCALE if target == "suvr" else volume
+
+
+def write_maps(out: Path, files, item: dict, mean: np.ndarray, sd: np.ndarray | None,
+               bundle_id: str, target: str, folds: list[int], oof_fold: int | None = None,
+               sources: list[str] | None = None) -> list[Path]:
+    """Write ``desc-synth`` (and ``desc-synthstd``) on the T1w grid and in template space."""
+    import nibabel as nib
+
+    from .bids_io import Session
+    from .data import target_units, to_native
+    from .derivatives import (find_xfm, pet_path, save_nifti_atomic, sidecar_path,
+                              synth_sidecar, write_json_atomic)
+    from .preprocess.images import resample_with_transforms
+    from .templates import resolve_template
+
+    session = Session(files.subject, files.session, (files.t1w,))
+    t1 = nib.load(files.t1w)
+    brain = np.asarray(nib.load(files.mask).dataobj) > 0
+    units = target_units(target)
+    sources = sources or []
+    xfm = find_xfm(out, session)
+    tpl_like = resolve_template(2).load()[1] if xfm else None
+    written = []
+    maps = [("synth", mean, False)] + ([("synthstd", sd, True)] if sd is not None else [])
+    for desc, volume, is_sd in maps:
+        native = to_native(to_units(volume, target), item["affine"], t1) * brain
+        img = nib.Nifti1Image(native.astype(np.float32), t1.affine)
+        img.header.set_xyzt_units("mm")
+        path = pet_path(out, session, desc=desc, space="T1w")
+        save_nifti_atomic(img, path)
+        write_json_atomic(sidecar_path(path), synth_sidecar(
+            sources, units, bundle_id, folds, oof_fold, "T1w", is_sd))
+        written.append(path)
+        if xfm is not None:
+            tpl_name, xfm_path = xfm
+            on_tpl = resample_with_transforms(native, t1.affine, tpl_like, [xfm_path])
+            tpl_path = pet_path(out, session, desc=desc, space=tpl_name)
+            save_nifti_atomic(on_tpl, tpl_path)
+            write_json_atomic(sidecar_path(tpl_path), synth_sidecar(
+                sources, units, bundle_id, folds, oof_fold, tpl_name, is_sd))
+            written.append(tpl_path)
+    return written
+
+
+def synthesize_session(out: Path, files, bundle: Bundle, device: torch.device,
+                       cache_dir: Path | None = None) -> list[Path]:
+    """Fold-ensemble synthesis (mean + SD) for one preprocessed session."""
+    from .data import prepare
+
+    item = prepare(files, bundle.image_size, bundle.target, cache_dir)
+    mean, sd = ensemble(bundle, item, device)
+    return write_maps(out, files, item, mean, sd, bundle.model_id, bundle.target,
+                      sorted(bundle.folds), sources=[f"bids::{files.t1w.relative_to(out)}"])

@@ -1,0 +1,49 @@
+"""Group tables: ``group_metrics.tsv`` (one row per evaluated session).
+
+Model metrics keep their names; the training-mean baseline's metrics of the same session are
+the same names prefixed ``baseline_``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .derivatives import write_text_atomic
+
+ID_COLUMNS = ["bids_name", "participant_id", "session_id", "group", "genotype", "fold", "target"]
+KEY_METRICS = ["pearson_r", "pearson_r_smooth", "mse", "mae", "normdiff", "percdiff", "ssim",
+               "psnr"]
+
+
+def metrics_table(rows: list[dict]) -> pd.DataFrame:
+    model = [r for r in rows if r["model"] == "unet"]
+    baseline = {r["bids_name"]: r for r in rows if r["model"] == "baseline_mean"}
+    out = []
+    for row in model:
+        merged = {k: v for k, v in row.items() if k != "model"}
+        for key, value in baseline.get(row["bids_name"], {}).items():
+            if key not in ID_COLUMNS and key != "model":
+                merged[f"baseline_{key}"] = value
+        out.append(merged)
+    table = pd.DataFrame(out)
+    return table[ID_COLUMNS + [c for c in table.columns if c not in ID_COLUMNS]]
+
+
+def summarise(table: pd.DataFrame) -> dict:
+    summary = {"sessions": int(len(table))}
+    for key in KEY_METRICS:
+        for prefix in ("", "baseline_"):
+            column = prefix + key
+            if column in table:
+                summary[f"mean_{column}"] = float(np.nanmean(table[column].astype(float)))
+    return summary
+
+
+def write_metrics(out: Path, rows: list[dict]) -> dict:
+    table = metrics_table(rows)
+    write_text_atomic(Path(out) / "group_metrics.tsv",
+                      table.to_csv(sep="\t", index=False, na_rep="n/a", float_format="%.6g"))
+    return summarise(table)

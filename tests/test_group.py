@@ -1,0 +1,132 @@
+"""Group level and synthesis on the tiny phantom: bundle, out-of-fold maps, --fold jobs,
+participant synthesis with --model, bundle errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from bids_tspo.cli import main
+
+GROUP_ARGS = ["--folds", "2", "--epochs", "1", "--image-size", "32", "--omp-nthreads", "2"]
+MODEL_ID = "tspo-unet_minmax_k2_s42"
+
+
+@pytest.fixture(scope="module")
+def preprocessed(tiny_bids, tmp_path_factory):
+    root = tmp_path_factory.mktemp("group")
+    out = root / "out"
+    code = main([str(tiny_bids), str(out), "participant", "--sloppy", "-w", str(root / "work"),
+                 "--omp-nthreads", "2"])
+    assert code == 0
+    return root, out
+
+
+@pytest.fixture(scope="module")
+def grouped(tiny_bids, preprocessed):
+    root, out = preprocessed
+    trained = root / "trained"
+    shutil.copytree(out, trained)
+    code = main([str(tiny_bids), str(trained), "group", "-w", str(root / "work_g"), *GROUP_ARGS])
+    assert code == 0
+    return trained
+
+
+def test_bundle_is_self_describing(grouped):
+    bundle = grouped / "models" / MODEL_ID
+    meta = json.loads((bundle / "model.json").read_text())
+    assert meta["folds_trained"] == [0, 1]
+    assert meta["architecture"]["channels"] == 32
+    assert meta["normalisation"]["target"] == "minmax"
+    assert "pearson_r" in " ".join(meta["metrics_summary"])
+    assert "not for diagnosis" in (bundle / "README.md").read_text()
+    for k in (0, 1):
+        state = torch.load(bundle / f"fold-{k}" / "weights.pt", weights_only=True)
+        assert state and all(isinstance(v, torch.Tensor) for v in state.values())
+        assert (bundle / f"fold-{k}" / "history.tsv").read_text().startswith("epoch\t")
+    splits = json.loads((bundle / "splits.json").read_text())
+    tests = [s for f in splits["folds"] for s in f["test"]]
+    assert sorted(tests) == ["01", "02", "03"]  # sub-04 is MRI-only
+
+
+def test_out_of_fold_maps_and_metrics(grouped, tiny_bids):
+    splits = json.loads((grouped / "models" / MODEL_ID / "splits.json").read_text())
+    fold_of = {s: f["fold"] for f in splits["folds"] for s in f["test"]}
+    table = pd.read_csv(grouped / "group_metrics.tsv", sep="\t")
+    assert list(table.columns[:6]) == ["bids_name", "participant_id", "session_id", "group",
+                                       "genotype", "fold"]
+    assert sorted(table.bids_name) == ["sub-01_ses-01", "sub-02_ses-01", "sub-02_ses-02",
+                                       "sub-03_ses-01"]
+    for col in ("mse", "normdiff", "percdiff", "cnr_synth", "mse_smooth", "ssim", "psnr",
+                "pearson_r", "baseline_pearson_r"):
+        assert col in table and table[col].notna().all(), col
+    for _, row in table.iterrows():
+        sub, ses = row.participant_id, row.session_id
+        assert row.fold == fold_of[sub[4:]]
+        synth = grouped / sub / ses / "pet" / f"{row.bids_name}_space-T1w_desc-synth_pet.nii.gz"
+        meta = json.loads(synth.with_name(synth.name.replace(".nii.gz", ".json")).read_text())
+        assert meta["CrossValidationFold"] == row.fold and meta["FoldsUsed"] == [row.fold]
+        raw = nib.load(tiny_bids / sub / ses / "anat" / f"{row.bids_name}_T1w.nii.gz")
+        img = nib.load(synth)
+        assert img.shape == raw.shape and np.allclose(img.affine, raw.affine, atol=1e-4)
+        assert (synth.parent / f"{row.bids_name}_space-MNI152NLin2009aSym_desc-synth_pet.nii.gz"
+                ).is_file()
+
+
+def test_fold_jobs_then_group_equal_one_run(tiny_bids, preprocessed, grouped):
+    root, out = preprocessed
+    jobs = root / "jobs"
+    shutil.copytree(out, jobs)
+    base = [str(tiny_bids), str(jobs), "group", "-w", str(root / "work_j"), *GROUP_ARGS]
+    assert main(base + ["--fold", "1"]) == 0
+    assert main(base + ["--fold", "0"]) == 0
+    assert not (jobs / "group_metrics.tsv").exists()  # folds alone do not evaluate
+    assert main(base) == 0
+    for k in (0, 1):
+        a = torch.load(grouped / "models" / MODEL_ID / f"fold-{k}" / "weights.pt",
+                       weights_only=True)
+        b = torch.load(jobs / "models" / MODEL_ID / f"fold-{k}" / "weights.pt",
+                       weights_only=True)
+        assert all(torch.equal(a[n], b[n]) for n in a)
+    pd.testing.assert_frame_equal(pd.read_csv(grouped / "group_metrics.tsv", sep="\t"),
+                                  pd.read_csv(jobs / "group_metrics.tsv", sep="\t"))
+
+
+def test_participant_synthesis_with_model_mri_only(tiny_bids, grouped, tmp_path):
+    out = tmp_path / "apply"
+    code = main([str(tiny_bids), str(out), "participant", "--participant-label", "04",
+                 "--sloppy", "--model", str(grouped / "models" / MODEL_ID), "-w",
+                 str(tmp_path / "w"), "--omp-nthreads", "2"])
+    assert code == 0
+    pet = out / "sub-04/ses-01/pet"
+    mean = nib.load(pet / "sub-04_ses-01_space-T1w_desc-synth_pet.nii.gz").get_fdata()
+    sd = nib.load(pet / "sub-04_ses-01_space-T1w_desc-synthstd_pet.nii.gz").get_fdata()
+    raw = nib.load(tiny_bids / "sub-04/ses-01/anat/sub-04_ses-01_T1w.nii.gz")
+    assert mean.shape == raw.shape
+    assert mean.max() <= 1 and mean.max() > 0 and sd.max() > 0 and sd.min() >= 0
+    meta = json.loads((pet / "sub-04_ses-01_space-T1w_desc-synthstd_pet.json").read_text())
+    assert meta["FoldsUsed"] == [0, 1] and "CrossValidationFold" not in meta
+
+
+def test_broken_bundles_are_refused(tiny_bids, grouped, tmp_path, capsys):
+    bundle = tmp_path / "bundle"
+    shutil.copytree(grouped / "models" / MODEL_ID, bundle)
+    args = [str(tiny_bids), str(tmp_path / "o"), "participant", "--participant-label", "04",
+            "--sloppy", "--model", str(bundle), "-w", str(tmp_path / "w")]
+    (bundle / "fold-1" / "weights.pt").write_bytes(b"garbage")
+    assert main(args) == 65
+    assert "fold-1/weights.pt: cannot be loaded" in capsys.readouterr().err
+    meta = json.loads((bundle / "model.json").read_text())
+    meta["bundle_format"] = 99
+    (bundle / "model.json").write_text(json.dumps(meta))
+    assert main(args) == 65
+    assert "bundle format 99 is not supported" in capsys.readouterr().err
+    (bundle / "model.json").unlink()
+    assert main(args) == 65
+    assert "not a bids_tspo model bundle" in capsys.readouterr().err

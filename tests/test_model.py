@@ -1,0 +1,52 @@
+"""The U-Net: parameter count, shapes, output range, architecture options."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from bids_tspo.model import (AttentionBlock, ResidualBlock, SeparableConv3d, TSPOUNet,
+                             UNetConfig, count_parameters)
+
+
+def test_parameter_count_matches_paper():
+    n = count_parameters(TSPOUNet())
+    assert 470_000 <= n <= 530_000  # paper: 490,401
+    assert n == 490_593
+
+
+@pytest.mark.parametrize("size", [16, 32])
+def test_shape_and_range(size):
+    torch.manual_seed(0)
+    x = torch.rand(2, 1, size, size, size)
+    with torch.no_grad():
+        y = TSPOUNet()(x)
+    assert y.shape == x.shape
+    assert float(y.min()) > 0 and float(y.max()) < 1
+
+
+def test_options_change_the_architecture():
+    base = count_parameters(TSPOUNet())
+    assert count_parameters(TSPOUNet(separable=False)) > 2 * base
+    no_attn = TSPOUNet(use_attention=False)
+    assert count_parameters(no_attn) < base
+    assert not any(isinstance(m, AttentionBlock) for m in no_attn.modules())
+    wide = TSPOUNet(channels=16)
+    assert count_parameters(wide) < base
+    assert TSPOUNet(UNetConfig(multipliers=(1, 1, 1), attention=(False, False, True)))(
+        torch.rand(1, 1, 16, 16, 16)).shape == (1, 1, 16, 16, 16)
+
+
+def test_blocks():
+    block = ResidualBlock(64, 32)
+    assert block(torch.rand(1, 64, 8, 8, 8)).shape == (1, 32, 8, 8, 8)
+    sep = SeparableConv3d(32, 32)
+    assert sep.depthwise.groups == 32 and sep.pointwise.kernel_size == (1, 1, 1)
+    attn = AttentionBlock(32, heads=2)
+    x = torch.rand(1, 32, 4, 4, 4)
+    assert attn(x).shape == x.shape
+
+
+def test_config_round_trip():
+    cfg = UNetConfig(channels=16, separable=False)
+    assert UNetConfig.from_dict(cfg.to_dict()) == cfg
