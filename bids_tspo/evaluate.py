@@ -70,35 +70,42 @@ def baseline_map(out: Path, files: SessionFiles, train: list[SessionFiles], targ
     return np.asarray(warped.dataobj, np.float32)
 
 
-def evaluate_out_of_fold(out: Path, bundle: Bundle, splits: dict, paired: list[SessionFiles],
-                         items: dict[str, dict], device: torch.device, seed: int,
-                         progress: bool = True, write: bool = True) -> list[dict]:
-    """Synthesise each session with its out-of-fold model; return one metrics row per
-    session and model ("unet" and "baseline_mean")."""
+def oof_plan(splits: dict, paired: list[SessionFiles]) -> list[tuple]:
+    """(model folds, CV fold, test sessions, train sessions) for out-of-fold evaluation."""
+    plan = []
+    for fold in splits["folds"]:
+        test = [f for f in paired if f.subject in fold["test"]]
+        train = [f for f in paired if f.subject in fold["train"] + fold.get("val", [])]
+        plan.append(([fold["fold"]], fold["fold"], test, train))
+    return plan
+
+
+def evaluate_sessions(out: Path, bundle: Bundle, plan: list[tuple], items: dict[str, dict],
+                      device: torch.device, seed: int, progress: bool = True) -> list[dict]:
+    """Synthesise and score each session of ``plan``; one metrics row per session and model
+    ("unet", and "baseline_mean" when training sessions are known)."""
     from .templates import resolve_template
 
     tpl_mask = np.asarray(resolve_template(2).load()[1].dataobj) > 0.5
     rows = []
-    for fold in splits["folds"]:
-        k = fold["fold"]
-        test = [f for f in paired if f.subject in fold["test"]]
-        train = [f for f in paired if f.subject in fold["train"] + fold.get("val", [])]
-        for files in tqdm(test, desc=f"out-of-fold synthesis, fold {k}", disable=not progress):
+    for model_folds, cv_fold, test, train in plan:
+        label = f"fold {cv_fold}" if cv_fold is not None else "ensemble"
+        for files in tqdm(test, desc=f"synthesis ({label})", disable=None if progress else True):
             item = items[files.name]
-            mean, _ = ensemble(bundle, item, device, folds=[k])
-            if write:
-                write_maps(out, files, item, mean, None, bundle.model_id, bundle.target, [k],
-                           oof_fold=k, sources=[f"bids::{files.t1w.relative_to(out)}"])
+            mean, sd = ensemble(bundle, item, device, folds=model_folds)
+            write_maps(out, files, item, mean, sd if len(model_folds) > 1 else None,
+                       bundle.model_id, bundle.target, model_folds, oof_fold=cv_fold,
+                       sources=[f"bids::{files.t1w.relative_to(out)}"])
             t1, mask, truth = _native_truth(files, bundle.target)
             synth = to_native(to_units(mean, bundle.target), item["affine"], t1) * mask
             zooms = t1.header.get_zooms()[:3]
             base = {"bids_name": files.name, "participant_id": f"sub-{files.subject}",
                     "session_id": f"ses-{files.session}" if files.session else "n/a",
-                    "group": files.group, "genotype": files.genotype, "fold": k,
-                    "target": bundle.target}
+                    "group": files.group, "genotype": files.genotype,
+                    "fold": cv_fold if cv_fold is not None else "all", "target": bundle.target}
             rows.append(base | {"model": "unet"}
                         | all_metrics(synth, truth, mask, zooms, seed=seed))
-            baseline = baseline_map(out, files, train, bundle.target, tpl_mask)
+            baseline = baseline_map(out, files, train, bundle.target, tpl_mask) if train else None
             if baseline is not None:
                 baseline = to_units(pet_target(baseline, mask, bundle.target), bundle.target)
                 rows.append(base | {"model": "baseline_mean"}

@@ -20,10 +20,11 @@ from .config import Config
 from .data import discover, prepare
 from .derivatives import write_json_atomic
 from .errors import InputDataError, MissingInputError
-from .evaluate import evaluate_out_of_fold
+from .evaluate import evaluate_sessions, oof_plan
 from .infer import load_bundle, resolve_device
 from .model import UNetConfig
 from .splits import load_splits, make_splits
+from .roi import write_region_tables
 from .tables import write_metrics
 from .train import TrainSettings, distributed, is_complete, train_fold
 
@@ -64,13 +65,12 @@ def run_group_level(config: Config) -> int:
     cache = config.work_dir / "group" / "cache"
     items = {f.name: prepare(f, config.image_size, config.target, cache)
              for f in tqdm(paired, desc="preparing volumes", disable=rank != 0)}
-    if config.model is not None:
+    if config.model is not None:  # evaluation of a given bundle: its full ensemble
         bundle = load_bundle(config.model)
-        folds = {"folds": [{"fold": k, "test": [f.subject for f in paired], "train": []}
-                           for k in list(bundle.folds)[:1]]}
-        rows = evaluate_out_of_fold(config.output_dir, bundle, folds, paired, items, device,
-                                    config.seed, write=False)
+        plan = [(sorted(bundle.folds), None, paired, [])]
+        rows = evaluate_sessions(config.output_dir, bundle, plan, items, device, config.seed)
         write_metrics(config.output_dir, rows)
+        write_region_tables(config.output_dir, paired, {}, bundle.target)
         return 0
 
     labels = _strata(paired, config.group_column)
@@ -105,9 +105,11 @@ def run_group_level(config: Config) -> int:
                  "to evaluate", done, missing or "none")
         return 0
     bundle = load_bundle(bundle_dir)
-    rows = evaluate_out_of_fold(config.output_dir, bundle, splits, paired, items, device,
-                                config.seed)
+    rows = evaluate_sessions(config.output_dir, bundle, oof_plan(splits, paired), items,
+                             device, config.seed)
     summary = write_metrics(config.output_dir, rows)
+    folds_of = {s: f["fold"] for f in splits["folds"] for s in f["test"]}
+    write_region_tables(config.output_dir, paired, folds_of, config.target)
     write_bundle_files(bundle_dir, config, cfg, splits, done, paired, summary)
     LOG.info("model bundle: %s (bids_tspo %s)", bundle_dir, __version__)
     return 0

@@ -8,6 +8,7 @@ written to ``OUTPUT_DIR/logs/`` and decides the exit code.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass
 
@@ -71,6 +72,9 @@ def run_participant(config: Config) -> int:
     for failure in failures:
         LOG.error("%s", failure.message)
     LOG.info("%d session(s) selected: %s", len(sessions), ", ".join(s.name for s in sessions))
+    if config.reports_only:
+        write_reports(config, sorted({s.subject for s in sessions}))
+        return EXIT_OK
     for session in sessions:
         start = time.monotonic()
         try:
@@ -81,14 +85,39 @@ def run_participant(config: Config) -> int:
             failures.append(Failure(session.name, str(exc), exc.exit_code))
             continue
         LOG.info("%s done in %.1f s", session.name, time.monotonic() - start)
-    return _summarise(config, [s.name for s in sessions], failures)
+    code = _summarise(config, [s.name for s in sessions], failures)
+    write_reports(config, sorted({s.subject for s in sessions}))
+    return code
+
+
+def write_reports(config: Config, subjects: list[str], group: bool = False) -> None:
+    """Participant (and group) reports; a report problem is logged, never fatal."""
+    from .reports.render import group_report, participant_report
+
+    for subject in subjects:
+        try:
+            path = participant_report(config.output_dir, subject)
+            LOG.info("report: %s", path)
+        except Exception as exc:  # noqa: BLE001 - QC output must not fail the processing
+            LOG.error("sub-%s: the report could not be written (%s: %s)", subject,
+                      type(exc).__name__, exc, exc_info=True)
+    if group:
+        try:
+            LOG.info("group report: %s", group_report(config.output_dir))
+        except Exception as exc:  # noqa: BLE001
+            LOG.error("the group report could not be written (%s: %s)", type(exc).__name__, exc,
+                      exc_info=True)
 
 
 def run_group(config: Config) -> int:
     from .group import run_group_level
 
     init_output_dir(config.output_dir, config.bids_dir)
-    return run_group_level(config)
+    code = EXIT_OK if config.reports_only else run_group_level(config)
+    if config.fold is None and os.environ.get("RANK", "0") == "0":
+        subjects = sorted(p.name[4:] for p in config.output_dir.glob("sub-*") if p.is_dir())
+        write_reports(config, subjects, group=True)
+    return code
 
 
 def _summarise(config: Config, names: list[str], failures: list[Failure]) -> int:

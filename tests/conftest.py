@@ -9,7 +9,13 @@ import pytest
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 os.environ.setdefault("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "2")
 
+import shutil  # noqa: E402
+
+from bids_tspo.cli import main  # noqa: E402
 from bids_tspo.phantom import make_phantom  # noqa: E402
+
+GROUP_ARGS = ["--folds", "2", "--epochs", "1", "--image-size", "32", "--omp-nthreads", "2"]
+MODEL_ID = "tspo-unet_minmax_k2_s42"
 
 
 @pytest.fixture(scope="session")
@@ -32,3 +38,23 @@ def empty_bids(tmp_path):
     root.mkdir()
     (root / "dataset_description.json").write_text('{"Name": "x", "BIDSVersion": "1.9.0"}')
     return root
+
+
+@pytest.fixture(scope="session")
+def preprocessed(tiny_bids, tmp_path_factory):
+    root = tmp_path_factory.mktemp("group")
+    out = root / "out"
+    code = main([str(tiny_bids), str(out), "participant", "--sloppy", "-w", str(root / "work"),
+                 "--omp-nthreads", "2"])
+    assert code == 0
+    return root, out
+
+
+@pytest.fixture(scope="session")
+def grouped(tiny_bids, preprocessed):
+    root, out = preprocessed
+    trained = root / "trained"
+    shutil.copytree(out, trained)
+    code = main([str(tiny_bids), str(trained), "group", "-w", str(root / "work_g"), *GROUP_ARGS])
+    assert code == 0
+    return trained

@@ -14,28 +14,7 @@ import torch
 
 from bids_tspo.cli import main
 
-GROUP_ARGS = ["--folds", "2", "--epochs", "1", "--image-size", "32", "--omp-nthreads", "2"]
-MODEL_ID = "tspo-unet_minmax_k2_s42"
-
-
-@pytest.fixture(scope="module")
-def preprocessed(tiny_bids, tmp_path_factory):
-    root = tmp_path_factory.mktemp("group")
-    out = root / "out"
-    code = main([str(tiny_bids), str(out), "participant", "--sloppy", "-w", str(root / "work"),
-                 "--omp-nthreads", "2"])
-    assert code == 0
-    return root, out
-
-
-@pytest.fixture(scope="module")
-def grouped(tiny_bids, preprocessed):
-    root, out = preprocessed
-    trained = root / "trained"
-    shutil.copytree(out, trained)
-    code = main([str(tiny_bids), str(trained), "group", "-w", str(root / "work_g"), *GROUP_ARGS])
-    assert code == 0
-    return trained
+from .conftest import GROUP_ARGS, MODEL_ID
 
 
 def test_bundle_is_self_describing(grouped):

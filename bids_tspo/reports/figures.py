@@ -1,0 +1,163 @@
+"""Report figures as SVG text (matplotlib and nilearn, Agg backend, no display needed)."""
+
+from __future__ import annotations
+
+import io
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import nibabel as nib  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+PALETTE = {"HC": "#4C72B0", "CLBP": "#DD8452", "KOA": "#55A868", "n/a": "#8C8C8C"}
+plt.rcParams.update({"font.size": 9, "axes.spines.top": False, "axes.spines.right": False,
+                     "svg.fonttype": "none"})
+
+
+def svg_of(fig) -> str:
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg", bbox_inches="tight")
+    plt.close(fig)
+    text = buf.getvalue()
+    return text[text.index("<svg"):]
+
+
+def _display_svg(display) -> str:
+    fig = display.frame_axes.figure
+    text = svg_of(fig)
+    display.close()
+    return text
+
+
+def mask_contour(t1: nib.Nifti1Image, mask: nib.Nifti1Image) -> str:
+    """T1w with the brain-mask contour, 7 axial slices."""
+    from nilearn import plotting
+
+    d = plotting.plot_anat(t1, display_mode="z", cut_coords=7, draw_cross=False,
+                           annotate=False, dim=-0.3, figure=plt.figure(figsize=(11, 2.2)))
+    d.add_contours(mask, levels=[0.5], colors="#e8473c", linewidths=1.0)
+    return _display_svg(d)
+
+
+def registration_check(warped_t1: nib.Nifti1Image, template_mask: nib.Nifti1Image) -> str:
+    """The T1w in template space with the template's brain outline."""
+    from nilearn import plotting
+
+    d = plotting.plot_anat(warped_t1, display_mode="ortho", draw_cross=False, annotate=True,
+                           dim=-0.3, figure=plt.figure(figsize=(9, 3)))
+    d.add_contours(template_mask, levels=[0.5], colors="#2fb5e8", linewidths=1.0)
+    return _display_svg(d)
+
+
+def coreg_check(t1: nib.Nifti1Image, suv: nib.Nifti1Image, mask: nib.Nifti1Image) -> str:
+    """SUV (space-T1w) over the T1w, with the brain outline: PET-to-T1w alignment."""
+    from nilearn import plotting
+
+    data = np.asarray(suv.dataobj, np.float32)
+    d = plotting.plot_anat(t1, display_mode="ortho", draw_cross=False, dim=-0.2,
+                           figure=plt.figure(figsize=(9, 3)))
+    d.add_overlay(suv, cmap="inferno", transparency=0.55, vmin=0,
+                  vmax=float(np.percentile(data[data > 0], 99)) if np.any(data > 0) else 1)
+    d.add_contours(mask, levels=[0.5], colors="#2fe88f", linewidths=0.8)
+    return _display_svg(d)
+
+
+def synthesis_mosaic(t1: np.ndarray, true: np.ndarray | None, synth: np.ndarray,
+                     sd: np.ndarray | None, mask: np.ndarray, units: str, n: int = 6) -> str:
+    """Rows T1w / true / synthetic / difference / SD on shared colour scales (axial slices)."""
+    z = np.flatnonzero(mask.any(axis=(0, 1)))
+    cuts = np.linspace(z.min() + 0.15 * len(z), z.max() - 0.15 * len(z), n).astype(int)
+    rows = [("T1w", t1, "gray", None)]
+    vmax = float(np.percentile(synth[mask], 99.5)) if mask.any() else 1
+    if true is not None:
+        vmax = max(vmax, float(np.percentile(true[mask], 99.5)))
+        rows.append(("true", true * mask, "inferno", (0, vmax)))
+    rows.append(("synthetic", synth * mask, "inferno", (0, vmax)))
+    if true is not None:
+        lim = float(np.percentile(np.abs(synth - true)[mask], 99)) or 1
+        rows.append(("synthetic − true", (synth - true) * mask, "RdBu_r", (-lim, lim)))
+    if sd is not None:
+        rows.append(("SD across folds", sd * mask, "viridis", (0, float(sd[mask].max()) or 1)))
+    fig, axes = plt.subplots(len(rows), n, figsize=(1.6 * n + 1.2, 1.7 * len(rows)),
+                             squeeze=False)
+    for r, (label, vol, cmap, lims) in enumerate(rows):
+        for c, k in enumerate(cuts):
+            ax = axes[r, c]
+            im = ax.imshow(np.rot90(vol[:, :, k]), cmap=cmap,
+                           vmin=lims[0] if lims else None, vmax=lims[1] if lims else None)
+            ax.set_axis_off()
+            if c == 0:
+                ax.set_title(label, loc="left", fontsize=9)
+        if lims:
+            short = "SUVR" if units == "SUVR" else "0–1"
+            fig.colorbar(im, ax=axes[r, :].tolist(), fraction=0.02, pad=0.01,
+                         label=short if label != "SD across folds" else "SD")
+    return svg_of(fig)
+
+
+def metric_boxplots(table: pd.DataFrame, metrics=("pearson_r", "mse", "ssim", "normdiff")) -> str:
+    """Per-group distributions of the model's metrics, with the baseline alongside."""
+    metrics = [m for m in metrics if m in table]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics), 3), squeeze=False)
+    groups = sorted(table.group.astype(str).unique())
+    for ax, m in zip(axes[0], metrics):
+        data = [table.loc[table.group.astype(str) == g, m].astype(float) for g in groups]
+        ax.boxplot(data, widths=0.5, showfliers=False)
+        for i, (g, d) in enumerate(zip(groups, data), start=1):
+            ax.scatter(np.full(len(d), i) + np.random.default_rng(i).uniform(-.12, .12, len(d)),
+                       d, s=12, color=PALETTE.get(g, "#555"), zorder=3)
+        if f"baseline_{m}" in table:
+            ax.axhline(table[f"baseline_{m}"].astype(float).mean(), ls="--", color="#999",
+                       label="baseline mean")
+            ax.legend(frameon=False, fontsize=7)
+        ax.set_xticks(range(1, len(groups) + 1), groups)
+        ax.set_title(m)
+    return svg_of(fig)
+
+
+def region_scatter_ba(regions: pd.DataFrame, region: str) -> str:
+    """Scatter (smoothed true vs synthetic) and Bland-Altman plot for one region."""
+    df = regions[regions.region == region]
+    x, y = df.true_smooth_mean.to_numpy(), df.synth_mean.to_numpy()
+    colors = [PALETTE.get(str(g), "#555") for g in df.group]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(7, 2.8))
+    a.scatter(x, y, c=colors, s=16)
+    lo, hi = float(min(x.min(), y.min())), float(max(x.max(), y.max()))
+    a.plot([lo, hi], [lo, hi], color="#999", lw=0.8)
+    a.set(xlabel="true (4 mm)", ylabel="synthetic", title=region.replace("_", " "))
+    diff, mean = y - x, (x + y) / 2
+    b.scatter(mean, diff, c=colors, s=16)
+    bias, sd = diff.mean(), diff.std(ddof=1) if len(diff) > 1 else 0.0
+    for v, ls in ((bias, "-"), (bias + 1.96 * sd, "--"), (bias - 1.96 * sd, "--")):
+        b.axhline(v, color="#c44", ls=ls, lw=0.8)
+    b.set(xlabel="mean of true and synthetic", ylabel="synthetic − true", title="Bland-Altman")
+    return svg_of(fig)
+
+
+def region_bars(stats: pd.DataFrame) -> str:
+    """Per-region correlations: true–synthetic, synthetic–T1w, true–T1w (the paper's Fig. 6)."""
+    fig, ax = plt.subplots(figsize=(max(6, 0.45 * len(stats)), 3))
+    x = np.arange(len(stats))
+    for i, (col, label, color) in enumerate([("pearson_r", "true vs synthetic", "#4C72B0"),
+                                             ("r_synth_t1w", "synthetic vs T1w", "#55A868"),
+                                             ("r_true_t1w", "true vs T1w", "#DD8452")]):
+        ax.bar(x + (i - 1) * 0.27, stats[col].astype(float), width=0.27, label=label, color=color)
+    ax.set_xticks(x, [r.replace("_", " ") for r in stats.region], rotation=60, ha="right")
+    ax.axhline(0, color="#333", lw=0.6)
+    ax.set_ylabel("Pearson r")
+    ax.legend(frameon=False, ncol=3, fontsize=8)
+    return svg_of(fig)
+
+
+def training_curves(histories: dict[int, pd.DataFrame]) -> str:
+    fig, ax = plt.subplots(figsize=(6, 2.8))
+    for k, h in sorted(histories.items()):
+        line, = ax.plot(h.epoch, h.train_loss, label=f"fold {k} train")
+        if h.val_loss.notna().any():
+            ax.plot(h.epoch, h.val_loss, ls="--", color=line.get_color(), label=f"fold {k} val")
+    ax.set(xlabel="epoch", ylabel="loss (0.5 BCE + 0.5 MSE)")
+    ax.legend(frameon=False, fontsize=7, ncol=2)
+    return svg_of(fig)

@@ -1,0 +1,212 @@
+"""HTML reports from the outputs in OUTPUT_DIR (jinja2).
+
+* :func:`participant_report`: ``sub-<l>.html`` with figures in ``sub-<l>/figures/*.svg``.
+* :func:`group_report`: ``group_report.html``, self-contained (figures inlined as SVG).
+
+Both read only what is on disk, so ``--reports-only`` can regenerate them at any time.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import jinja2
+import nibabel as nib
+import numpy as np
+import pandas as pd
+
+from .. import CITATION, __version__
+from ..derivatives import write_text_atomic
+from . import figures
+
+LOG = logging.getLogger("bids_tspo.reports")
+_ENV = jinja2.Environment(loader=jinja2.PackageLoader("bids_tspo", "reports/templates"),
+                          autoescape=jinja2.select_autoescape(["html", "j2"]))
+METHODS = ("T1w images were bias-corrected (N4) and brain-extracted with ANTs and registered to "
+           "the MNI152 template (affine + SyN). PET frames in the SUV window were averaged, "
+           "converted to SUV and rigidly coregistered to the T1w. A 3D U-Net (Ferrante et al. "
+           "2025) trained with subject-grouped cross-validation synthesised TSPO PET maps from "
+           "the skull-stripped T1w; maps are the mean of fold models and left-right flips.")
+
+
+def _sidecar(path: Path) -> dict:
+    side = Path(str(path).replace(".nii.gz", ".json"))
+    return json.loads(side.read_text()) if side.is_file() else {}
+
+
+def _read_tsv(path: Path) -> pd.DataFrame | None:
+    return pd.read_csv(path, sep="\t") if Path(path).is_file() else None
+
+
+def _errors(out: Path, prefix: str | None = None) -> list[dict]:
+    found = []
+    for summary in sorted((Path(out) / "logs").glob("summary_*.json")):
+        for failure in json.loads(summary.read_text()).get("failed", []):
+            if prefix is None or failure["session"].startswith(prefix):
+                found.append(failure | {"log": summary.name})
+    return found
+
+
+def _canonical(path: Path) -> nib.Nifti1Image:
+    return nib.as_closest_canonical(nib.load(path))
+
+
+def _session_figures(out: Path, anat: Path, pet: Path, name: str, figdir: Path) -> list[dict]:
+    from ..data import pet_target, scale_t1
+    from ..preprocess.images import resample_with_transforms
+    from ..templates import resolve_template
+
+    made = []
+
+    def save(key: str, title: str, caption: str, svg: str):
+        path = figdir / f"{name}_{key}.svg"
+        write_text_atomic(path, svg)
+        made.append({"title": title, "caption": caption, "src": path.relative_to(out).as_posix()})
+
+    t1_path, mask_path = anat / f"{name}_desc-preproc_T1w.nii.gz", anat / f"{name}_desc-brain_mask.nii.gz"
+    if not (t1_path.is_file() and mask_path.is_file()):
+        return made
+    t1, mask = _canonical(t1_path), _canonical(mask_path)
+    save("mask", "Brain extraction", "Bias-corrected T1w with the brain-mask outline (red).",
+         figures.mask_contour(t1, mask))
+    xfm = next(iter(sorted(anat.glob(f"{name}_from-T1w_to-*_mode-image_xfm.h5"))), None)
+    if xfm is not None:
+        tpl_img, tpl_mask = resolve_template(2).load()
+        raw = nib.load(t1_path)
+        warped = resample_with_transforms(np.asarray(raw.dataobj, np.float32), raw.affine,
+                                          tpl_img, [xfm])
+        save("registration", "Template registration",
+             "T1w warped to the template; blue: the template's brain outline.",
+             figures.registration_check(warped, tpl_mask))
+    suv_path = next(iter(sorted(pet.glob(f"{name}_*space-T1w_desc-suv_pet.nii.gz"))), None)
+    if suv_path is not None:
+        save("coreg", "PET to T1w coregistration",
+             "SUV (60–90 min) over the T1w; green: the brain outline.",
+             figures.coreg_check(t1, _canonical(suv_path), mask))
+    synth_path = pet / f"{name}_space-T1w_desc-synth_pet.nii.gz"
+    if synth_path.is_file():
+        m = np.asarray(mask.dataobj) > 0
+        synth = np.asarray(_canonical(synth_path).dataobj, np.float32)
+        sd_path = pet / f"{name}_space-T1w_desc-synthstd_pet.nii.gz"
+        sd = np.asarray(_canonical(sd_path).dataobj, np.float32) if sd_path.is_file() else None
+        meta = _sidecar(synth_path)
+        true = None
+        if suv_path is not None:
+            target = "suvr" if meta.get("Units") == "SUVR" else "minmax"
+            true = pet_target(np.asarray(_canonical(suv_path).dataobj, np.float32), m, target)
+            true = true * (3.0 if target == "suvr" else 1.0)
+        save("synthesis", "Synthetic PET",
+             "Rows: T1w, true PET (normalised as the model target), synthetic PET, their "
+             "difference, and the SD across fold models, on shared colour scales.",
+             figures.synthesis_mosaic(scale_t1(np.asarray(t1.dataobj, np.float32), m), true,
+                                      synth, sd, m, meta.get("Units", "")))
+    return made
+
+
+def participant_report(out: Path, subject: str) -> Path:
+    """Write ``sub-<subject>.html`` (+ figures) from what exists in OUTPUT_DIR."""
+    out = Path(out)
+    root = out / f"sub-{subject}"
+    figdir = root / "figures"
+    metrics = _read_tsv(out / "group_metrics.tsv")
+    sessions = []
+    for anat in sorted(root.glob("**/anat")):
+        for t1 in sorted(anat.glob("*_desc-preproc_T1w.nii.gz")):
+            name = t1.name.split("_desc-")[0]
+            pet = anat.parent / "pet"
+            img = nib.load(t1)
+            suv = sorted(pet.glob(f"{name}_*space-T1w_desc-suv_pet.nii.gz"))
+            row = (metrics[metrics.bids_name == name].iloc[0].to_dict()
+                   if metrics is not None and (metrics.bids_name == name).any() else None)
+            sessions.append({
+                "name": name,
+                "t1w": {"shape": "×".join(map(str, img.shape)),
+                        "zooms": " × ".join(f"{z:.2f}" for z in img.header.get_zooms()[:3]),
+                        "orientation": "".join(nib.aff2axcodes(img.affine))},
+                "pet": [{"file": p.name, **{k: _sidecar(p).get(k) for k in (
+                    "SUVWindow", "InjectedRadioactivityBq", "BodyWeight", "BodyWeightSource")}}
+                        for p in suv],
+                "synth": _sidecar(pet / f"{name}_space-T1w_desc-synth_pet.nii.gz"),
+                "figures": _session_figures(out, anat, pet, name, figdir),
+                "metrics": row,
+            })
+    html = _ENV.get_template("participant.html.j2").render(
+        subject=subject, sessions=sessions, errors=_errors(out, f"sub-{subject}"),
+        version=__version__, citation=CITATION, methods=METHODS,
+        date=time.strftime("%Y-%m-%d %H:%M"))
+    return write_text_atomic(out / f"sub-{subject}.html", html)
+
+
+def _outliers(table: pd.DataFrame, columns=("pearson_r", "mse", "normdiff")) -> list[dict]:
+    flagged = []
+    for col in columns:
+        if col not in table:
+            continue
+        values = table[col].astype(float)
+        med = values.median()
+        mad = (values - med).abs().median() * 1.4826
+        if mad == 0 or np.isnan(mad):
+            continue
+        for _, row in table[(values - med).abs() > 3 * mad].iterrows():
+            flagged.append({"bids_name": row.bids_name, "subject": row.participant_id,
+                            "metric": col, "value": float(row[col]), "median": float(med)})
+    return flagged
+
+
+def group_report(out: Path) -> Path:
+    """Write ``group_report.html`` (self-contained) from the group tables and the bundle."""
+    from ..stats import KEY_REGIONS
+
+    out = Path(out)
+    metrics = _read_tsv(out / "group_metrics.tsv")
+    regions = _read_tsv(out / "group_regions.tsv")
+    stats = _read_tsv(out / "group_region_stats.tsv")
+    bundle = next(iter(sorted((out / "models").glob("*/model.json"))), None)
+    model = json.loads(bundle.read_text()) if bundle else None
+    figs = {}
+    if metrics is not None and len(metrics):
+        figs["metrics"] = figures.metric_boxplots(metrics)
+    if stats is not None and len(stats):
+        key = stats[stats.region.str.contains("|".join(KEY_REGIONS))]
+        figs["region_bars"] = figures.region_bars(key)
+        figs["scatter"] = [figures.region_scatter_ba(regions, r) for r in key.region[:6]]
+    if bundle is not None:
+        histories = {int(p.parent.name.split("-")[1]): pd.read_csv(p, sep="\t")
+                     for p in sorted(bundle.parent.glob("fold-*/history.tsv"))}
+        if histories:
+            figs["curves"] = figures.training_curves(histories)
+    tables = {}
+    if metrics is not None:
+        cols = [c for c in ("pearson_r", "pearson_r_smooth", "mse", "mse_smooth", "normdiff",
+                            "percdiff", "cnr_synth", "cnr_true", "ssim", "psnr")
+                if c in metrics]
+        summary = metrics.groupby("group")[cols].agg(["mean", "std"]).round(4)
+        tables["by_group"] = summary.to_html(classes="data", border=0)
+        cohort = metrics.groupby(["group", "genotype"]).agg(
+            sessions=("bids_name", "count"), subjects=("participant_id", "nunique"))
+        tables["cohort"] = cohort.reset_index().to_html(classes="data", border=0, index=False)
+        base = [c for c in ("pearson_r", "mse", "ssim") if f"baseline_{c}" in metrics]
+        tables["baseline"] = pd.DataFrame({
+            "metric": base, "U-Net": [metrics[c].mean() for c in base],
+            "training-mean baseline": [metrics[f"baseline_{c}"].mean() for c in base],
+        }).round(4).to_html(classes="data", border=0, index=False) if base else None
+    for name in ("cohort", "specificity"):
+        t = _read_tsv(out / f"group_{name}.tsv")
+        if t is not None:
+            tables[f"tsv_{name}"] = t.round(4).to_html(classes="data", border=0, index=False)
+    if stats is not None:
+        keep = ["region", "pearson_r", "pearson_p", "ba_bias", "ba_loa_low", "ba_loa_high",
+                "mannwhitney_p"] + [c for c in stats if c.startswith(("mannwhitney_p_",
+                                                                         "wilcoxon_p_"))]
+        key = stats[stats.region.str.contains("|".join(KEY_REGIONS))]
+        tables["regions"] = key[keep].round(4).to_html(classes="data", border=0, index=False)
+    html = _ENV.get_template("group.html.j2").render(
+        model=model, figs=figs, tables=tables,
+        outliers=_outliers(metrics) if metrics is not None else [],
+        subjects=sorted(p.name[4:-5] for p in out.glob("sub-*.html")),
+        errors=_errors(out), version=__version__, citation=CITATION, methods=METHODS,
+        n_sessions=0 if metrics is None else len(metrics), date=time.strftime("%Y-%m-%d %H:%M"))
+    return write_text_atomic(out / "group_report.html", html)

@@ -1,0 +1,93 @@
+"""Template-space evaluation of the out-of-fold maps: regions, specificity, cohort table.
+
+Writes ``group_regions.tsv`` (one row per session and region), ``group_region_stats.tsv``
+(one row per region), ``group_specificity.tsv`` and ``group_cohort.tsv`` in OUTPUT_DIR.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+
+from .bids_io import Session
+from .data import SessionFiles, pet_target, scale_t1
+from .derivatives import find_xfm, pet_path, write_text_atomic
+from .infer import to_units
+from .metrics import smooth
+from .preprocess.images import resample_with_transforms
+from .stats import cohort_summary, region_stats, region_values, specificity
+from .templates import harvard_oxford, resolve_template
+
+LOG = logging.getLogger("bids_tspo.roi")
+
+
+def _labels_on(template_img: nib.Nifti1Image) -> tuple[np.ndarray, dict[int, str]]:
+    from nilearn.image import resample_to_img
+
+    labels, names = harvard_oxford()
+    on = resample_to_img(labels, template_img, interpolation="nearest", force_resample=True,
+                         copy_header=True)
+    return np.asarray(on.dataobj).astype(np.int16), names
+
+
+def _session_images(out: Path, files: SessionFiles, target: str, tpl_img, tpl_mask):
+    session = Session(files.subject, files.session, (files.t1w,))
+    xfm = find_xfm(out, session)
+    if xfm is None:
+        return None
+    tpl_name, xfm_path = xfm
+    suv_paths = sorted((files.t1w.parent.parent / "pet").glob(
+        f"{files.name}_*space-{tpl_name}_desc-suv_pet.nii.gz"))
+    synth_path = pet_path(out, session, desc="synth", space=tpl_name)
+    if not suv_paths or not synth_path.is_file():
+        return None
+    suv = np.asarray(nib.load(suv_paths[0]).dataobj, np.float32)
+    true = to_units(pet_target(suv, tpl_mask, target), target)
+    synth = np.asarray(nib.load(synth_path).dataobj, np.float32) * tpl_mask
+    t1 = nib.load(files.t1w)
+    t1_tpl = resample_with_transforms(np.asarray(t1.dataobj, np.float32), t1.affine, tpl_img,
+                                      [xfm_path])
+    t1w = scale_t1(np.asarray(t1_tpl.dataobj, np.float32), tpl_mask)
+    return true, synth, t1w
+
+
+def write_region_tables(out: Path, paired: list[SessionFiles], folds: dict[str, int],
+                        target: str) -> dict[str, pd.DataFrame]:
+    tpl_img, tpl_mask_img = resolve_template(2).load()
+    tpl_mask = np.asarray(tpl_mask_img.dataobj) > 0.5
+    labels, names = _labels_on(tpl_mask_img)
+    labels = labels * tpl_mask
+    zooms = tpl_mask_img.header.get_zooms()[:3]
+    rows, synths, trues, subject_of = [], {}, {}, {}
+    cohort = {"original": [], "synthesized": [], "smoothed": []}
+    for files in paired:
+        images = _session_images(out, files, target, tpl_img, tpl_mask)
+        if images is None:
+            LOG.warning("%s: no template-space maps; left out of the region analysis", files.name)
+            continue
+        true, synth, t1w = images
+        smooth_true = smooth(true, zooms) * tpl_mask
+        base = {"bids_name": files.name, "participant_id": f"sub-{files.subject}",
+                "session_id": f"ses-{files.session}" if files.session else "n/a",
+                "group": files.group, "genotype": files.genotype,
+                "fold": folds.get(files.subject, -1)}
+        rows += [base | r for r in region_values(labels, names, true, smooth_true, synth, t1w)]
+        synths[files.name], trues[files.name] = synth, smooth_true
+        subject_of[files.name] = files.subject
+        cohort["original"].append(float(true[tpl_mask].mean()))
+        cohort["synthesized"].append(float(synth[tpl_mask].mean()))
+        cohort["smoothed"].append(float(smooth_true[tpl_mask].mean()))
+    tables = {"regions": pd.DataFrame(rows)}
+    if rows:
+        tables["region_stats"] = region_stats(tables["regions"])
+        tables["specificity"] = specificity(synths, trues, tpl_mask, subject_of)
+        tables["cohort"] = cohort_summary(cohort)
+    for key, table in tables.items():
+        name = "group_regions.tsv" if key == "regions" else f"group_{key}.tsv"
+        write_text_atomic(Path(out) / name, table.to_csv(sep="\t", index=False, na_rep="n/a",
+                                                         float_format="%.6g"))
+    return tables

@@ -1,0 +1,114 @@
+"""ROI statistics of the paper (Harvard-Oxford regions, template space) and beyond.
+
+* :func:`region_values`: mean true, 4 mm-smoothed true, synthetic and T1w value per region of
+  one session (rows of ``group_regions.tsv``).
+* :func:`region_stats`: per region, across sessions: Pearson r (smoothed true vs synthetic) with
+  p, Bland-Altman bias and limits of agreement, median-split Mann-Whitney U of the synthetic
+  values overall and per genotype (Table 3), correlations with the T1w signal (Figure 6), and
+  a paired true-vs-synthetic Wilcoxon test per diagnostic group (Figure 3).
+* :func:`specificity`: each synthetic map against its own true PET and every other subject's
+  (Table 5), with whether its own is the best match.
+* :func:`cohort_summary`: normalised SUV mean ± SD in the brain (Table 2).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import stats as st
+
+KEY_REGIONS = ("Thalamus", "Caudate", "Putamen", "Pallidum", "Hippocampus", "Amygdala",
+               "Accumbens", "Brain-Stem", "Lateral_Ventricle")
+
+
+def region_values(labels: np.ndarray, names: dict[int, str], true: np.ndarray,
+                  smooth_true: np.ndarray, synth: np.ndarray, t1w: np.ndarray,
+                  min_voxels: int = 5) -> list[dict]:
+    """Per-region means of four co-registered template-space images."""
+    rows = []
+    for index, name in names.items():
+        inside = labels == index
+        n = int(inside.sum())
+        if n < min_voxels:
+            continue
+        rows.append({"region": name, "region_id": index, "n_voxels": n,
+                     "true_mean": float(true[inside].mean()),
+                     "true_smooth_mean": float(smooth_true[inside].mean()),
+                     "synth_mean": float(synth[inside].mean()),
+                     "t1w_mean": float(t1w[inside].mean())})
+    return rows
+
+
+def _pearson(x, y) -> tuple[float, float]:
+    if len(x) < 3 or np.std(x) == 0 or np.std(y) == 0:
+        return float("nan"), float("nan")
+    r, p = st.pearsonr(x, y)
+    return float(r), float(p)
+
+
+def _median_split_u(true, synth) -> tuple[float, float]:
+    """Mann-Whitney U of synthetic values between sessions below/above the median true value."""
+    if len(true) < 4:
+        return float("nan"), float("nan")
+    median = np.median(true)
+    low, high = synth[true <= median], synth[true > median]
+    if len(low) < 2 or len(high) < 2:
+        return float("nan"), float("nan")
+    u, p = st.mannwhitneyu(low, high, alternative="two-sided")
+    return float(u), float(p)
+
+
+def region_stats(regions: pd.DataFrame) -> pd.DataFrame:
+    """One row per region with the paper's statistics (see module docstring)."""
+    out = []
+    for region, df in regions.groupby("region", sort=False):
+        true, synth = df.true_smooth_mean.to_numpy(), df.synth_mean.to_numpy()
+        diff, mean = synth - true, (synth + true) / 2
+        r, p = _pearson(true, synth)
+        u, pu = _median_split_u(true, synth)
+        r_true_t1, p_true_t1 = _pearson(true, df.t1w_mean.to_numpy())
+        r_syn_t1, p_syn_t1 = _pearson(synth, df.t1w_mean.to_numpy())
+        row = {"region": region, "n_sessions": len(df), "true_smooth_mean": true.mean(),
+               "synth_mean": synth.mean(), "pearson_r": r, "pearson_p": p,
+               "ba_bias": diff.mean(), "ba_loa_low": diff.mean() - 1.96 * diff.std(ddof=1),
+               "ba_loa_high": diff.mean() + 1.96 * diff.std(ddof=1),
+               "ba_mean_of_means": mean.mean(),
+               "mannwhitney_u": u, "mannwhitney_p": pu,
+               "r_true_t1w": r_true_t1, "p_true_t1w": p_true_t1,
+               "r_synth_t1w": r_syn_t1, "p_synth_t1w": p_syn_t1}
+        for genotype, gdf in df.groupby("genotype"):
+            u_g, p_g = _median_split_u(gdf.true_smooth_mean.to_numpy(), gdf.synth_mean.to_numpy())
+            row[f"mannwhitney_p_{genotype}"] = p_g
+        for group, gdf in df.groupby("group"):
+            d = gdf.synth_mean.to_numpy() - gdf.true_smooth_mean.to_numpy()
+            p_w = (float(st.wilcoxon(d).pvalue) if len(d) >= 5 and np.any(d != 0)
+                   else float("nan"))
+            row[f"wilcoxon_p_{group}"] = p_w
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def specificity(synth: dict[str, np.ndarray], true: dict[str, np.ndarray],
+                mask: np.ndarray, subject_of: dict[str, str]) -> pd.DataFrame:
+    """Pearson r and MSE of each synthetic map with its own and with other subjects' PET."""
+    rows = []
+    names = list(synth)
+    for name in names:
+        s = synth[name][mask]
+        own = true[name][mask]
+        others = [n for n in names if subject_of[n] != subject_of[name]]
+        r_own = float(np.corrcoef(s, own)[0, 1])
+        r_other = [float(np.corrcoef(s, true[o][mask])[0, 1]) for o in others]
+        mse_other = [float(np.mean((s - true[o][mask]) ** 2)) for o in others]
+        rows.append({"bids_name": name, "r_own": r_own,
+                     "r_others_mean": float(np.mean(r_other)) if r_other else float("nan"),
+                     "mse_own": float(np.mean((s - own) ** 2)),
+                     "mse_others_mean": float(np.mean(mse_other)) if mse_other else float("nan"),
+                     "own_is_best_r": bool(all(r_own > r for r in r_other)) if r_other else None})
+    return pd.DataFrame(rows)
+
+
+def cohort_summary(values: dict[str, list[float]]) -> pd.DataFrame:
+    """Mean ± SD across sessions of each image's brain mean (the paper's Table 2)."""
+    return pd.DataFrame([{"image": k, "mean": float(np.mean(v)), "sd": float(np.std(v, ddof=1))
+                          if len(v) > 1 else float("nan")} for k, v in values.items()])
