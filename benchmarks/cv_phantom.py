@@ -33,6 +33,7 @@ def main() -> int:
     p.add_argument("--folds", type=int, default=5)
     p.add_argument("--device", default="auto")
     p.add_argument("--target", default="minmax")
+    p.add_argument("--lr", default="1e-4")
     p.add_argument("--name", default=None)
     args = p.parse_args()
     from bids_tspo.cli import main as app
@@ -50,12 +51,14 @@ def main() -> int:
     start = time.monotonic()
     code = code or app([str(bids), str(out), "group", "-w", str(work), "--epochs",
                         str(args.epochs), "--image-size", str(args.image_size), "--folds",
-                        str(args.folds), "--device", args.device, "--target", args.target])
+                        str(args.folds), "--device", args.device, "--target", args.target,
+                        "--lr", args.lr])
     timings["group_s"] = round(time.monotonic() - start, 1)
     table = pd.read_csv(out / "group_metrics.tsv", sep="\t")
     cols = [c for c in table.columns if c.startswith(("pearson", "mse", "ssim", "baseline_pearson",
                                                        "baseline_mse"))]
-    name = args.name or f"{args.size}{args.subjects}_e{args.epochs}_s{args.image_size}_{args.target}"
+    name = args.name or (f"{args.size}{args.subjects}_e{args.epochs}_s{args.image_size}_"
+                         f"{args.target}_lr{args.lr}_k{args.folds}")
     result = {"benchmark": "out-of-fold synthesis on the phantom", "name": name,
               "exit_code": code, "settings": vars(args) | {"workdir": str(args.workdir)},
               "sessions": int(len(table)), "means": table[cols].mean().round(4).to_dict(),

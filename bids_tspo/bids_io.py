@@ -103,8 +103,20 @@ def read_tsv(path: Path, index: str) -> dict[str, dict[str, str]]:
 
 
 def participants_table(bids_dir: Path) -> dict[str, dict[str, str]]:
-    """participants.tsv keyed by bare label (without ``sub-``)."""
-    rows = read_tsv(Path(bids_dir) / "participants.tsv", "participant_id")
+    """participants.tsv keyed by bare label (without ``sub-``).
+
+    A missing or malformed table is not fatal: a warning is logged and it counts as empty
+    (body weight must then come from elsewhere; folds are not stratified).
+    """
+    path = Path(bids_dir) / "participants.tsv"
+    if not path.is_file():
+        LOG.warning("%s: missing; no group, genotype or weight from participants.tsv", path)
+        return {}
+    try:
+        rows = read_tsv(path, "participant_id")
+    except InputDataError as exc:
+        LOG.warning("%s (ignored: no group, genotype or weight from it)", exc)
+        return {}
     return {key.removeprefix("sub-"): row for key, row in rows.items()}
 
 
@@ -186,6 +198,6 @@ def select_sessions(layout, participants: tuple[str, ...] = (),
             ))
     if not found:
         raise MissingInputError(
-            "no T1w image in the selection: " + (", ".join(missing) if missing else "nothing selected")
-        )
+            "no T1w image in the selection: " + ", ".join(missing) if missing else
+            "empty selection: no session matches --participant-label/--session-label")
     return found, missing

@@ -24,6 +24,7 @@ from .evaluate import evaluate_sessions, oof_plan
 from .infer import load_bundle, resolve_device
 from .model import UNetConfig
 from .splits import load_splits, make_splits
+from .resources import check_training_memory
 from .roi import write_region_tables
 from .tables import write_metrics
 from .train import TrainSettings, distributed, is_complete, train_fold
@@ -63,10 +64,14 @@ def run_group_level(config: Config) -> int:
     LOG.info("%d session(s) of %d subject(s) with T1w and PET", len(paired),
              len({s.subject for s in paired}))
     cache = config.work_dir / "group" / "cache"
-    items = {f.name: prepare(f, config.image_size, config.target, cache)
-             for f in tqdm(paired, desc="preparing volumes", disable=rank != 0)}
+
+    def prepared(size: int, target: str) -> dict:
+        return {f.name: prepare(f, size, target, cache)
+                for f in tqdm(paired, desc="preparing volumes", disable=None if rank == 0 else True)}
+
     if config.model is not None:  # evaluation of a given bundle: its full ensemble
         bundle = load_bundle(config.model)
+        items = prepared(bundle.image_size, bundle.target)
         plan = [(sorted(bundle.folds), None, paired, [])]
         rows = evaluate_sessions(config.output_dir, bundle, plan, items, device, config.seed)
         write_metrics(config.output_dir, rows)
@@ -80,6 +85,10 @@ def run_group_level(config: Config) -> int:
     splits = _splits(config, bundle_dir, labels)
     if rank == 0:
         write_json_atomic(bundle_dir / "splits.json", splits)
+    if any(not is_complete(bundle_dir / f"fold-{f['fold']}") for f in splits["folds"]
+           if config.fold is None or f["fold"] == config.fold):
+        check_training_memory(config.image_size, config.batch_size, device)
+    items = prepared(config.image_size, config.target)
     settings = TrainSettings(config.epochs, config.batch_size, config.lr, config.seed,
                              device.type, augment=True, progress=True)
     for fold in splits["folds"]:

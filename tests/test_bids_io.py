@@ -83,9 +83,18 @@ def test_not_a_bids_dataset(tmp_path):
         load_layout(tmp_path)
 
 
-def test_malformed_participants_tsv(tiny_bids_nosessions, tmp_path):
+def test_malformed_or_missing_participants_tsv_is_a_warning(tiny_bids_nosessions, tmp_path,
+                                                            caplog):
+    import logging
+
+    logging.getLogger("bids_tspo").addHandler(caplog.handler)
     root = tmp_path / "bids"
     shutil.copytree(tiny_bids_nosessions, root)
     (root / "participants.tsv").write_text("subject\tage\nsub-01\t30\n")
-    with pytest.raises(InputDataError, match="participants.tsv.*participant_id"):
-        select_sessions(load_layout(root, validate=False))
+    sessions, _ = select_sessions(load_layout(root, validate=False))
+    assert sessions and dict(sessions[0].participant) == {}
+    assert "no 'participant_id' column" in caplog.text
+    (root / "participants.tsv").unlink()
+    sessions, _ = select_sessions(load_layout(root, validate=False))
+    assert len(sessions) == 2 and "missing" in caplog.text
+    logging.getLogger("bids_tspo").removeHandler(caplog.handler)

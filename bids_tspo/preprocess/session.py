@@ -53,6 +53,11 @@ def preprocess_session(config: Config, session: Session) -> list[Path]:
     work = config.work_dir / "participant" / session.name
     if config.clean_workdir and work.exists():
         shutil.rmtree(work)
+    done = finished_outputs(work / "done.json", preset["name"], config)
+    if done is not None:
+        LOG.info("%s: already preprocessed (%d outputs; --clean-workdir recomputes)",
+                 session.name, len(done))
+        return done
     LOG.info("%s: T1w %s (preset %s)", session.name, session.primary_t1w.name, preset["name"])
     anat = preprocess_anat(session.primary_t1w, template, preset, work / "anat")
     t1_uri = bids_uri(session.primary_t1w, config.bids_dir)
@@ -99,8 +104,30 @@ def preprocess_session(config: Config, session: Session) -> list[Path]:
             shutil.copyfile(src, tmp)
         written.append(dst)
     write_json_atomic(work / "timings.json", timings)
+    write_json_atomic(work / "done.json", {"preset": preset["name"],
+                                           "suv_window": list(config.suv_window),
+                                           "outputs": [str(p) for p in written]})
     LOG.debug("%s timings: %s", session.name, timings)
     return written
+
+
+def finished_outputs(marker: Path, preset: str, config: Config) -> list[Path] | None:
+    """The outputs of a finished session when its marker matches the settings and every
+    output still exists; otherwise None (the session is processed)."""
+    import json
+
+    if not marker.is_file():
+        return None
+    try:
+        record = json.loads(marker.read_text())
+    except ValueError:
+        return None
+    outputs = [Path(p) for p in record.get("outputs", [])]
+    same = (record.get("preset") == preset
+            and record.get("suv_window") == list(config.suv_window))
+    if same and outputs and all(p.is_file() for p in outputs):
+        return outputs
+    return None
 
 
 def _as_uint8(img: nib.Nifti1Image) -> nib.Nifti1Image:

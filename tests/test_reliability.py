@@ -1,0 +1,180 @@
+"""Bad input, interruptions and concurrency: one clear line per problem, the contract's exit
+code, no traceback, the other subjects processed, nothing half-written."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+import subprocess
+import sys
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+from bids_tspo.cli import main
+from bids_tspo.derivatives import atomic_path
+
+
+def clone_subject(root, src: str, dst: str, weight: str = "70"):
+    """Copy subject ``src`` to ``dst`` (files renamed) and add a participants.tsv row."""
+    shutil.copytree(root / f"sub-{src}", root / f"sub-{dst}")
+    for path in sorted((root / f"sub-{dst}").rglob("*"), key=lambda p: -len(p.parts)):
+        if f"sub-{src}" in path.name:
+            path.rename(path.with_name(path.name.replace(f"sub-{src}", f"sub-{dst}")))
+    with open(root / "participants.tsv", "a") as f:
+        f.write(f"sub-{dst}\t40\tF\tKOA\tHAB\t{weight}\n")
+    return root / f"sub-{dst}" / "ses-01"
+
+
+def _edit_json(path, **changes):
+    meta = json.loads(path.read_text())
+    for key, value in changes.items():
+        if value is None:
+            meta.pop(key, None)
+        else:
+            meta[key] = value
+    path.write_text(json.dumps(meta))
+
+
+def _t1(ses):
+    return next((ses / "anat").glob("*_T1w.nii.gz"))
+
+
+def _pet_json(ses):
+    return next((ses / "pet").glob("*_pet.json"))
+
+
+def _save(ses, data, affine=np.eye(4)):
+    nib.save(nib.Nifti1Image(data, affine), _t1(ses))
+
+
+BROKEN = {  # subject label -> (how to break a copy of sub-03, expected words in the error)
+    "11": (lambda s: _t1(s).write_bytes(gzip.compress(b"\x5c\x01" * 30)[:40]), "cannot be read as NIfTI"),
+    "12": (lambda s: _t1(s).write_text("not an image"), "cannot be read as NIfTI"),
+    "13": (lambda s: _save(s, np.full((20, 20, 20), np.nan, np.float32)), "NaN/Inf"),
+    "14": (lambda s: _save(s, np.zeros((20, 20, 20), np.float32)), "all zeros"),
+    "15": (lambda s: _save(s, np.ones((20, 20, 20, 3), np.float32)), "4 dimensions"),
+    "16": (lambda s: _save(s, np.ones((20, 20), np.float32)), "2 dimensions"),
+    "17": (lambda s: _edit_json(_pet_json(s), InjectedRadioactivity=None), "no InjectedRadioactivity"),
+    "18": (lambda s: _edit_json(_pet_json(s), FrameTimesStart=None), "no FrameTimesStart"),
+    "19": (lambda s: _edit_json(_pet_json(s), Units=None), "no Units"),
+    "20": (lambda s: _edit_json(_pet_json(s), FrameDuration=[600] * 6,
+                                FrameTimesStart=[0, 600, 1200, 1800, 2400, 3000]), "cover only"),
+    "21": (lambda s: _edit_json(_pet_json(s), FrameDuration=[900, 900, 1800, 600, 600],
+                                FrameTimesStart=[0, 900, 1800, 3600, 4200]), "6 frame(s)"),
+    "22": (lambda s: _edit_json(_pet_json(s), InjectedRadioactivityUnits="GBq"), "implausible"),
+    "23": (lambda s: _edit_json(_pet_json(s), InjectedRadioactivityUnits="furlongs"), "unknown activity units"),
+}
+
+
+@pytest.fixture(scope="module")
+def broken_run(tiny_bids, tmp_path_factory):
+    root = tmp_path_factory.mktemp("broken")
+    bids = root / "bids"
+    shutil.copytree(tiny_bids, bids, ignore=shutil.ignore_patterns("derivatives"))
+    for label, (breaker, _) in BROKEN.items():
+        breaker(clone_subject(bids, "03", label))
+    clone_subject(bids, "03", "24", weight="n/a")        # no body weight anywhere
+    clone_subject(bids, "03", "25", weight="500")        # implausible weight
+    out = root / "out"
+    labels = ["03", *BROKEN, "24", "25", "77"]
+    proc = subprocess.run([sys.executable, "-m", "bids_tspo", str(bids), str(out), "participant",
+                           "--sloppy", "-w", str(root / "work"), "--omp-nthreads", "2",
+                           "--participant-label", *[x for x in labels if x != "77"]],
+                          capture_output=True, text=True, timeout=900)
+    return proc, out
+
+
+def test_every_broken_subject_reported_on_one_line(broken_run):
+    proc, out = broken_run
+    assert proc.returncode == 65
+    assert "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if " ERROR: " in line]
+    for label, (_, words) in BROKEN.items():
+        hits = [line for line in errors if f"sub-{label}_ses-01" in line]
+        assert hits and words in hits[0], (label, hits)
+        assert ".nii" in hits[0] or ".json" in hits[0] or "sidecar" in hits[0]
+    assert any("sub-24" in e and "no body weight" in e for e in errors)
+    assert any("sub-25" in e and "500 kg" in e for e in errors)
+
+
+def test_good_subject_processed_and_nothing_half_written(broken_run):
+    _, out = broken_run
+    assert (out / "sub-03/ses-01/pet/sub-03_ses-01_trc-PBR28_space-T1w_desc-suv_pet.nii.gz").is_file()
+    for label in [*BROKEN, "24", "25"]:
+        assert not (out / f"sub-{label}").exists(), label
+    assert not list(out.rglob("*.tmp*"))
+    summary = json.loads(next((out / "logs").glob("summary_*.json")).read_text())
+    assert summary["succeeded"] == ["sub-03_ses-01"]
+    assert len(summary["failed"]) == len(BROKEN) + 2
+    assert "errors" in (out / "sub-11.html").read_text().lower()
+
+
+def test_rerun_skips_finished_and_clean_workdir_recomputes(tiny_bids, tmp_path):
+    args = [str(tiny_bids), str(tmp_path / "out"), "participant", "--participant-label", "01",
+            "--sloppy", "-w", str(tmp_path / "w"), "--omp-nthreads", "2"]
+    assert main(args) == 0
+    t1 = tmp_path / "out/sub-01/ses-01/anat/sub-01_ses-01_desc-preproc_T1w.nii.gz"
+    stamp = t1.stat().st_mtime_ns
+    assert main(args) == 0
+    assert t1.stat().st_mtime_ns == stamp
+    log = sorted((tmp_path / "out/logs").glob("*.log"))[-1].read_text()
+    assert "already preprocessed" in log
+    assert main(args + ["--clean-workdir"]) == 0
+    assert t1.stat().st_mtime_ns != stamp
+
+
+def test_concurrent_participant_runs_share_one_output(tiny_bids, tmp_path):
+    out = tmp_path / "out"
+    procs = [subprocess.Popen([sys.executable, "-m", "bids_tspo", str(tiny_bids), str(out),
+                               "participant", "--participant-label", label, "--sloppy", "-w",
+                               str(tmp_path / f"w{label}"), "--omp-nthreads", "1"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for label in ("01", "03", "04")]
+    codes = [p.wait(timeout=600) for p in procs]
+    assert codes == [0, 0, 0]
+    assert json.loads((out / "dataset_description.json").read_text())["DatasetType"] == "derivative"
+    assert len(list((out / "logs").glob("*_cmd.txt"))) == 3
+    assert len(list((out / "logs").glob("summary_*.json"))) == 3
+    for label in ("01", "03", "04"):
+        assert (out / f"sub-{label}.html").is_file()
+
+
+def test_bids_dir_is_never_written(tiny_bids, tmp_path):
+    before = sorted(p.relative_to(tiny_bids) for p in tiny_bids.rglob("*"))
+    assert main([str(tiny_bids), str(tmp_path / "out"), "participant", "--participant-label",
+                 "04", "--sloppy", "-w", str(tmp_path / "w")]) == 0
+    assert sorted(p.relative_to(tiny_bids) for p in tiny_bids.rglob("*")) == before
+
+
+def test_empty_selection_and_unknown_session(tiny_bids, tmp_path, capsys):
+    base = [str(tiny_bids), str(tmp_path / "out"), "participant"]
+    assert main(base + ["--participant-label", "01", "--session-label", "02"]) == 66
+    assert "empty selection" in capsys.readouterr().err
+    assert main(base + ["--session-label", "09"]) == 66
+    assert "unknown session label(s): ses-09" in capsys.readouterr().err
+
+
+def test_group_checks_before_training(grouped, tiny_bids, tmp_path, capsys):
+    out = tmp_path / "out"
+    shutil.copytree(grouped, out, ignore=shutil.ignore_patterns("models", "group_*"))
+    base = [str(tiny_bids), str(out), "group", "-w", str(tmp_path / "w")]
+    assert main(base + ["--folds", "5"]) == 64
+    assert "--folds 5 needs at least 5 subjects" in capsys.readouterr().err
+    assert main(base + ["--folds", "2", "--image-size", "512", "--batch-size", "64"]) == 64
+    assert "needs about" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert main(base + ["--folds", "2", "--device", "cuda"]) == 64
+        assert "no CUDA device" in capsys.readouterr().err
+
+
+def test_atomic_writes_leave_nothing_on_failure(tmp_path):
+    dest = tmp_path / "a" / "x.nii.gz"
+    with pytest.raises(RuntimeError):
+        with atomic_path(dest) as tmp:
+            tmp.write_bytes(b"partial")
+            raise RuntimeError("killed")
+    assert not dest.exists() and not list(dest.parent.iterdir())
