@@ -4,6 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_OUT ?= demo_out
+TORCH_SPEC ?= torch==2.13.0
 
 .PHONY: install demo test test-slow clean
 
@@ -13,7 +14,7 @@ $(BIN)/python:
 
 # torch first (the local CPU wheel), otherwise pip pulls GBs of CUDA packages.
 $(STAMP): $(BIN)/python pyproject.toml
-	$(BIN)/pip install --quiet "torch==2.13.0"
+	$(BIN)/pip install --quiet $(TORCH_SPEC)
 	$(BIN)/pip install --quiet -e ".[test]"
 	touch $(STAMP)
 

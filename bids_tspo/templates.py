@@ -51,14 +51,31 @@ def templateflow_home() -> Path | None:
     return Path(home) if home else None
 
 
+TEMPLATEFLOW_RESOLUTIONS = (1, 2)
+
+
+def templateflow_required() -> list[dict]:
+    """The TemplateFlow files this app looks for (the container bakes exactly these):
+    ``templateflow.api.get`` queries, one per file."""
+    return [{"template": TEMPLATEFLOW_NAME, "resolution": res, "desc": desc, "suffix": suffix}
+            for res in TEMPLATEFLOW_RESOLUTIONS
+            for desc, suffix in ((None, "T1w"), ("brain", "mask"))]
+
+
+def templateflow_relpath(query: dict) -> str:
+    """Path of a queried file relative to TEMPLATEFLOW_HOME."""
+    name = f"tpl-{query['template']}_res-{query['resolution']:02d}"
+    name += f"_desc-{query['desc']}" if query["desc"] else ""
+    return f"tpl-{query['template']}/{name}_{query['suffix']}.nii.gz"
+
+
 def templateflow_files(resolution: int, home: Path | None = None) -> tuple[Path, Path] | None:
     """The TemplateFlow T1w and brain mask of MNI152NLin2009cAsym if present and non-empty."""
     home = home or templateflow_home()
     if home is None:
         return None
-    folder = home / f"tpl-{TEMPLATEFLOW_NAME}"
-    t1w = folder / f"tpl-{TEMPLATEFLOW_NAME}_res-{resolution:02d}_T1w.nii.gz"
-    mask = folder / f"tpl-{TEMPLATEFLOW_NAME}_res-{resolution:02d}_desc-brain_mask.nii.gz"
+    queries = [q for q in templateflow_required() if q["resolution"] == resolution]
+    t1w, mask = (home / templateflow_relpath(q) for q in queries)
     if all(p.is_file() and p.stat().st_size > 0 for p in (t1w, mask)):
         return t1w, mask
     return None

@@ -114,8 +114,9 @@ def preprocess_anat(t1w_path: Path, template, preset: dict, workdir: Path) -> An
     zooms = img.header.get_zooms()[:3]
     head = to_ants(data, img.affine)
     tpl_nib, tpl_mask_nib = template.load()
-    tpl = to_ants(np.asarray(tpl_nib.dataobj, dtype=np.float32), tpl_nib.affine)
     tpl_mask_data = (np.asarray(tpl_mask_nib.dataobj) > 0.5)
+    # brain-only template (TemplateFlow's T1w is full-head; nilearn's is already stripped)
+    tpl = to_ants(np.asarray(tpl_nib.dataobj, dtype=np.float32) * tpl_mask_data, tpl_nib.affine)
     tpl_zooms = tpl_mask_nib.header.get_zooms()[:3]
     tpl_mask = to_ants(tpl_mask_data.astype(np.float32), tpl_mask_nib.affine)
     tpl_region = to_ants(_dilate(tpl_mask_data, 10.0, tpl_zooms).astype(np.float32),

@@ -1,0 +1,111 @@
+"""The container recipe agrees with the package, and baked TemplateFlow files are used."""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCKERFILE = (ROOT / "Dockerfile").read_text()
+
+
+def _pyproject():
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def _name(requirement: str) -> str:
+    return re.split(r"[<>=!\[ ;]", requirement.strip().strip('"'), maxsplit=1)[0].lower()
+
+
+def test_entrypoint_user_and_labels():
+    runtime = DOCKERFILE.split("AS runtime", 1)[1]
+    assert 'ENTRYPOINT ["bids_tspo"]' in runtime
+    users = re.findall(r"^USER (\S+)", runtime, re.M)
+    assert users and users[-1] not in ("root", "0")
+    for label in ("title", "description", "version", "source", "licenses"):
+        assert f"org.opencontainers.image.{label}=" in runtime, label
+    assert "TEMPLATEFLOW_HOME=/opt/templateflow" in runtime
+
+
+def test_python_dependencies_match_pyproject():
+    project = _pyproject()["project"]
+    declared = {_name(d) for d in project["dependencies"]}
+    extras = project["optional-dependencies"]
+    installed = []
+    for line in re.findall(r"pip install ([^;\\\n]+)", DOCKERFILE):
+        installed += [a for a in line.split() if not a.startswith("-") and "://" not in a]
+    assert installed
+    for arg in installed:
+        arg = arg.strip('"')
+        if arg.startswith("/src"):
+            wanted = re.findall(r"\[(\w+)\]", arg)
+            assert all(e in extras for e in wanted), wanted
+            continue
+        assert _name(arg) in declared, arg
+
+
+def test_baked_templates_are_the_ones_the_app_looks_for():
+    from bids_tspo import templates
+
+    assert "docker/fetch_templates.py" in DOCKERFILE
+    script = ast.parse((ROOT / "docker/fetch_templates.py").read_text())
+    names = {n.id for n in ast.walk(script) if isinstance(n, ast.Name)}
+    assert {"templateflow_required", "templateflow_relpath"} <= names
+    wanted = {templates.templateflow_relpath(q) for q in templates.templateflow_required()}
+    for res in templates.TEMPLATEFLOW_RESOLUTIONS:
+        assert any(f"res-{res:02d}_T1w" in w for w in wanted)
+        assert any(f"res-{res:02d}_desc-brain_mask" in w for w in wanted)
+
+
+def stand_in_templateflow(home: Path) -> Path:
+    """Small stand-ins laid out like the baked TemplateFlow folder (nilearn's 2 mm MNI)."""
+    from nilearn import datasets
+
+    from bids_tspo.templates import templateflow_relpath, templateflow_required
+
+    t1w = datasets.load_mni152_template(resolution=2)
+    mask = datasets.load_mni152_brain_mask(resolution=2)
+    for query in templateflow_required():
+        dest = home / templateflow_relpath(query)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        img = mask if query["suffix"] == "mask" else t1w
+        nib.save(nib.Nifti1Image(np.asarray(img.dataobj, np.float32), img.affine), dest)
+    return home
+
+
+def test_templateflow_home_is_used(tiny_bids, tmp_path):
+    home = stand_in_templateflow(tmp_path / "tf")
+    env = dict(os.environ, TEMPLATEFLOW_HOME=str(home))
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "bids_tspo", str(tiny_bids), str(out),
+                           "participant", "--participant-label", "01", "--sloppy", "-w",
+                           str(tmp_path / "w"), "--omp-nthreads", "2"],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "MNI152NLin2009cAsym" in proc.stderr and "TemplateFlow" in proc.stderr
+    anat = out / "sub-01/ses-01/anat"
+    assert (anat / "sub-01_ses-01_from-T1w_to-MNI152NLin2009cAsym_mode-image_xfm.h5").is_file()
+    tpl_pet = out / "sub-01/ses-01/pet/sub-01_ses-01_trc-PBR28_space-MNI152NLin2009cAsym_desc-suv_pet.json"
+    assert json.loads(tpl_pet.read_text())["SpatialReference"] == "MNI152NLin2009cAsym"
+
+
+@pytest.mark.slow
+def test_demo_with_templateflow_home(tmp_path):
+    home = stand_in_templateflow(tmp_path / "tf")
+    env = dict(os.environ, TEMPLATEFLOW_HOME=str(home))
+    proc = subprocess.run([sys.executable, "-c", "import sys; from bids_tspo.demo import main; "
+                           "sys.exit(main())", str(tmp_path / "demo"), "--size", "tiny"],
+                          capture_output=True, text=True, env=env, timeout=1800)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "group_report.html" in proc.stdout
+    assert list((tmp_path / "demo").rglob("*space-MNI152NLin2009cAsym_desc-synth_pet.nii.gz"))
