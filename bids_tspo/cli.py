@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import logging
+import math
 import os
 import sys
 import tempfile
@@ -40,44 +41,26 @@ class _Parser(argparse.ArgumentParser):
 
 
 # ---------------------------------------------------------------- parser-bound validators
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+def _bounded(cast, minimum: float, strict: bool, kind: str, problem: str):
+    """Parser-bound validator: ``cast`` the text, require ``>= minimum`` (``>`` if strict)."""
+
+    def validate(text: str):
+        try:
+            value = cast(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {kind}, got {text!r}") from None
+        if not math.isfinite(value) or value < minimum or (strict and value == minimum):
+            raise argparse.ArgumentTypeError(f"{problem}, got {text}")
+        return value
+
+    return validate
 
 
-def _nonnegative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"cannot be negative, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0 or value != value or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
-
-
-def _minutes(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected minutes as a number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"minutes after injection cannot be negative: {text}")
-    return value
+_positive_int = _bounded(int, 1, False, "a whole number", "must be at least 1")
+_nonnegative_int = _bounded(int, 0, False, "a whole number", "cannot be negative")
+_positive_float = _bounded(float, 0, True, "a number", "must be a positive number")
+_minutes = _bounded(float, 0, False, "minutes as a number",
+                    "minutes after injection cannot be negative")
 
 
 def _image_size(text: str) -> int:

@@ -41,7 +41,8 @@ def _template_target(out: Path, files: SessionFiles, target: str):
     if xfm is None:
         return None
     tpl = xfm[0]
-    paths = sorted((files.t1w.parent.parent / "pet").glob(f"{files.name}_*space-{tpl}_desc-suv_pet.nii.gz"))
+    pattern = f"{files.name}_*space-{tpl}_desc-suv_pet.nii.gz"
+    paths = sorted((files.t1w.parent.parent / "pet").glob(pattern))
     if not paths:
         return None
     img = nib.load(paths[0])

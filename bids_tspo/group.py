@@ -67,7 +67,8 @@ def run_group_level(config: Config) -> int:
 
     def prepared(size: int, target: str) -> dict:
         return {f.name: prepare(f, size, target, cache)
-                for f in tqdm(paired, desc="preparing volumes", disable=None if rank == 0 else True)}
+                for f in tqdm(paired, desc="preparing volumes",
+                              disable=None if rank == 0 else True)}
 
     if config.model is not None:  # evaluation of a given bundle: its full ensemble
         bundle = load_bundle(config.model)

@@ -51,8 +51,9 @@ def resolve_device(requested: str) -> torch.device:
                          "(use --device auto or cpu)")
     use_cuda = requested in ("auto", "cuda") and torch.cuda.is_available()
     device = torch.device("cuda" if use_cuda else "cpu")
-    LOG.info("device: %s%s", device,
-             f" ({torch.cuda.get_device_name(0)})" if use_cuda else f" ({torch.get_num_threads()} threads)")
+    detail = (torch.cuda.get_device_name(0) if use_cuda
+              else f"{torch.get_num_threads()} threads")
+    LOG.info("device: %s (%s)", device, detail)
     return device
 
 
@@ -93,6 +94,7 @@ def predict(net: torch.nn.Module, t1: np.ndarray, device: torch.device,
             flips: bool = True) -> np.ndarray:
     """One network on one box (1,S,S,S) -> (S,S,S), averaged with its left-right flip."""
     x = torch.as_tensor(t1, dtype=torch.float32, device=device)[None]
+    x = x.contiguous(memory_format=torch.channels_last_3d)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
         out = net(x).float()
         if flips:
@@ -103,7 +105,7 @@ def predict(net: torch.nn.Module, t1: np.ndarray, device: torch.device,
 def ensemble(bundle: Bundle, item: dict, device: torch.device, folds: list[int] | None = None,
              flips: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Mean and SD (across fold models) of the predictions on ``item['t1']``, masked."""
-    net = TSPOUNet(bundle.cfg).to(device).eval()
+    net = TSPOUNet(bundle.cfg).to(device).eval().to(memory_format=torch.channels_last_3d)
     preds = []
     for k in folds if folds is not None else sorted(bundle.folds):
         net.load_state_dict(bundle.folds[k])

@@ -79,7 +79,7 @@ def _conv(cin: int, cout: int, separable: bool) -> nn.Module:
 
 
 class ResidualBlock(nn.Module):
-    """GN → Swish → conv → GN → Swish → conv, plus a (1³ conv) shortcut: (B,Cin,...) -> (B,Cout,...)."""
+    """GN → Swish → conv → GN → Swish → conv + (1³ conv) shortcut: (B,Cin,..) -> (B,Cout,..)."""
 
     def __init__(self, cin: int, cout: int, groups: int = 4, separable: bool = True):
         super().__init__()

@@ -103,6 +103,7 @@ def _run_epoch(model, loader, device, optimizer=None) -> float:
     use_bf16 = device.type == "cuda"
     for batch in loader:
         t1, pet, mask = (batch[k].to(device, non_blocking=True) for k in ("t1", "pet", "mask"))
+        t1 = t1.contiguous(memory_format=torch.channels_last_3d)
         with torch.set_grad_enabled(training), \
                 torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
             loss = masked_loss(model(t1), pet, mask)
@@ -128,9 +129,8 @@ def train_fold(fold_dir: Path, train_items: list[dict], val_items: list[dict],
     rank, world = distributed()
     device = torch.device(settings.device)
     seed_everything(settings.seed)
-    model = TSPOUNet(cfg).to(device)
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last_3d)
+    # channels-last: depthwise 3D convs run 2-3x faster on CPU and on GPU (benchmarks/)
+    model = TSPOUNet(cfg).to(device).to(memory_format=torch.channels_last_3d)
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
     ckpt_path = fold_dir / "checkpoint.pt"
     start_epoch, best, history = 0, float("inf"), []

@@ -9,7 +9,6 @@ import shutil
 import nibabel as nib
 import numpy as np
 import pandas as pd
-import pytest
 import torch
 
 from bids_tspo.cli import main

@@ -72,7 +72,8 @@ def dynamic_frames(concentration: np.ndarray, vascular: np.ndarray, size: str,
     lam = np.log(2) / C11_HALF_LIFE_S
     mid = starts + durations / 2
     rel = noise / np.sqrt((durations / 300.0) * np.exp(-lam * (mid - 75 * 60)))
-    scale = float(np.percentile(concentration[concentration > 0], 90)) if np.any(concentration > 0) else 1.0
+    positive = concentration[concentration > 0]
+    scale = float(np.percentile(positive, 90)) if positive.size else 1.0
     for k in range(frames.shape[-1]):
         sd = rel[k] * np.sqrt(np.clip(frames[..., k], 0, None) * scale)
         n = ndimage.gaussian_filter(rng.standard_normal(frames.shape[:3]), 0.8) * 2.6

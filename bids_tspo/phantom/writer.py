@@ -62,7 +62,8 @@ def _session_name(subject: PhantomSubject, session: PhantomSession) -> tuple[Pat
 
 def _bias_field(rng, shape, amplitude=0.12) -> np.ndarray:
     coarse = rng.standard_normal((4, 4, 4))
-    field = ndimage.zoom(coarse, np.asarray(shape) / 4.0, order=3)[: shape[0], : shape[1], : shape[2]]
+    field = ndimage.zoom(coarse, np.asarray(shape) / 4.0, order=3)
+    field = field[: shape[0], : shape[1], : shape[2]]
     return np.exp(amplitude * field / (field.std() + 1e-6)).astype(np.float32)
 
 
@@ -169,7 +170,8 @@ def _write_tables(out: Path, cohort: list[PhantomSubject]) -> None:
     for s in cohort:
         rows.append(f"sub-{s.label}\t{s.age}\t{s.sex}\t{s.group}\t{s.genotype}\t{s.weight_kg}")
         if s.weight_source == "sessions.tsv":
-            lines = ["session_id\tbody_weight"] + [f"ses-{x.label}\t{x.weight_kg}" for x in s.sessions]
+            lines = ["session_id\tbody_weight"]
+            lines += [f"ses-{x.label}\t{x.weight_kg}" for x in s.sessions]
             write_text_atomic(out / f"sub-{s.label}" / f"sub-{s.label}_sessions.tsv",
                               "\n".join(lines) + "\n")
     write_text_atomic(out / "participants.tsv", "\n".join(rows) + "\n")

@@ -66,7 +66,8 @@ def _session_figures(out: Path, anat: Path, pet: Path, name: str, figdir: Path) 
         write_text_atomic(path, svg)
         made.append({"title": title, "caption": caption, "src": path.relative_to(out).as_posix()})
 
-    t1_path, mask_path = anat / f"{name}_desc-preproc_T1w.nii.gz", anat / f"{name}_desc-brain_mask.nii.gz"
+    t1_path = anat / f"{name}_desc-preproc_T1w.nii.gz"
+    mask_path = anat / f"{name}_desc-brain_mask.nii.gz"
     if not (t1_path.is_file() and mask_path.is_file()):
         return made
     t1, mask = _canonical(t1_path), _canonical(mask_path)

@@ -1,0 +1,176 @@
+"""Synthesis latency, training throughput and the roofline of the U-Net, vs MONAI baselines.
+
+    python benchmarks/model_speed.py [--device cpu|cuda] [--size 96] [--threads 2] [--repeats 3]
+
+Measures, in one run (so the ratios are fair):
+1. synthesis latency per session: one model (1 forward) and the 5-fold ensemble with flips
+   (10 forwards), median of repeats, and peak memory;
+2. training throughput (volumes/s, batch 2) of TSPOUNet in eager fp32, channels-last, bf16
+   autocast (CUDA) and torch.compile, next to MONAI BasicUNet and UNet configured to a
+   comparable parameter count;
+3. FLOPs per volume (torch's FlopCounterMode), bytes of activations written, the machine's
+   measured peak (large GEMM) and the fraction of it that inference and training reach.
+Writes ``benchmarks/results/model_speed_<device>_<size>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from preprocess import machine  # noqa: E402
+
+from bids_tspo.model import TSPOUNet, count_parameters  # noqa: E402
+from bids_tspo.train import masked_loss  # noqa: E402
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(fn, device, repeats: int, warmup: int = 1) -> float:
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def baselines():
+    from monai.networks.nets import BasicUNet, UNet
+
+    return {
+        "monai_BasicUNet": lambda: BasicUNet(spatial_dims=3, in_channels=1, out_channels=1,
+                                             features=(9, 9, 18, 36, 72, 9)),
+        "monai_UNet": lambda: UNet(spatial_dims=3, in_channels=1, out_channels=1,
+                                   channels=(16, 32, 48, 64), strides=(2, 2, 2), num_res_units=2),
+    }
+
+
+def train_step_fn(net, x, device, bf16: bool, channels_last: bool):
+    opt = torch.optim.Adam(net.parameters(), lr=1e-4)
+    mask = torch.ones_like(x)
+    if channels_last:
+        net = net.to(memory_format=torch.channels_last_3d)
+        x = x.contiguous(memory_format=torch.channels_last_3d)
+
+    def step():
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            out = torch.sigmoid(net(x)) if not isinstance(net, TSPOUNet) else net(x)
+            loss = masked_loss(out, x, mask)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return step
+
+
+def flops_per_volume(net, size: int, device) -> tuple[float, float]:
+    """(forward FLOPs, bytes of module outputs written) for one volume."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x = torch.rand(1, 1, size, size, size, device=device)
+    written = []
+    hooks = [m.register_forward_hook(lambda m, i, o: written.append(o.numel() * o.element_size()))
+             for m in net.modules() if len(list(m.children())) == 0]
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        net(x)
+    for h in hooks:
+        h.remove()
+    return float(counter.get_total_flops()), float(sum(written))
+
+
+def peak_flops(device, n: int = 2048) -> float:
+    a = torch.rand(n, n, device=device)
+    seconds = timed(lambda: a @ a, device, repeats=5)
+    return 2 * n**3 / seconds
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--size", type=int, default=96)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--no-compile", action="store_true")
+    args = p.parse_args()
+    device = torch.device(args.device)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    size = args.size
+    result = {"benchmark": "model speed", "device": str(device), "size": size,
+              "threads": args.threads, "machine": machine(),
+              "gpu": torch.cuda.get_device_name(0) if device.type == "cuda" else None}
+
+    net = TSPOUNet().to(device).eval()
+    x1 = torch.rand(1, 1, size, size, size, device=device)
+    with torch.no_grad():
+        one = timed(lambda: net(x1), device, args.repeats)
+        ens = timed(lambda: [net(torch.flip(x1, dims=[2])) for _ in range(10)], device,
+                    max(1, args.repeats // 2))
+    result["synthesis_s"] = {"one_model": round(one, 4), "ensemble_5x2_flips": round(ens, 4)}
+    if device.type == "cuda":
+        result["synthesis_peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+
+    fwd_flops, written = flops_per_volume(net, size, device)
+    peak = peak_flops(device)
+    result["roofline"] = {
+        "forward_gflop_per_volume": round(fwd_flops / 1e9, 2),
+        "training_gflop_per_volume": round(3 * fwd_flops / 1e9, 2),
+        "activation_bytes_written_mb": round(written / 2**20, 1),
+        "arithmetic_intensity_flop_per_byte": round(fwd_flops / written, 2),
+        "measured_peak_gflops_gemm": round(peak / 1e9, 1),
+        "inference_fraction_of_peak": round(fwd_flops / one / peak, 4),
+    }
+
+    xb = torch.rand(2, 1, size, size, size, device=device)
+    variants = {"eager_fp32": dict(bf16=False, channels_last=False),
+                "channels_last": dict(bf16=False, channels_last=True),
+                "bf16_autocast": dict(bf16=True, channels_last=device.type == "cuda")}
+    training = {}
+    for name, opts in variants.items():
+        model = TSPOUNet().to(device).train()
+        seconds = timed(train_step_fn(model, xb, device, **opts), device, args.repeats)
+        training[name] = {"volumes_per_s": round(2 / seconds, 3), "step_s": round(seconds, 3)}
+    if not args.no_compile:
+        try:
+            model = torch.compile(TSPOUNet().to(device).train())
+            seconds = timed(train_step_fn(model, xb, device, False, False), device,
+                            args.repeats, warmup=2)
+            training["torch_compile"] = {"volumes_per_s": round(2 / seconds, 3),
+                                         "step_s": round(seconds, 3)}
+        except Exception as exc:  # noqa: BLE001 - compile needs a toolchain; record why not
+            training["torch_compile"] = {"error": f"{type(exc).__name__}: {str(exc)[:200]}"}
+    for name, make in baselines().items():
+        model = make().to(device).train()
+        seconds = timed(train_step_fn(model, xb, device, False, False), device, args.repeats)
+        training[name] = {"volumes_per_s": round(2 / seconds, 3), "step_s": round(seconds, 3),
+                          "parameters": count_parameters(model)}
+    training["TSPOUNet_parameters"] = count_parameters(TSPOUNet())
+    eager = training["eager_fp32"]["step_s"]
+    training["ratio_vs_BasicUNet"] = round(training["monai_BasicUNet"]["step_s"] / eager, 3)
+    result["training"] = training
+    result["training_fraction_of_peak"] = round(3 * fwd_flops * 2 / eager / peak, 4)
+    if device.type == "cuda":
+        result["training_peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    result["date"] = time.strftime("%Y-%m-%d %H:%M:%S")
+    dest = Path(__file__).parent / "results" / f"model_speed_{device.type}_{size}.json"
+    dest.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
