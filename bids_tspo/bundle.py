@@ -22,6 +22,34 @@ from .infer import BUNDLE_FORMAT
 from .model import TSPOUNet, UNetConfig, count_parameters
 
 
+def genotype_factors(paired, splits: dict) -> dict:
+    """Per fold, each genotype's mean whole-brain SUV relative to HAB (or to the most common
+    genotype), estimated on that fold's training subjects only (no leakage)."""
+    import nibabel as nib
+    import numpy as np
+
+    means = {}
+    for f in paired:
+        if f.genotype in ("n/a", ""):
+            continue
+        mask = np.asarray(nib.load(f.mask).dataobj) > 0
+        means[f.name] = (f.subject, f.genotype,
+                         float(np.asarray(nib.load(f.suv).dataobj, np.float32)[mask].mean()))
+    out = {}
+    for fold in splits["folds"]:
+        train = set(fold["train"]) | set(fold.get("val", []))
+        by_type: dict[str, list[float]] = {}
+        for subject, genotype, value in means.values():
+            if subject in train:
+                by_type.setdefault(genotype, []).append(value)
+        if not by_type:
+            continue
+        ref = "HAB" if "HAB" in by_type else max(by_type, key=lambda g: len(by_type[g]))
+        out[str(fold["fold"])] = {g: round(float(np.mean(v) / np.mean(by_type[ref])), 4)
+                                  for g, v in sorted(by_type.items())}
+    return out
+
+
 def model_id_for(config: Config) -> str:
     return f"tspo-unet_{config.target}_k{config.folds}_s{config.seed}"
 
@@ -46,6 +74,13 @@ def write_bundle_files(bundle_dir: Path, config: Config, cfg: UNetConfig, splits
                      "seed": config.seed, "folds": splits["k"],
                      "splits": "subject-grouped, stratified by " + splits["stratified_by"]},
         "folds_trained": done,
+        "genotype_adjustment": {
+            "column": config.genotype_column,
+            "factors_per_fold": genotype_factors(paired, splits),
+            "applied_to_target": False,
+            "note": "mean whole-brain SUV of each genotype relative to the reference, on each "
+                    "fold's training subjects only; the per-volume target normalisation "
+                    f"({config.target}) already removes global genotype scaling"},
         "data": {"sessions": len(paired), "subjects": len({f.subject for f in paired}),
                  "groups": dict(Counter(f.group for f in paired)),
                  "genotypes": dict(Counter(f.genotype for f in paired))},

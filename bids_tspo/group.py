@@ -75,8 +75,8 @@ def run_group_level(config: Config) -> int:
         items = prepared(bundle.image_size, bundle.target)
         plan = [(sorted(bundle.folds), None, paired, [])]
         rows = evaluate_sessions(config.output_dir, bundle, plan, items, device, config.seed)
-        write_metrics(config.output_dir, rows)
-        write_region_tables(config.output_dir, paired, {}, bundle.target)
+        _, tpl = write_region_tables(config.output_dir, paired, {}, bundle.target, config.seed)
+        write_metrics(config.output_dir, rows, tpl)
         return 0
 
     labels = _strata(paired, config.group_column)
@@ -117,9 +117,9 @@ def run_group_level(config: Config) -> int:
     bundle = load_bundle(bundle_dir)
     rows = evaluate_sessions(config.output_dir, bundle, oof_plan(splits, paired), items,
                              device, config.seed)
-    summary = write_metrics(config.output_dir, rows)
     folds_of = {s: f["fold"] for f in splits["folds"] for s in f["test"]}
-    write_region_tables(config.output_dir, paired, folds_of, config.target)
+    _, tpl = write_region_tables(config.output_dir, paired, folds_of, config.target, config.seed)
+    summary = write_metrics(config.output_dir, rows, tpl)
     write_bundle_files(bundle_dir, config, cfg, splits, done, paired, summary)
     LOG.info("model bundle: %s (bids_tspo %s)", bundle_dir, __version__)
     return 0

@@ -17,7 +17,7 @@ from .bids_io import Session
 from .data import SessionFiles, pet_target, scale_t1
 from .derivatives import find_xfm, pet_path, write_text_atomic
 from .infer import to_units
-from .metrics import smooth
+from .metrics import all_metrics, smooth
 from .preprocess.images import resample_with_transforms
 from .stats import cohort_summary, region_stats, region_values, specificity
 from .templates import harvard_oxford, resolve_template
@@ -56,13 +56,14 @@ def _session_images(out: Path, files: SessionFiles, target: str, tpl_img, tpl_ma
 
 
 def write_region_tables(out: Path, paired: list[SessionFiles], folds: dict[str, int],
-                        target: str) -> dict[str, pd.DataFrame]:
+                        target: str, seed: int = 0) -> tuple[dict[str, pd.DataFrame], dict]:
+    """Region tables, and per-session metrics in template space (keys suffixed ``_tpl``)."""
     tpl_img, tpl_mask_img = resolve_template(2).load()
     tpl_mask = np.asarray(tpl_mask_img.dataobj) > 0.5
     labels, names = _labels_on(tpl_mask_img)
     labels = labels * tpl_mask
     zooms = tpl_mask_img.header.get_zooms()[:3]
-    rows, synths, trues, subject_of = [], {}, {}, {}
+    rows, synths, trues, subject_of, tpl_metrics = [], {}, {}, {}, {}
     cohort = {"original": [], "synthesized": [], "smoothed": []}
     for files in paired:
         images = _session_images(out, files, target, tpl_img, tpl_mask)
@@ -76,6 +77,8 @@ def write_region_tables(out: Path, paired: list[SessionFiles], folds: dict[str, 
                 "group": files.group, "genotype": files.genotype,
                 "fold": folds.get(files.subject, -1)}
         rows += [base | r for r in region_values(labels, names, true, smooth_true, synth, t1w)]
+        scores = all_metrics(synth, true, tpl_mask, zooms, seed=seed, with_ssim=False)
+        tpl_metrics[files.name] = {f"{k}_tpl": v for k, v in scores.items()}
         synths[files.name], trues[files.name] = synth, smooth_true
         subject_of[files.name] = files.subject
         cohort["original"].append(float(true[tpl_mask].mean()))
@@ -90,4 +93,4 @@ def write_region_tables(out: Path, paired: list[SessionFiles], folds: dict[str, 
         name = "group_regions.tsv" if key == "regions" else f"group_{key}.tsv"
         write_text_atomic(Path(out) / name, table.to_csv(sep="\t", index=False, na_rep="n/a",
                                                          float_format="%.6g"))
-    return tables
+    return tables, tpl_metrics

@@ -15,10 +15,12 @@ from .derivatives import write_text_atomic
 
 ID_COLUMNS = ["bids_name", "participant_id", "session_id", "group", "genotype", "fold", "target"]
 KEY_METRICS = ["pearson_r", "pearson_r_smooth", "mse", "mae", "normdiff", "percdiff", "ssim",
-               "psnr"]
+               "psnr", "pearson_r_tpl", "mse_tpl"]
 
 
-def metrics_table(rows: list[dict]) -> pd.DataFrame:
+def metrics_table(rows: list[dict], template: dict | None = None) -> pd.DataFrame:
+    """Model rows merged with the baseline's (``baseline_*``) and template-space metrics."""
+    template = template or {}
     model = [r for r in rows if r["model"] == "unet"]
     baseline = {r["bids_name"]: r for r in rows if r["model"] == "baseline_mean"}
     out = []
@@ -27,6 +29,7 @@ def metrics_table(rows: list[dict]) -> pd.DataFrame:
         for key, value in baseline.get(row["bids_name"], {}).items():
             if key not in ID_COLUMNS and key != "model":
                 merged[f"baseline_{key}"] = value
+        merged.update(template.get(row["bids_name"], {}))
         out.append(merged)
     table = pd.DataFrame(out)
     return table[ID_COLUMNS + [c for c in table.columns if c not in ID_COLUMNS]]
@@ -42,8 +45,8 @@ def summarise(table: pd.DataFrame) -> dict:
     return summary
 
 
-def write_metrics(out: Path, rows: list[dict]) -> dict:
-    table = metrics_table(rows)
+def write_metrics(out: Path, rows: list[dict], template: dict | None = None) -> dict:
+    table = metrics_table(rows, template)
     write_text_atomic(Path(out) / "group_metrics.tsv",
                       table.to_csv(sep="\t", index=False, na_rep="n/a", float_format="%.6g"))
     return summarise(table)

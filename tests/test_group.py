@@ -22,6 +22,8 @@ def test_bundle_is_self_describing(grouped):
     assert meta["folds_trained"] == [0, 1]
     assert meta["architecture"]["channels"] == 32
     assert meta["normalisation"]["target"] == "minmax"
+    factors = meta["genotype_adjustment"]["factors_per_fold"]
+    assert set(factors) == {"0", "1"} and all(f.get("HAB", 1.0) == 1.0 for f in factors.values())
     assert "pearson_r" in " ".join(meta["metrics_summary"])
     assert "not for diagnosis" in (bundle / "README.md").read_text()
     for k in (0, 1):
@@ -42,7 +44,8 @@ def test_out_of_fold_maps_and_metrics(grouped, tiny_bids):
     assert sorted(table.bids_name) == ["sub-01_ses-01", "sub-02_ses-01", "sub-02_ses-02",
                                        "sub-03_ses-01"]
     for col in ("mse", "normdiff", "percdiff", "cnr_synth", "mse_smooth", "ssim", "psnr",
-                "pearson_r", "baseline_pearson_r"):
+                "pearson_r", "baseline_pearson_r", "mse_tpl", "pearson_r_tpl", "cnr_synth_tpl",
+                "normdiff_smooth_tpl"):
         assert col in table and table[col].notna().all(), col
     for _, row in table.iterrows():
         sub, ses = row.participant_id, row.session_id

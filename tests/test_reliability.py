@@ -178,3 +178,46 @@ def test_atomic_writes_leave_nothing_on_failure(tmp_path):
             tmp.write_bytes(b"partial")
             raise RuntimeError("killed")
     assert not dest.exists() and not list(dest.parent.iterdir())
+
+
+def test_subject_without_t1w_others_processed(tiny_bids, tmp_path, capsys):
+    bids = tmp_path / "bids"
+    shutil.copytree(tiny_bids, bids, ignore=shutil.ignore_patterns("derivatives"))
+    shutil.rmtree(bids / "sub-03" / "ses-01" / "anat")
+    out = tmp_path / "out"
+    code = main([str(bids), str(out), "participant", "--participant-label", "03", "04",
+                 "--sloppy", "-w", str(tmp_path / "w")])
+    assert code == 66
+    assert "sub-03_ses-01: no T1w image" in capsys.readouterr().err
+    assert (out / "sub-04/ses-01/anat/sub-04_ses-01_desc-preproc_T1w.nii.gz").is_file()
+
+
+def test_incomplete_bundle_refused(grouped, tiny_bids, tmp_path, capsys):
+    bundle = tmp_path / "bundle"
+    shutil.copytree(grouped / "models" / "tspo-unet_minmax_k2_s42", bundle)
+    (bundle / "fold-1" / "weights.pt").unlink()
+    code = main([str(tiny_bids), str(tmp_path / "o"), "participant", "--participant-label",
+                 "04", "--model", str(bundle)])
+    assert code == 65
+    assert "fold-1/weights.pt: missing; the bundle is incomplete" in capsys.readouterr().err
+
+
+def test_folds_fall_back_without_group_column(grouped, tiny_bids, tmp_path, caplog):
+    import logging
+
+    bids = tmp_path / "bids"
+    shutil.copytree(tiny_bids, bids, ignore=shutil.ignore_patterns("derivatives", "sub-*"))
+    (bids / "participants.tsv").write_text("participant_id\tage\n" + "".join(
+        f"sub-0{i}\t30\n" for i in range(1, 5)))
+    out = tmp_path / "out"
+    shutil.copytree(grouped, out, ignore=shutil.ignore_patterns("models", "group_*"))
+    logging.getLogger("bids_tspo").addHandler(caplog.handler)
+    try:
+        code = main([str(bids), str(out), "group", "-w", str(tmp_path / "w"), "--folds", "2",
+                     "--epochs", "1", "--image-size", "32", "--fold", "0"])
+    finally:
+        logging.getLogger("bids_tspo").removeHandler(caplog.handler)
+    assert code == 0
+    assert "no 'group' column: folds are not stratified" in caplog.text
+    splits = json.loads(next((out / "models").glob("*/splits.json")).read_text())
+    assert set(splits["strata"].values()) == {"n/a"}
