@@ -51,7 +51,8 @@ def genotype_factors(paired, splits: dict) -> dict:
 
 
 def model_id_for(config: Config) -> str:
-    return f"tspo-unet_{config.target}_k{config.folds}_s{config.seed}"
+    """``tspo-unet_<target>_<image size>_k<folds>_s<seed>``: settings that change the weights."""
+    return f"tspo-unet_{config.target}_{config.image_size}_k{config.folds}_s{config.seed}"
 
 
 def write_bundle_files(bundle_dir: Path, config: Config, cfg: UNetConfig, splits: dict,

@@ -8,7 +8,9 @@ is trained: the given bundle is evaluated on every session with PET.
 
 from __future__ import annotations
 
+import json
 import logging
+import shutil
 from pathlib import Path
 
 from tqdm import tqdm
@@ -97,7 +99,13 @@ def run_group_level(config: Config) -> int:
         if config.fold is not None and k != config.fold:
             continue
         fold_dir = bundle_dir / f"fold-{k}"
-        if is_complete(fold_dir) and not config.clean_workdir:
+        if config.clean_workdir and fold_dir.exists() and rank == 0:
+            shutil.rmtree(fold_dir)  # retrain from scratch, not from the finished checkpoint
+        if is_complete(fold_dir):
+            trained = json.loads((fold_dir / "done.json").read_text()).get("epochs")
+            if trained != config.epochs:
+                LOG.warning("fold %d was trained for %s epochs, not --epochs %d; reused "
+                            "(--clean-workdir retrains)", k, trained, config.epochs)
             LOG.info("fold %d: complete checkpoint found, reused", k)
             continue
         train = [items[f.name] for f in paired if f.subject in fold["train"]]

@@ -4,7 +4,7 @@ A bundle is self-describing (``model.json``: architecture, normalisation, folds)
 swaps each fold's state dict into one network. Predictions live on the model box and are
 mapped back onto the exact T1w grid (:func:`bids_tspo.data.to_native`) and into template space.
 
->>> bundle = load_bundle(Path("out/models/tspo-unet_minmax_k5_s42"))   # doctest: +SKIP
+>>> bundle = load_bundle(Path("out/models/tspo-unet_minmax_96_k5_s42"))   # doctest: +SKIP
 >>> mean, sd = ensemble(bundle, item, torch.device("cpu"))             # doctest: +SKIP
 """
 

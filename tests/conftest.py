@@ -15,7 +15,7 @@ from bids_tspo.cli import main  # noqa: E402
 from bids_tspo.phantom import make_phantom  # noqa: E402
 
 GROUP_ARGS = ["--folds", "2", "--epochs", "1", "--image-size", "32", "--omp-nthreads", "2"]
-MODEL_ID = "tspo-unet_minmax_k2_s42"
+MODEL_ID = "tspo-unet_minmax_32_k2_s42"
 
 
 @pytest.fixture(scope="session")

@@ -77,6 +77,11 @@ def test_fold_jobs_then_group_equal_one_run(tiny_bids, preprocessed, grouped):
         assert all(torch.equal(a[n], b[n]) for n in a)
     pd.testing.assert_frame_equal(pd.read_csv(grouped / "group_metrics.tsv", sep="\t"),
                                   pd.read_csv(jobs / "group_metrics.tsv", sep="\t"))
+    done = jobs / "models" / MODEL_ID / "fold-0" / "done.json"
+    stamp = done.stat().st_mtime_ns
+    assert main(base + ["--fold", "0"]) == 0 and done.stat().st_mtime_ns == stamp  # reused
+    assert main(base + ["--fold", "0", "--clean-workdir"]) == 0
+    assert done.stat().st_mtime_ns != stamp  # retrained from scratch
 
 
 def test_participant_synthesis_with_model_mri_only(tiny_bids, grouped, tmp_path):

@@ -194,7 +194,7 @@ def test_subject_without_t1w_others_processed(tiny_bids, tmp_path, capsys):
 
 def test_incomplete_bundle_refused(grouped, tiny_bids, tmp_path, capsys):
     bundle = tmp_path / "bundle"
-    shutil.copytree(grouped / "models" / "tspo-unet_minmax_k2_s42", bundle)
+    shutil.copytree(grouped / "models" / "tspo-unet_minmax_32_k2_s42", bundle)
     (bundle / "fold-1" / "weights.pt").unlink()
     code = main([str(tiny_bids), str(tmp_path / "o"), "participant", "--participant-label",
                  "04", "--model", str(bundle)])

@@ -37,7 +37,7 @@ def test_participant_reports_and_figures(grouped):
 
 
 def test_reports_only_regenerates_without_processing(tiny_bids, grouped):
-    weights = grouped / "models" / "tspo-unet_minmax_k2_s42" / "fold-0" / "weights.pt"
+    weights = grouped / "models" / "tspo-unet_minmax_32_k2_s42" / "fold-0" / "weights.pt"
     stamp = weights.stat().st_mtime_ns
     (grouped / "group_report.html").unlink()
     (grouped / "sub-01.html").unlink()
