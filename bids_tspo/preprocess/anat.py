@@ -87,6 +87,25 @@ def head_centre(data: np.ndarray, affine: np.ndarray, below_vertex_mm: float = 7
     return np.array([slab[0].mean(), slab[1].mean(), top - below_vertex_mm])
 
 
+def head_region(shape, affine: np.ndarray, centre: np.ndarray,
+                semi_axes_mm=(85.0, 105.0, 80.0)) -> np.ndarray:
+    """Ellipsoid (RAS mm semi-axes) around the estimated brain centre: the affine metric
+    ignores the neck and most of the face, which otherwise capture the registration."""
+    ijk = np.indices(shape, dtype=np.float32).reshape(3, -1)
+    xyz = affine[:3, :3] @ ijk + affine[:3, 3:4] - np.asarray(centre, np.float32)[:, None]
+    inside = ((xyz / np.asarray(semi_axes_mm, np.float32)[:, None]) ** 2).sum(axis=0) <= 1.0
+    return inside.reshape(shape)
+
+
+def seed_ants(seed: int) -> None:
+    """Seed ANTs' metric sampling (random jitter otherwise makes registrations differ run to
+    run); unlike ants.set_ants_deterministic this keeps multi-threading."""
+    import ants
+
+    if hasattr(ants, "config") and hasattr(ants.config, "_random_seed"):
+        ants.config._random_seed = int(seed)
+
+
 def _initial_translation(moving_centre, fixed_centre, path: Path) -> str:
     """ANTs initial transform (fixed -> moving points, LPS) aligning the two centres."""
     import ants
@@ -103,10 +122,12 @@ def _dilate(mask: np.ndarray, mm: float, zooms) -> np.ndarray:
     return dist <= mm
 
 
-def preprocess_anat(t1w_path: Path, template, preset: dict, workdir: Path) -> AnatResult:
+def preprocess_anat(t1w_path: Path, template, preset: dict, workdir: Path,
+                    seed: int = 42) -> AnatResult:
     """N4, brain extraction and template registration of one T1w image."""
     import ants
 
+    seed_ants(seed)
     timings: dict = {}
     t0 = time.monotonic()
     img, data = load_checked(t1w_path, ndim=3, what="T1w")
@@ -130,9 +151,11 @@ def preprocess_anat(t1w_path: Path, template, preset: dict, workdir: Path) -> An
     workdir.mkdir(parents=True, exist_ok=True)
     tpl_centre = np.asarray(ndimage.center_of_mass(tpl_mask_data))
     tpl_centre = tpl_mask_nib.affine[:3, :3] @ tpl_centre + tpl_mask_nib.affine[:3, 3]
-    init = _initial_translation(head_centre(data, img.affine), tpl_centre, workdir / "init.mat")
+    centre = head_centre(data, img.affine)
+    init = _initial_translation(centre, tpl_centre, workdir / "init.mat")
+    head_roi = to_ants(head_region(data.shape, img.affine, centre).astype(np.float32), img.affine)
     affine_reg = ants.registration(fixed=tpl, moving=corrected, mask=tpl_region,
-                                   initial_transform=[init],
+                                   moving_mask=head_roi, initial_transform=[init],
                                    outprefix=str(workdir / "affine_"), **ext["affine"])
     guess = ants.apply_transforms(fixed=corrected, moving=tpl_mask,
                                   transformlist=affine_reg["invtransforms"],

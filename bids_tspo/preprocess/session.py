@@ -59,7 +59,7 @@ def preprocess_session(config: Config, session: Session) -> list[Path]:
                  session.name, len(done))
         return done
     LOG.info("%s: T1w %s (preset %s)", session.name, session.primary_t1w.name, preset["name"])
-    anat = preprocess_anat(session.primary_t1w, template, preset, work / "anat")
+    anat = preprocess_anat(session.primary_t1w, template, preset, work / "anat", config.seed)
     t1_uri = bids_uri(session.primary_t1w, config.bids_dir)
     out = config.output_dir
     pending: list[tuple[object, Path, dict | None]] = [
