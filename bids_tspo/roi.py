@@ -77,7 +77,7 @@ def write_region_tables(out: Path, paired: list[SessionFiles], folds: dict[str, 
                 "group": files.group, "genotype": files.genotype,
                 "fold": folds.get(files.subject, -1)}
         rows += [base | r for r in region_values(labels, names, true, smooth_true, synth, t1w)]
-        scores = all_metrics(synth, true, tpl_mask, zooms, seed=seed, with_ssim=False)
+        scores = all_metrics(synth, true, tpl_mask, zooms, seed=seed)
         tpl_metrics[files.name] = {f"{k}_tpl": v for k, v in scores.items()}
         synths[files.name], trues[files.name] = synth, smooth_true
         subject_of[files.name] = files.subject

@@ -45,7 +45,7 @@ def test_out_of_fold_maps_and_metrics(grouped, tiny_bids):
                                        "sub-03_ses-01"]
     for col in ("mse", "normdiff", "percdiff", "cnr_synth", "mse_smooth", "ssim", "psnr",
                 "pearson_r", "baseline_pearson_r", "mse_tpl", "pearson_r_tpl", "cnr_synth_tpl",
-                "normdiff_smooth_tpl"):
+                "normdiff_smooth_tpl", "ssim_tpl"):
         assert col in table and table[col].notna().all(), col
     for _, row in table.iterrows():
         sub, ses = row.participant_id, row.session_id

@@ -25,6 +25,7 @@ def test_group_report_is_self_contained(grouped):
     assert html.count("<svg") >= 4
     assert not re.search(r'(src|href)="https?://', html) and "<link" not in html
     assert 'href="sub-01.html"' in html
+    assert "match their own PET best" in html
 
 
 def test_participant_reports_and_figures(grouped):

@@ -198,6 +198,12 @@ def group_report(out: Path) -> Path:
         t = _read_tsv(out / f"group_{name}.tsv")
         if t is not None:
             tables[f"tsv_{name}"] = t.round(4).to_html(classes="data", border=0, index=False)
+            if name == "specificity" and len(t):
+                best = t.own_is_best_r.astype(str).str.lower().eq("true")
+                tables["own_best"] = (f"{int(best.sum())} of {len(t)} synthetic maps "
+                                      f"({100 * best.mean():.0f} %) match their own PET best; "
+                                      f"mean r own {t.r_own.mean():.3f} vs others "
+                                      f"{t.r_others_mean.mean():.3f}")
     if stats is not None:
         keep = ["region", "pearson_r", "pearson_p", "ba_bias", "ba_loa_low", "ba_loa_high",
                 "mannwhitney_p"] + [c for c in stats if c.startswith(("mannwhitney_p_",
