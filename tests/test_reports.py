@@ -26,6 +26,7 @@ def test_group_report_is_self_contained(grouped):
     assert not re.search(r'(src|href)="https?://', html) and "<link" not in html
     assert 'href="sub-01.html"' in html
     assert "match their own PET best" in html
+    assert "the paper's Figure 3" in html and "the paper's Figure 4" in html
 
 
 def test_participant_reports_and_figures(grouped):

@@ -161,3 +161,38 @@ def training_curves(histories: dict[int, pd.DataFrame]) -> str:
     ax.set(xlabel="epoch", ylabel="loss (0.5 BCE + 0.5 MSE)")
     ax.legend(frameon=False, fontsize=7, ncol=2)
     return svg_of(fig)
+
+
+def group_comparison(regions: pd.DataFrame, names: list[str]) -> str:
+    """Smoothed true vs synthetic regional values per diagnostic group (the paper's Fig. 3)."""
+    groups = sorted(regions.group.astype(str).unique())
+    fig, axes = plt.subplots(1, len(names), figsize=(2.6 * len(names), 3), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        df = regions[regions.region == name]
+        data, ticks = [], []
+        for g in groups:
+            sub = df[df.group.astype(str) == g]
+            data += [sub.true_smooth_mean.to_numpy(), sub.synth_mean.to_numpy()]
+            ticks += [f"{g}\ntrue", f"{g}\nsynth"]
+        parts = ax.boxplot(data, widths=0.6, showfliers=False, patch_artist=True)
+        for i, box in enumerate(parts["boxes"]):
+            box.set_facecolor(PALETTE.get(groups[i // 2], "#999"))
+            box.set_alpha(0.35 if i % 2 else 0.8)
+        ax.set_xticks(range(1, len(ticks) + 1), ticks, fontsize=7)
+        ax.set_title(name.replace("_", " "), fontsize=9)
+    return svg_of(fig)
+
+
+def median_split(regions: pd.DataFrame, names: list[str]) -> str:
+    """Synthetic values of sessions below/above the median smoothed true value (Fig. 4)."""
+    fig, axes = plt.subplots(1, len(names), figsize=(2.2 * len(names), 3), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        df = regions[regions.region == name]
+        median = df.true_smooth_mean.median()
+        low = df.synth_mean[df.true_smooth_mean <= median].to_numpy()
+        high = df.synth_mean[df.true_smooth_mean > median].to_numpy()
+        ax.boxplot([low, high], widths=0.5, showfliers=False)
+        ax.set_xticks([1, 2], ["low\ntrue", "high\ntrue"], fontsize=8)
+        ax.set_title(name.replace("_", " "), fontsize=9)
+    axes[0, 0].set_ylabel("synthetic regional mean")
+    return svg_of(fig)

@@ -174,6 +174,9 @@ def group_report(out: Path) -> Path:
         key = stats[stats.region.str.contains("|".join(KEY_REGIONS))]
         figs["region_bars"] = figures.region_bars(key)
         figs["scatter"] = [figures.region_scatter_ba(regions, r) for r in key.region[:6]]
+        top = list(key.region[:4])
+        figs["groups"] = figures.group_comparison(regions, top)
+        figs["median_split"] = figures.median_split(regions, top)
     if bundle is not None:
         histories = {int(p.parent.name.split("-")[1]): pd.read_csv(p, sep="\t")
                      for p in sorted(bundle.parent.glob("fold-*/history.tsv"))}
