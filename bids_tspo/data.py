@@ -25,6 +25,7 @@ import nibabel as nib
 import numpy as np
 import torch
 
+from .derivatives import find_pet
 from .resample import grid_points, resample_to_grid, sample
 
 LOG = logging.getLogger("bids_tspo.data")
@@ -63,6 +64,13 @@ class SessionFiles:
     group: str = "n/a"
     genotype: str = "n/a"
 
+    @property
+    def record(self):
+        """The :class:`~bids_tspo.bids_io.Session` of these files (for derivative names)."""
+        from .bids_io import Session
+
+        return Session(self.subject, self.session, (self.t1w,))
+
 
 def discover(output_dir: Path, table: dict[str, dict] | None = None,
              group_column: str = "group", genotype_column: str = "tspo_genotype"
@@ -75,7 +83,7 @@ def discover(output_dir: Path, table: dict[str, dict] | None = None,
         mask = t1w.with_name(f"{name}_desc-brain_mask.nii.gz")
         if not mask.is_file():
             continue
-        suvs = sorted((t1w.parent.parent / "pet").glob(f"{name}_*space-T1w_desc-suv_pet.nii.gz"))
+        suvs = find_pet(t1w.parent.parent / "pet", name, desc="suv", space="T1w")
         ent = dict(part.split("-", 1) for part in name.split("_"))
         row = table.get(ent["sub"], {})
         found.append(SessionFiles(name, ent["sub"], ent.get("ses"), t1w, mask,

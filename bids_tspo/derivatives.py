@@ -125,6 +125,12 @@ def pet_path(out: Path, session: Session, *, desc: str, space: str,
     return Path(out) / session.reldir / "pet" / f"{name}_pet{ext}"
 
 
+def find_pet(pet_dir: Path, name: str, *, desc: str, space: str) -> list[Path]:
+    """Measured PET maps of session ``name`` in ``pet_dir`` (their names carry the PET
+    entities, e.g. ``trc-``/``run-``, so they are found rather than built)."""
+    return sorted(Path(pet_dir).glob(f"{name}_*space-{space}_desc-{desc}_pet.nii.gz"))
+
+
 def sidecar_path(nifti: Path) -> Path:
     name = Path(nifti).name
     for ext in (".nii.gz", ".nii"):

@@ -17,9 +17,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .bids_io import Session
 from .data import SessionFiles, pet_target, to_native
-from .derivatives import find_xfm
+from .derivatives import find_pet, find_xfm
 from .infer import Bundle, ensemble, to_units, write_maps
 from .metrics import all_metrics
 from .preprocess.images import resample_with_transforms
@@ -34,40 +33,33 @@ def _native_truth(files: SessionFiles, target: str):
     return t1, mask, to_units(pet_target(suv, mask, target), target)
 
 
-def _template_target(out: Path, files: SessionFiles, target: str):
-    """Normalised template-space SUV of a session (None when missing)."""
-    session = Session(files.subject, files.session, (files.t1w,))
-    xfm = find_xfm(out, session)
+def _template_suv(out: Path, files: SessionFiles):
+    """Template-space SUV image of a session (None when missing)."""
+    xfm = find_xfm(out, files.record)
     if xfm is None:
         return None
-    tpl = xfm[0]
-    pattern = f"{files.name}_*space-{tpl}_desc-suv_pet.nii.gz"
-    paths = sorted((files.t1w.parent.parent / "pet").glob(pattern))
-    if not paths:
-        return None
-    img = nib.load(paths[0])
-    data = np.asarray(img.dataobj, np.float32)
-    return img, data
+    paths = find_pet(files.t1w.parent.parent / "pet", files.name, desc="suv", space=xfm[0])
+    return nib.load(paths[0]) if paths else None
 
 
-def baseline_map(out: Path, files: SessionFiles, train: list[SessionFiles], target: str,
-                 tpl_mask: np.ndarray):
-    """Mean normalised template-space PET of ``train``, warped onto ``files``' T1w grid."""
-    stack, ref = [], None
+def training_mean(out: Path, train: list[SessionFiles], target: str, tpl_mask: np.ndarray):
+    """Mean normalised template-space PET of ``train`` as (array, affine), or None.
+    Computed once per fold; :func:`baseline_map` warps it to each test session."""
+    stack, affine = [], None
     for other in train:
-        loaded = _template_target(out, other, target)
-        if loaded is None:
-            continue
-        ref, data = loaded
-        stack.append(pet_target(data, tpl_mask, target))
-    if not stack:
+        img = _template_suv(out, other)
+        if img is not None:
+            affine = img.affine
+            stack.append(pet_target(np.asarray(img.dataobj, np.float32), tpl_mask, target))
+    return (np.mean(stack, axis=0), affine) if stack else None
+
+
+def baseline_map(out: Path, files: SessionFiles, mean) -> np.ndarray | None:
+    """The fold's training-mean template PET warped onto ``files``' T1w grid."""
+    inverse = find_xfm(out, files.record, src="template")
+    if mean is None or inverse is None:
         return None
-    mean = np.mean(stack, axis=0)
-    inverse = find_xfm(out, Session(files.subject, files.session, (files.t1w,)), src="template")
-    if inverse is None:
-        return None
-    t1 = nib.load(files.t1w)
-    warped = resample_with_transforms(mean, ref.affine, t1, [inverse[1]])
+    warped = resample_with_transforms(mean[0], mean[1], nib.load(files.t1w), [inverse[1]])
     return np.asarray(warped.dataobj, np.float32)
 
 
@@ -90,6 +82,7 @@ def evaluate_sessions(out: Path, bundle: Bundle, plan: list[tuple], items: dict[
     tpl_mask = np.asarray(resolve_template(2).load()[1].dataobj) > 0.5
     rows = []
     for model_folds, cv_fold, test, train in plan:
+        mean_train = training_mean(out, train, bundle.target, tpl_mask) if train else None
         label = f"fold {cv_fold}" if cv_fold is not None else "ensemble"
         for files in tqdm(test, desc=f"synthesis ({label})", disable=None if progress else True):
             item = items[files.name]
@@ -106,7 +99,7 @@ def evaluate_sessions(out: Path, bundle: Bundle, plan: list[tuple], items: dict[
                     "fold": cv_fold if cv_fold is not None else "all", "target": bundle.target}
             rows.append(base | {"model": "unet"}
                         | all_metrics(synth, truth, mask, zooms, seed=seed))
-            baseline = baseline_map(out, files, train, bundle.target, tpl_mask) if train else None
+            baseline = baseline_map(out, files, mean_train)
             if baseline is not None:
                 baseline = to_units(pet_target(baseline, mask, bundle.target), bundle.target)
                 rows.append(base | {"model": "baseline_mean"}

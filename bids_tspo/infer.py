@@ -125,14 +125,13 @@ def write_maps(out: Path, files, item: dict, mean: np.ndarray, sd: np.ndarray | 
     """Write ``desc-synth`` (and ``desc-synthstd``) on the T1w grid and in template space."""
     import nibabel as nib
 
-    from .bids_io import Session
     from .data import target_units, to_native
     from .derivatives import (find_xfm, pet_path, save_nifti_atomic, sidecar_path,
                               synth_sidecar, write_json_atomic)
     from .preprocess.images import resample_with_transforms
     from .templates import resolve_template
 
-    session = Session(files.subject, files.session, (files.t1w,))
+    session = files.record
     t1 = nib.load(files.t1w)
     brain = np.asarray(nib.load(files.mask).dataobj) > 0
     units = target_units(target)

@@ -13,9 +13,8 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
-from .bids_io import Session
 from .data import SessionFiles, pet_target, scale_t1
-from .derivatives import find_xfm, pet_path, write_text_atomic
+from .derivatives import find_pet, find_xfm, pet_path, write_text_atomic
 from .infer import to_units
 from .metrics import all_metrics, smooth
 from .preprocess.images import resample_with_transforms
@@ -35,13 +34,12 @@ def _labels_on(template_img: nib.Nifti1Image) -> tuple[np.ndarray, dict[int, str
 
 
 def _session_images(out: Path, files: SessionFiles, target: str, tpl_img, tpl_mask):
-    session = Session(files.subject, files.session, (files.t1w,))
+    session = files.record
     xfm = find_xfm(out, session)
     if xfm is None:
         return None
     tpl_name, xfm_path = xfm
-    suv_paths = sorted((files.t1w.parent.parent / "pet").glob(
-        f"{files.name}_*space-{tpl_name}_desc-suv_pet.nii.gz"))
+    suv_paths = find_pet(files.t1w.parent.parent / "pet", files.name, desc="suv", space=tpl_name)
     synth_path = pet_path(out, session, desc="synth", space=tpl_name)
     if not suv_paths or not synth_path.is_file():
         return None

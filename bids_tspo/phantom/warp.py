@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from ..resample import apply, grid_points, sample  # noqa: F401 - re-exported
+from ..resample import sample
 
 _AXES = {"R": (1, 0, 0), "L": (-1, 0, 0), "A": (0, 1, 0), "P": (0, -1, 0),
          "S": (0, 0, 1), "I": (0, 0, -1)}

@@ -28,7 +28,8 @@ from ..derivatives import save_nifti_atomic, write_json_atomic, write_text_atomi
 from .anatomy import T1W_TRACE, HeadModel, build_head_model
 from .dynamic import dynamic_frames, pet_sidecar
 from .subjects import PhantomSession, PhantomSubject, make_cohort
-from .warp import Displacement, apply, grid_points, random_affine, rigid, sample, scanner_grid
+from ..resample import apply, grid_points, sample
+from .warp import Displacement, random_affine, rigid, scanner_grid
 
 LOG = logging.getLogger("bids_tspo.phantom")
 PET_FWHM_MM = 5.0

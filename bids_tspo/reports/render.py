@@ -19,7 +19,8 @@ import numpy as np
 import pandas as pd
 
 from .. import CITATION, __version__
-from ..derivatives import write_text_atomic
+from ..derivatives import find_pet, report_path, write_text_atomic
+from ..infer import to_units
 from . import figures
 
 LOG = logging.getLogger("bids_tspo.reports")
@@ -82,7 +83,7 @@ def _session_figures(out: Path, anat: Path, pet: Path, name: str, figdir: Path) 
         save("registration", "Template registration",
              "T1w warped to the template; blue: the template's brain outline.",
              figures.registration_check(warped, tpl_mask))
-    suv_path = next(iter(sorted(pet.glob(f"{name}_*space-T1w_desc-suv_pet.nii.gz"))), None)
+    suv_path = next(iter(find_pet(pet, name, desc="suv", space="T1w")), None)
     if suv_path is not None:
         save("coreg", "PET to T1w coregistration",
              "SUV (60–90 min) over the T1w; green: the brain outline.",
@@ -97,8 +98,8 @@ def _session_figures(out: Path, anat: Path, pet: Path, name: str, figdir: Path) 
         true = None
         if suv_path is not None:
             target = "suvr" if meta.get("Units") == "SUVR" else "minmax"
-            true = pet_target(np.asarray(_canonical(suv_path).dataobj, np.float32), m, target)
-            true = true * (3.0 if target == "suvr" else 1.0)
+            true = to_units(pet_target(np.asarray(_canonical(suv_path).dataobj, np.float32), m,
+                                       target), target)
         save("synthesis", "Synthetic PET",
              "Rows: T1w, true PET (normalised as the model target), synthetic PET, their "
              "difference, and the SD across fold models, on shared colour scales.",
@@ -119,7 +120,7 @@ def participant_report(out: Path, subject: str) -> Path:
             name = t1.name.split("_desc-")[0]
             pet = anat.parent / "pet"
             img = nib.load(t1)
-            suv = sorted(pet.glob(f"{name}_*space-T1w_desc-suv_pet.nii.gz"))
+            suv = find_pet(pet, name, desc="suv", space="T1w")
             row = (metrics[metrics.bids_name == name].iloc[0].to_dict()
                    if metrics is not None and (metrics.bids_name == name).any() else None)
             sessions.append({
@@ -138,7 +139,7 @@ def participant_report(out: Path, subject: str) -> Path:
         subject=subject, sessions=sessions, errors=_errors(out, f"sub-{subject}"),
         version=__version__, citation=CITATION, methods=METHODS,
         date=time.strftime("%Y-%m-%d %H:%M"))
-    return write_text_atomic(out / f"sub-{subject}.html", html)
+    return write_text_atomic(report_path(out, subject), html)
 
 
 def _outliers(table: pd.DataFrame, columns=("pearson_r", "mse", "normdiff")) -> list[dict]:
