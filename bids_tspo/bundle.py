@@ -22,41 +22,18 @@ from .infer import BUNDLE_FORMAT
 from .model import TSPOUNet, UNetConfig, count_parameters
 
 
-def genotype_factors(paired, splits: dict) -> dict:
-    """Per fold, each genotype's mean whole-brain SUV relative to HAB (or to the most common
-    genotype), estimated on that fold's training subjects only (no leakage)."""
-    import nibabel as nib
-    import numpy as np
-
-    means = {}
-    for f in paired:
-        if f.genotype in ("n/a", ""):
-            continue
-        mask = np.asarray(nib.load(f.mask).dataobj) > 0
-        means[f.name] = (f.subject, f.genotype,
-                         float(np.asarray(nib.load(f.suv).dataobj, np.float32)[mask].mean()))
-    out = {}
-    for fold in splits["folds"]:
-        train = set(fold["train"]) | set(fold.get("val", []))
-        by_type: dict[str, list[float]] = {}
-        for subject, genotype, value in means.values():
-            if subject in train:
-                by_type.setdefault(genotype, []).append(value)
-        if not by_type:
-            continue
-        ref = "HAB" if "HAB" in by_type else max(by_type, key=lambda g: len(by_type[g]))
-        out[str(fold["fold"])] = {g: round(float(np.mean(v) / np.mean(by_type[ref])), 4)
-                                  for g, v in sorted(by_type.items())}
-    return out
-
-
 def model_id_for(config: Config) -> str:
-    """``tspo-unet_<target>_<image size>_k<folds>_s<seed>``: settings that change the weights."""
-    return f"tspo-unet_{config.target}_{config.image_size}_k{config.folds}_s{config.seed}"
+    """``tspo-unet_<target>_<image size>_k<folds>_s<seed>``: settings that change the weights
+    (``suvr-cerebellum`` as the target for the cerebellar SUVR reference)."""
+    target = config.target
+    if target == "suvr" and config.suvr_reference != "wholebrain":
+        target = f"suvr-{config.suvr_reference}"
+    return f"tspo-unet_{target}_{config.image_size}_k{config.folds}_s{config.seed}"
 
 
 def write_bundle_files(bundle_dir: Path, config: Config, cfg: UNetConfig, splits: dict,
-                       done: list[int], paired, metrics: dict | None = None) -> None:
+                       done: list[int], paired, factors: dict,
+                       metrics: dict | None = None) -> None:
     meta = {
         "bundle_format": BUNDLE_FORMAT,
         "model_id": bundle_dir.name,
@@ -68,6 +45,8 @@ def write_bundle_files(bundle_dir: Path, config: Config, cfg: UNetConfig, splits
                           "image_size": config.image_size, "fov_mm": FOV_MM,
                           "spacing_mm": FOV_MM / config.image_size,
                           "suvr_scale": SUVR_SCALE if config.target == "suvr" else None,
+                          "suvr_reference": (config.suvr_reference if config.target == "suvr"
+                                             else None),
                           "t1w": "1st-99th percentile in brain -> [0, 1], brain-masked",
                           "suv_window_min": list(config.suv_window)},
         "training": {"epochs": config.epochs, "batch_size": config.batch_size, "lr": config.lr,
@@ -77,11 +56,14 @@ def write_bundle_files(bundle_dir: Path, config: Config, cfg: UNetConfig, splits
         "folds_trained": done,
         "genotype_adjustment": {
             "column": config.genotype_column,
-            "factors_per_fold": genotype_factors(paired, splits),
-            "applied_to_target": False,
-            "note": "mean whole-brain SUV of each genotype relative to the reference, on each "
-                    "fold's training subjects only; the per-volume target normalisation "
-                    f"({config.target}) already removes global genotype scaling"},
+            "applied_to_target": config.target == "suvr",
+            "contrast_factors_per_fold": factors["contrast"],
+            "uptake_factors_per_fold": factors["uptake"],
+            "note": "per fold, from its training subjects only: contrast = SD of whole-brain "
+                    "SUVR, uptake = mean whole-brain SUV, each relative to HAB (else the most "
+                    "common genotype). suvr targets are made genotype-neutral with the contrast "
+                    "factor and synthesis restores it when the genotype is known; minmax "
+                    "rescales each volume, so the factors are recorded only"},
         "data": {"sessions": len(paired), "subjects": len({f.subject for f in paired}),
                  "groups": dict(Counter(f.group for f in paired)),
                  "genotypes": dict(Counter(f.genotype for f in paired))},
@@ -98,6 +80,12 @@ def model_card(meta: dict) -> str:
     data, train, norm = meta["data"], meta["training"], meta["normalisation"]
     metrics = "\n".join(f"| {k} | {v:.4g} |" for k, v in meta["metrics_summary"].items()
                         if isinstance(v, float)) or "| (not evaluated yet) | |"
+    reference = (f", reference region: {norm['suvr_reference']}"
+                 if norm.get("suvr_reference") else "")
+    genotype = ("SUVR contrast made genotype-neutral in training and restored at synthesis when "
+                "the subject's genotype is known (contrast factors per fold in model.json)"
+                if meta["genotype_adjustment"]["applied_to_target"] else
+                "factors recorded in model.json, not applied (per-volume min-max target)")
     return f"""# Model card: {meta['model_id']}
 
 3D U-Net (Ferrante et al. 2025; {meta['network']['parameters']:,} parameters) mapping a
@@ -113,8 +101,9 @@ genotypes {data['genotypes']}.
 Folds trained: {meta['folds_trained']}.
 
 ## Output
-Target `{norm['target']}` ({norm['units']}), {norm['image_size']}³ box of {norm['fov_mm']:g} mm,
-SUV window {norm['suv_window_min']} min after injection.
+Target `{norm['target']}` ({norm['units']}{reference}), {norm['image_size']}³ box of
+{norm['fov_mm']:g} mm, SUV window {norm['suv_window_min']} min after injection.
+Genotype: {genotype}.
 
 ## Out-of-fold performance
 | metric | value |

@@ -154,6 +154,10 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("PET quantification")
     g.add_argument("--target", choices=["minmax", "suvr"], default="minmax",
                    help="PET target: per-volume min-max in the brain (paper) or SUVR")
+    g.add_argument("--suvr-reference", "--suvr_reference", dest="suvr_reference",
+                   choices=["wholebrain", "cerebellum"], default="wholebrain",
+                   help="SUVR denominator with --target suvr: whole brain (default) or "
+                        "cerebellar grey matter (AAL hemispheres, warped to each subject)")
     g.add_argument("--suv-window", "--suv_window", dest="suv_window", nargs=2, type=_minutes,
                    default=[60.0, 90.0], metavar=("START", "END"),
                    help="minutes after injection averaged for SUV (60 90)")
@@ -216,6 +220,8 @@ def build_config(args: argparse.Namespace, argv: list[str]) -> Config:
     start, end = args.suv_window
     if end <= start:
         raise UsageError(f"--suv-window END ({end}) must be after START ({start})")
+    if args.suvr_reference != "wholebrain" and args.target != "suvr":
+        raise UsageError(f"--suvr-reference {args.suvr_reference} needs --target suvr")
     if args.model is not None and not args.model.expanduser().is_dir():
         raise MissingInputError(f"--model {args.model}: no such model folder")
     if args.splits is not None and not args.splits.is_file():
@@ -244,6 +250,7 @@ def build_config(args: argparse.Namespace, argv: list[str]) -> Config:
         image_size=args.image_size,
         seed=args.seed,
         target=args.target,
+        suvr_reference=args.suvr_reference,
         suv_window=(float(start), float(end)),
         group_column=args.group_column,
         genotype_column=args.genotype_column,

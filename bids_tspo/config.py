@@ -36,6 +36,7 @@ class Config:
     image_size: int = 96
     seed: int = 42
     target: str = "minmax"
+    suvr_reference: str = "wholebrain"
     suv_window: tuple[float, float] = (60.0, 90.0)
     group_column: str = "group"
     genotype_column: str = "tspo_genotype"

@@ -6,7 +6,8 @@ affine is kept, so predictions map back onto the exact T1w grid (:func:`to_nativ
 
 * T1w: 1st→0 / 99th→1 percentile scaling inside the brain (no clipping), then brain-masked.
 * PET target ``minmax`` (the paper): per-volume min–max inside the brain; ``suvr``: SUV over its
-  whole-brain mean, divided by ``SUVR_SCALE`` to sit in the sigmoid's range.
+  mean in the reference region (whole brain, or cerebellum: :mod:`bids_tspo.reference`),
+  divided by ``SUVR_SCALE`` to sit in the sigmoid's range.
 
 >>> grid = ModelGrid.around(np.ones((4, 4, 4)), np.eye(4), size=32)
 >>> grid.shape, float(grid.affine[0, 0])
@@ -31,7 +32,7 @@ from .resample import grid_points, resample_to_grid, sample
 LOG = logging.getLogger("bids_tspo.data")
 FOV_MM = 192.0
 SUVR_SCALE = 3.0
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,23 @@ class SessionFiles:
 
         return Session(self.subject, self.session, (self.t1w,))
 
+    @property
+    def from_template(self) -> Path | None:
+        """The participant-level template -> T1w transform, when written."""
+        found = sorted(self.t1w.parent.glob(f"{self.name}_from-*_to-T1w_mode-image_xfm.h5"))
+        return found[0] if found else None
+
+    def reference(self, name: str, like: nib.Nifti1Image, brain: np.ndarray):
+        """SUVR reference region of this session on the T1w grid (None: whole brain)."""
+        from .reference import reference_region
+
+        if name != "wholebrain" and self.from_template is None:
+            from .errors import MissingInputError
+
+            raise MissingInputError(f"{self.t1w.parent}: no from-<template>_to-T1w transform "
+                                    f"for {self.name}; needed for the {name} reference")
+        return reference_region(name, like, brain, self.from_template)
+
 
 def discover(output_dir: Path, table: dict[str, dict] | None = None,
              group_column: str = "group", genotype_column: str = "tspo_genotype"
@@ -99,13 +117,17 @@ def scale_t1(t1: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return ((t1 - p1) / max(p99 - p1, 1e-6) * (mask > 0)).astype(np.float32)
 
 
-def pet_target(suv: np.ndarray, mask: np.ndarray, target: str) -> np.ndarray:
+def pet_target(suv: np.ndarray, mask: np.ndarray, target: str,
+               reference: np.ndarray | None = None) -> np.ndarray:
+    """SUV -> model units in [0, 1] inside ``mask``; ``reference`` (boolean, same grid) is the
+    SUVR denominator region (default: the whole mask)."""
     inside = suv[mask > 0]
     if target == "minmax":
         lo, hi = inside.min(), inside.max()
         out = (suv - lo) / max(hi - lo, 1e-6)
     elif target == "suvr":
-        out = suv / max(inside.mean(), 1e-6) / SUVR_SCALE
+        denominator = suv[reference].mean() if reference is not None else inside.mean()
+        out = suv / max(denominator, 1e-6) / SUVR_SCALE
     else:
         raise ValueError(f"unknown target {target!r}")
     return np.clip(out * (mask > 0), 0.0, 1.0).astype(np.float32)
@@ -115,8 +137,8 @@ def target_units(target: str) -> str:
     return "normalised 0-1 (min-max in brain)" if target == "minmax" else "SUVR"
 
 
-def _fingerprint(files: SessionFiles, size: int, target: str) -> str:
-    parts = [CACHE_VERSION, size, target]
+def _fingerprint(files: SessionFiles, size: int, target: str, reference: str) -> str:
+    parts = [CACHE_VERSION, size, target, reference if target == "suvr" else None]
     for path in (files.t1w, files.mask, files.suv):
         if path is not None:
             st = Path(path).stat()
@@ -124,10 +146,11 @@ def _fingerprint(files: SessionFiles, size: int, target: str) -> str:
     return hashlib.sha1(json.dumps(parts).encode()).hexdigest()[:16]
 
 
-def prepare(files: SessionFiles, size: int, target: str, cache_dir: Path | None = None) -> dict:
+def prepare(files: SessionFiles, size: int, target: str, cache_dir: Path | None = None,
+            reference: str = "wholebrain") -> dict:
     """Model-ready arrays of one session: t1, mask, pet (or None) and the box affine."""
-    cache = Path(cache_dir) / f"{files.name}_{_fingerprint(files, size, target)}.npz" \
-        if cache_dir else None
+    key = _fingerprint(files, size, target, reference)
+    cache = Path(cache_dir) / f"{files.name}_{key}.npz" if cache_dir else None
     if cache is not None and cache.is_file():
         with np.load(cache) as z:
             return {"pet": None} | {k: z[k] for k in z.files} | {"name": files.name}
@@ -142,9 +165,15 @@ def prepare(files: SessionFiles, size: int, target: str, cache_dir: Path | None 
            "affine": grid.affine, "pet": None}
     if files.suv is not None:
         suv_img = nib.load(files.suv)
-        suv = resample_to_grid(np.asarray(suv_img.dataobj, np.float32), suv_img.affine,
-                               grid.shape, grid.affine)
-        out["pet"] = pet_target(suv, mask, target)[None]
+        suv_native = np.asarray(suv_img.dataobj, np.float32)
+        suv = resample_to_grid(suv_native, suv_img.affine, grid.shape, grid.affine)
+        region = None
+        if target == "suvr":
+            native = files.reference(reference, suv_img, mask_native > 0)
+            if native is not None:
+                region = resample_to_grid(native.astype(np.float32), suv_img.affine,
+                                          grid.shape, grid.affine) > 0.5
+        out["pet"] = pet_target(suv, mask, target, region)[None]
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache.with_suffix(".tmp.npz")

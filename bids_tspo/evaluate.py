@@ -19,18 +19,22 @@ from tqdm import tqdm
 
 from .data import SessionFiles, pet_target, to_native
 from .derivatives import find_pet, find_xfm
-from .infer import Bundle, ensemble, to_units, write_maps
+from .infer import Bundle, ensemble, map_metadata, to_units, write_maps
 from .metrics import all_metrics
 from .preprocess.images import resample_with_transforms
 
 LOG = logging.getLogger("bids_tspo.evaluate")
 
 
-def _native_truth(files: SessionFiles, target: str):
+def _native_truth(files: SessionFiles, bundle: Bundle):
+    """T1w image, brain mask, SUVR reference region (or None) and the normalised true PET."""
     t1 = nib.load(files.t1w)
     mask = np.asarray(nib.load(files.mask).dataobj) > 0
     suv = np.asarray(nib.load(files.suv).dataobj, np.float32)
-    return t1, mask, to_units(pet_target(suv, mask, target), target)
+    region = (files.reference(bundle.suvr_reference, t1, mask) if bundle.target == "suvr"
+              else None)
+    return t1, mask, region, to_units(pet_target(suv, mask, bundle.target, region),
+                                      bundle.target)
 
 
 def _template_suv(out: Path, files: SessionFiles):
@@ -42,15 +46,21 @@ def _template_suv(out: Path, files: SessionFiles):
     return nib.load(paths[0]) if paths else None
 
 
-def training_mean(out: Path, train: list[SessionFiles], target: str, tpl_mask: np.ndarray):
+def training_mean(out: Path, train: list[SessionFiles], target: str, tpl_mask: np.ndarray,
+                  reference: str = "wholebrain"):
     """Mean normalised template-space PET of ``train`` as (array, affine), or None.
     Computed once per fold; :func:`baseline_map` warps it to each test session."""
-    stack, affine = [], None
+    from .reference import reference_region
+
+    stack, affine, region = [], None, None
     for other in train:
         img = _template_suv(out, other)
         if img is not None:
+            if affine is None and target == "suvr":
+                region = reference_region(reference, img, tpl_mask)
             affine = img.affine
-            stack.append(pet_target(np.asarray(img.dataobj, np.float32), tpl_mask, target))
+            stack.append(pet_target(np.asarray(img.dataobj, np.float32), tpl_mask, target,
+                                    region))
     return (np.mean(stack, axis=0), affine) if stack else None
 
 
@@ -82,15 +92,17 @@ def evaluate_sessions(out: Path, bundle: Bundle, plan: list[tuple], items: dict[
     tpl_mask = np.asarray(resolve_template(2).load()[1].dataobj) > 0.5
     rows = []
     for model_folds, cv_fold, test, train in plan:
-        mean_train = training_mean(out, train, bundle.target, tpl_mask) if train else None
+        mean_train = (training_mean(out, train, bundle.target, tpl_mask, bundle.suvr_reference)
+                      if train else None)
         label = f"fold {cv_fold}" if cv_fold is not None else "ensemble"
         for files in tqdm(test, desc=f"synthesis ({label})", disable=None if progress else True):
             item = items[files.name]
-            mean, sd = ensemble(bundle, item, device, folds=model_folds)
+            mean, sd = ensemble(bundle, item, device, folds=model_folds, genotype=files.genotype)
             write_maps(out, files, item, mean, sd if len(model_folds) > 1 else None,
                        bundle.model_id, bundle.target, model_folds, oof_fold=cv_fold,
-                       sources=[f"bids::{files.t1w.relative_to(out)}"])
-            t1, mask, truth = _native_truth(files, bundle.target)
+                       sources=[f"bids::{files.t1w.relative_to(out)}"],
+                       extra=map_metadata(bundle, files.genotype, model_folds))
+            t1, mask, region, truth = _native_truth(files, bundle)
             synth = to_native(to_units(mean, bundle.target), item["affine"], t1) * mask
             zooms = t1.header.get_zooms()[:3]
             base = {"bids_name": files.name, "participant_id": f"sub-{files.subject}",
@@ -101,7 +113,8 @@ def evaluate_sessions(out: Path, bundle: Bundle, plan: list[tuple], items: dict[
                         | all_metrics(synth, truth, mask, zooms, seed=seed))
             baseline = baseline_map(out, files, mean_train)
             if baseline is not None:
-                baseline = to_units(pet_target(baseline, mask, bundle.target), bundle.target)
+                baseline = to_units(pet_target(baseline, mask, bundle.target, region),
+                                    bundle.target)
                 rows.append(base | {"model": "baseline_mean"}
                             | all_metrics(baseline, truth, mask, zooms, seed=seed,
                                           with_ssim=False))

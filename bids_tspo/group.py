@@ -23,6 +23,7 @@ from .data import discover, prepare
 from .derivatives import write_json_atomic
 from .errors import InputDataError, MissingInputError
 from .evaluate import evaluate_sessions, oof_plan
+from .genotype import genotype_factors, neutralise
 from .infer import load_bundle, resolve_device
 from .model import UNetConfig
 from .splits import load_splits, make_splits
@@ -39,6 +40,20 @@ def _strata(paired, column: str) -> dict[str, str]:
     if all(v == "n/a" for v in labels.values()):
         LOG.warning("participants.tsv has no %r column: folds are not stratified", column)
     return labels
+
+
+def _fold_items(items: dict, paired, subjects: list[str], contrast: dict[str, float]) -> list:
+    """The prepared sessions of ``subjects``; ``suvr`` targets made genotype-neutral with the
+    fold's contrast factors (see :mod:`bids_tspo.genotype`)."""
+    chosen = []
+    for f in paired:
+        if f.subject in subjects:
+            item = items[f.name]
+            factor = contrast.get(f.genotype)
+            if factor is not None:
+                item = item | {"pet": neutralise(item["pet"], item["mask"], factor)}
+            chosen.append(item)
+    return chosen
 
 
 def _splits(config: Config, bundle_dir: Path, labels: dict[str, str]) -> dict:
@@ -67,17 +82,18 @@ def run_group_level(config: Config) -> int:
              len({s.subject for s in paired}))
     cache = config.work_dir / "group" / "cache"
 
-    def prepared(size: int, target: str) -> dict:
-        return {f.name: prepare(f, size, target, cache)
+    def prepared(size: int, target: str, reference: str) -> dict:
+        return {f.name: prepare(f, size, target, cache, reference)
                 for f in tqdm(paired, desc="preparing volumes",
                               disable=None if rank == 0 else True)}
 
     if config.model is not None:  # evaluation of a given bundle: its full ensemble
         bundle = load_bundle(config.model)
-        items = prepared(bundle.image_size, bundle.target)
+        items = prepared(bundle.image_size, bundle.target, bundle.suvr_reference)
         plan = [(sorted(bundle.folds), None, paired, [])]
         rows = evaluate_sessions(config.output_dir, bundle, plan, items, device, config.seed)
-        _, tpl = write_region_tables(config.output_dir, paired, {}, bundle.target, config.seed)
+        _, tpl = write_region_tables(config.output_dir, paired, {}, bundle.target, config.seed,
+                                     bundle.suvr_reference)
         write_metrics(config.output_dir, rows, tpl)
         return 0
 
@@ -91,7 +107,8 @@ def run_group_level(config: Config) -> int:
     if any(not is_complete(bundle_dir / f"fold-{f['fold']}") for f in splits["folds"]
            if config.fold is None or f["fold"] == config.fold):
         check_training_memory(config.image_size, config.batch_size, device)
-    items = prepared(config.image_size, config.target)
+    items = prepared(config.image_size, config.target, config.suvr_reference)
+    factors = genotype_factors(paired, splits)
     settings = TrainSettings(config.epochs, config.batch_size, config.lr, config.seed,
                              device.type, augment=True, progress=True)
     for fold in splits["folds"]:
@@ -108,15 +125,16 @@ def run_group_level(config: Config) -> int:
                             "(--clean-workdir retrains)", k, trained, config.epochs)
             LOG.info("fold %d: complete checkpoint found, reused", k)
             continue
-        train = [items[f.name] for f in paired if f.subject in fold["train"]]
-        val = [items[f.name] for f in paired if f.subject in fold["val"]]
+        contrast = factors["contrast"].get(str(k), {}) if config.target == "suvr" else {}
+        train = _fold_items(items, paired, fold["train"], contrast)
+        val = _fold_items(items, paired, fold["val"], contrast)
         LOG.info("fold %d: training on %d session(s), validating on %d, testing %d subject(s)",
                  k, len(train), len(val), len(fold["test"]))
         train_fold(fold_dir, train, val, cfg, settings)
     if rank != 0:
         return 0
     done = [f["fold"] for f in splits["folds"] if is_complete(bundle_dir / f"fold-{f['fold']}")]
-    write_bundle_files(bundle_dir, config, cfg, splits, done, paired)
+    write_bundle_files(bundle_dir, config, cfg, splits, done, paired, factors)
     if config.fold is not None or len(done) < len(splits["folds"]):
         missing = sorted(set(range(len(splits["folds"]))) - set(done))
         LOG.info("folds trained: %s; still to train: %s; run the group level without --fold "
@@ -126,8 +144,9 @@ def run_group_level(config: Config) -> int:
     rows = evaluate_sessions(config.output_dir, bundle, oof_plan(splits, paired), items,
                              device, config.seed)
     folds_of = {s: f["fold"] for f in splits["folds"] for s in f["test"]}
-    _, tpl = write_region_tables(config.output_dir, paired, folds_of, config.target, config.seed)
+    _, tpl = write_region_tables(config.output_dir, paired, folds_of, config.target, config.seed,
+                                 config.suvr_reference)
     summary = write_metrics(config.output_dir, rows, tpl)
-    write_bundle_files(bundle_dir, config, cfg, splits, done, paired, summary)
+    write_bundle_files(bundle_dir, config, cfg, splits, done, paired, factors, summary)
     LOG.info("model bundle: %s (bids_tspo %s)", bundle_dir, __version__)
     return 0

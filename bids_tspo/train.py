@@ -146,7 +146,8 @@ def train_fold(fold_dir: Path, train_items: list[dict], val_items: list[dict],
             model, device_ids=[device.index] if device.type == "cuda" else None)
     val_set = VolumeDataset(val_items)
     bar = tqdm(range(start_epoch, settings.epochs), desc=f"{fold_dir.name}", unit="epoch",
-               disable=not settings.progress or rank != 0, initial=start_epoch,
+               disable=True if not settings.progress or rank != 0 else None,  # None: TTY only
+               initial=start_epoch,
                total=settings.epochs)
     for epoch in bar:
         seed_everything(settings.seed * 1000 + epoch)

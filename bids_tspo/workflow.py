@@ -12,7 +12,7 @@ import os
 import time
 from dataclasses import dataclass
 
-from .bids_io import Session, load_layout, select_sessions
+from .bids_io import Session, load_layout, participants_table, select_sessions
 from .config import Config
 from .derivatives import init_output_dir, write_json_atomic
 from .errors import EXIT_NOINPUT, EXIT_OK, BidsTspoError
@@ -38,7 +38,7 @@ def run(config: Config) -> int:
 
 
 def _process_participant_session(config: Config, session: Session, bundle=None,
-                                 device=None) -> list:
+                                 device=None, genotype: str = "n/a") -> list:
     """Run the participant stages on one session; returns the outputs written."""
     from .data import SessionFiles
     from .derivatives import anat_path
@@ -51,7 +51,8 @@ def _process_participant_session(config: Config, session: Session, bundle=None,
         out = config.output_dir
         files = SessionFiles(session.name, session.subject, session.session,
                              anat_path(out, session, desc="preproc", suffix="T1w"),
-                             anat_path(out, session, desc="brain", suffix="mask"))
+                             anat_path(out, session, desc="brain", suffix="mask"),
+                             genotype=genotype)
         written += synthesize_session(out, files, bundle, device,
                                       config.work_dir / "participant" / "cache")
     return written
@@ -61,10 +62,13 @@ def run_participant(config: Config) -> int:
     layout = load_layout(config.bids_dir, validate=not config.skip_bids_validation)
     sessions, missing = select_sessions(layout, config.participant_label, config.session_label)
     bundle = device = None
+    genotypes: dict[str, str] = {}
     if config.model is not None:
         from .infer import load_bundle, resolve_device
 
         bundle, device = load_bundle(config.model), resolve_device(config.device)
+        genotypes = {sub: row.get(config.genotype_column) or "n/a"
+                     for sub, row in participants_table(config.bids_dir).items()}
         LOG.info("synthesis with model %s (folds %s)", bundle.model_id, sorted(bundle.folds))
     init_output_dir(config.output_dir, config.bids_dir)
     failures = [Failure(name, f"{name}: no T1w image (anat/*_T1w.nii[.gz])", EXIT_NOINPUT)
@@ -78,7 +82,8 @@ def run_participant(config: Config) -> int:
     for session in sessions:
         start = time.monotonic()
         try:
-            _process_participant_session(config, session, bundle, device)
+            _process_participant_session(config, session, bundle, device,
+                                         genotypes.get(session.subject, "n/a"))
         except BidsTspoError as exc:
             LOG.error("%s: %s", session.name, exc)
             LOG.debug("%s failed", session.name, exc_info=True)

@@ -22,8 +22,12 @@ def test_bundle_is_self_describing(grouped):
     assert meta["folds_trained"] == [0, 1]
     assert meta["architecture"]["channels"] == 32
     assert meta["normalisation"]["target"] == "minmax"
-    factors = meta["genotype_adjustment"]["factors_per_fold"]
-    assert set(factors) == {"0", "1"} and all(f.get("HAB", 1.0) == 1.0 for f in factors.values())
+    adjustment = meta["genotype_adjustment"]
+    assert adjustment["applied_to_target"] is False  # minmax: recorded only
+    for key in ("contrast_factors_per_fold", "uptake_factors_per_fold"):
+        factors = adjustment[key]
+        assert set(factors) == {"0", "1"}
+        assert all(f.get("HAB", 1.0) == 1.0 for f in factors.values())
     assert "pearson_r" in " ".join(meta["metrics_summary"])
     assert "not for diagnosis" in (bundle / "README.md").read_text()
     for k in (0, 1):

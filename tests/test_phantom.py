@@ -107,7 +107,8 @@ def test_tspo_biology(tiny_bids):
     """Genotype and patient effects are present in the truth; groups leave a T1w trace."""
     records = [json.loads(p.read_text()) for p in
                (tiny_bids / "derivatives/phantom-truth").glob("sub-*/*/*_truth.json")]
-    by_genotype = {r["subject"]["genotype"]: r["suv_scale"] for r in records}
+    by_genotype = {r["subject"]["genotype"]: r["specific_binding"] for r in records}
     assert by_genotype["HAB"] > by_genotype.get("MAB", 0)
+    assert all(r["nondisplaceable_suv"] > 0 for r in records)
     severities = {r["subject"]["group"]: r["group_effect_severity"] for r in records}
     assert severities["HC"] == 0 and severities["CLBP"] > 0

@@ -17,7 +17,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 GROUPS = ("HC", "CLBP", "KOA")
+# Fraction of HAB specific binding per rs6971 genotype; the nondisplaceable part (free and
+# nonspecific uptake, ``ND_SUV``) does not depend on genotype, so LAB images are flatter.
 GENOTYPE_FACTOR = {"HAB": 1.0, "MAB": 0.72, "LAB": 0.30}
+ND_SUV = 0.35
 GENOTYPE_P = {"HAB": 0.5, "MAB": 0.4, "LAB": 0.1}
 
 
@@ -47,8 +50,8 @@ class PhantomSubject:
     weight_source: str = "participants.tsv"  # where this subject's weight is recorded
 
     @property
-    def suv_scale(self) -> float:
-        return GENOTYPE_FACTOR[self.genotype] * self.subject_factor
+    def specific_binding(self) -> float:
+        return GENOTYPE_FACTOR[self.genotype]
 
 
 def _n_sessions(index: int, group: str, with_sessions: bool) -> int:

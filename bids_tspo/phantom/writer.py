@@ -27,7 +27,7 @@ from .. import __version__
 from ..derivatives import save_nifti_atomic, write_json_atomic, write_text_atomic
 from .anatomy import T1W_TRACE, HeadModel, build_head_model
 from .dynamic import dynamic_frames, pet_sidecar
-from .subjects import PhantomSession, PhantomSubject, make_cohort
+from .subjects import ND_SUV, PhantomSession, PhantomSubject, make_cohort
 from ..resample import apply, grid_points, sample
 from .warp import Displacement, random_affine, rigid, scanner_grid
 
@@ -86,8 +86,10 @@ def render_session(model: HeadModel, spec: SizeSpec, size: str, subject: Phantom
     tissue = sample(model.tissue, model.affine, q, mode="nearest").reshape(t1_shape)
     brain_mask = (brain > 0.5).astype(np.uint8)
 
-    scale = subject.suv_scale * session.retest
-    true_suv = (suv * scale * (1.0 + eff * subject.severity)).astype(np.float32)
+    scale = subject.subject_factor * session.retest
+    nondisplaceable = np.minimum(suv, ND_SUV)
+    specific = (suv - nondisplaceable) * subject.specific_binding * (1.0 + eff * subject.severity)
+    true_suv = (scale * (nondisplaceable + specific)).astype(np.float32)
     sigma_vox = PET_FWHM_MM / 2.3548 / spec.t1_voxel
     smooth_suv = ndimage.gaussian_filter(true_suv, sigma_vox).astype(np.float32)
 
@@ -107,6 +109,7 @@ def render_session(model: HeadModel, spec: SizeSpec, size: str, subject: Phantom
     }
     truth = {"orientation": orientation, "template_to_subject": to_subject.tolist(),
              "session_pose": pose.tolist(), "suv_scale": scale,
+             "specific_binding": subject.specific_binding, "nondisplaceable_suv": ND_SUV,
              "group_effect_severity": subject.severity}
     if subject.has_pet:
         pet_offset = rigid(rng, rot_deg=3.0, trans_mm=6.0)  # PET world = offset(T1w world)

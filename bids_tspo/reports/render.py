@@ -55,6 +55,20 @@ def _canonical(path: Path) -> nib.Nifti1Image:
     return nib.as_closest_canonical(nib.load(path))
 
 
+def _reference(anat: Path, name: str, reference: str, brain: np.ndarray):
+    """The SUVR reference region on the canonical T1w grid (None: whole brain or unknown)."""
+    from ..data import SessionFiles
+
+    if reference == "wholebrain":
+        return None
+    t1_path = anat / f"{name}_desc-preproc_T1w.nii.gz"
+    files = SessionFiles(name, "", None, t1_path, anat / f"{name}_desc-brain_mask.nii.gz")
+    raw = nib.load(t1_path)
+    region = files.reference(reference, raw, np.ones(raw.shape[:3], bool))
+    canonical = nib.as_closest_canonical(nib.Nifti1Image(region.astype(np.uint8), raw.affine))
+    return (np.asarray(canonical.dataobj) > 0) & brain
+
+
 def _session_figures(out: Path, anat: Path, pet: Path, name: str, figdir: Path) -> list[dict]:
     from ..data import pet_target, scale_t1
     from ..preprocess.images import resample_with_transforms
@@ -98,8 +112,9 @@ def _session_figures(out: Path, anat: Path, pet: Path, name: str, figdir: Path) 
         true = None
         if suv_path is not None:
             target = "suvr" if meta.get("Units") == "SUVR" else "minmax"
+            region = _reference(anat, name, meta.get("SUVRReference", "wholebrain"), m)
             true = to_units(pet_target(np.asarray(_canonical(suv_path).dataobj, np.float32), m,
-                                       target), target)
+                                       target, region), target)
         save("synthesis", "Synthetic PET",
              "Rows: T1w, true PET (normalised as the model target), synthetic PET, their "
              "difference, and the SD across fold models, on shared colour scales.",
