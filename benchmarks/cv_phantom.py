@@ -62,7 +62,8 @@ def main() -> int:
     result = {"benchmark": "out-of-fold synthesis on the phantom", "name": name,
               "exit_code": code, "settings": vars(args) | {"workdir": str(args.workdir)},
               "sessions": int(len(table)), "means": table[cols].mean().round(4).to_dict(),
-              "unet_beats_baseline_sessions": int((table.pearson_r > table.baseline_pearson_r).sum()),
+              "unet_beats_baseline_sessions": int(
+                  (table.pearson_r > table.baseline_pearson_r).sum()),
               "timings": timings, "machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M:%S")}
     dest = Path(__file__).parent / "results" / f"cv_{name}.json"
     dest.write_text(json.dumps(result, indent=2, default=str) + "\n")

@@ -125,8 +125,25 @@ def main() -> int:
         one = timed(lambda: net(xc), device, args.repeats)
         ens = timed(lambda: [net(torch.flip(xc, dims=[2])) for _ in range(10)], device,
                     max(1, args.repeats // 2))
+        pair = torch.cat([xc, torch.flip(xc, dims=[2])]).contiguous(
+            memory_format=torch.channels_last_3d)
+        flips_seq = timed(lambda: (net(xc), net(torch.flip(xc, dims=[2]))), device, args.repeats)
+        flips_batched = timed(lambda: net(pair), device, args.repeats)
     result["synthesis_s"] = {"one_model_eager": round(eager, 4), "one_model": round(one, 4),
-                             "ensemble_5x2_flips": round(ens, 4)}
+                             "ensemble_5x2_flips": round(ens, 4),
+                             "flip_pair_sequential": round(flips_seq, 4),
+                             "flip_pair_batched": round(flips_batched, 4)}
+    if not args.no_compile:
+        try:
+            start = time.perf_counter()
+            compiled = torch.compile(net)
+            with torch.no_grad():
+                compiled(xc)
+                result["synthesis_s"]["compile_once"] = round(time.perf_counter() - start, 1)
+                result["synthesis_s"]["one_model_compiled"] = round(
+                    timed(lambda: compiled(xc), device, args.repeats), 4)
+        except Exception as exc:  # noqa: BLE001 - compile needs a toolchain; record why not
+            result["synthesis_s"]["compiled_error"] = f"{type(exc).__name__}: {str(exc)[:200]}"
     if args.only_synthesis:
         _write(result, device, size, "_synthesis")
         return 0

@@ -41,6 +41,7 @@ class Config:
     group_column: str = "group"
     genotype_column: str = "tspo_genotype"
     device: str = "auto"
+    compile: bool = False
     nprocs: int = 1
     omp_nthreads: int = 1
     sloppy: bool = False

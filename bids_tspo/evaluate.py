@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from .data import SessionFiles, pet_target, to_native
 from .derivatives import find_pet, find_xfm
-from .infer import Bundle, ensemble, map_metadata, to_units, write_maps
+from .infer import Bundle, Network, ensemble, map_metadata, to_units, write_maps
 from .metrics import all_metrics
 from .preprocess.images import resample_with_transforms
 
@@ -84,25 +84,28 @@ def oof_plan(splits: dict, paired: list[SessionFiles]) -> list[tuple]:
 
 
 def evaluate_sessions(out: Path, bundle: Bundle, plan: list[tuple], items: dict[str, dict],
-                      device: torch.device, seed: int, progress: bool = True) -> list[dict]:
+                      device: torch.device, seed: int, progress: bool = True,
+                      compile: bool = False) -> list[dict]:
     """Synthesise and score each session of ``plan``; one metrics row per session and model
     ("unet", and "baseline_mean" when training sessions are known)."""
     from .templates import resolve_template
 
     tpl_mask = np.asarray(resolve_template(2).load()[1].dataobj) > 0.5
-    rows = []
+    rows, net = [], Network(bundle.cfg, device, compile)
     for model_folds, cv_fold, test, train in plan:
         mean_train = (training_mean(out, train, bundle.target, tpl_mask, bundle.suvr_reference)
                       if train else None)
         label = f"fold {cv_fold}" if cv_fold is not None else "ensemble"
         for files in tqdm(test, desc=f"synthesis ({label})", disable=None if progress else True):
             item = items[files.name]
-            mean, sd = ensemble(bundle, item, device, folds=model_folds, genotype=files.genotype)
+            mean, sd = ensemble(bundle, item, device, model_folds, genotype=files.genotype,
+                                net=net)
+            t1, mask, region, truth = _native_truth(files, bundle)
             write_maps(out, files, item, mean, sd if len(model_folds) > 1 else None,
                        bundle.model_id, bundle.target, model_folds, oof_fold=cv_fold,
                        sources=[f"bids::{files.t1w.relative_to(out)}"],
-                       extra=map_metadata(bundle, files.genotype, model_folds))
-            t1, mask, region, truth = _native_truth(files, bundle)
+                       extra=map_metadata(bundle, files.genotype, model_folds),
+                       anatomy=(t1, mask))
             synth = to_native(to_units(mean, bundle.target), item["affine"], t1) * mask
             zooms = t1.header.get_zooms()[:3]
             base = {"bids_name": files.name, "participant_id": f"sub-{files.subject}",

@@ -100,7 +100,7 @@ def load_bundle(path: Path, folds: list[int] | None = None) -> Bundle:
 
 
 @torch.no_grad()
-def predict(net: torch.nn.Module, t1: np.ndarray, device: torch.device,
+def predict(net, t1: np.ndarray, device: torch.device,
             flips: bool = True) -> np.ndarray:
     """One network on one box (1,S,S,S) -> (S,S,S), averaged with its left-right flip."""
     x = torch.as_tensor(t1, dtype=torch.float32, device=device)[None]
@@ -112,16 +112,67 @@ def predict(net: torch.nn.Module, t1: np.ndarray, device: torch.device,
     return out[0, 0].cpu().numpy()
 
 
+class Network:
+    """One evaluation network per run, into which fold state dicts are swapped; optionally
+    ``torch.compile``-d once (loading a state dict copies into the same parameters, so the
+    compiled graph is reused across folds and sessions).
+
+    >>> net = Network(UNetConfig(), torch.device("cpu"))
+    >>> net.load(TSPOUNet().state_dict()); net(torch.zeros(1, 1, 16, 16, 16)).shape
+    torch.Size([1, 1, 16, 16, 16])
+    """
+
+    def __init__(self, cfg: UNetConfig, device: torch.device, compile: bool = False):
+        self.module = TSPOUNet(cfg).to(device).eval().to(memory_format=torch.channels_last_3d)
+        self.call = self.module
+        if compile:
+            try:
+                self.call = torch.compile(self.module)
+                LOG.info("network compiled with torch.compile (first call builds it)")
+            except Exception as exc:  # noqa: BLE001 - no toolchain / unsupported: stay eager
+                LOG.warning("torch.compile unavailable (%s: %s); using eager mode",
+                            type(exc).__name__, exc)
+
+    def load(self, state: dict) -> None:
+        self.module.load_state_dict(state)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.call is not self.module:
+            try:
+                return self.call(x)
+            except Exception as exc:  # noqa: BLE001 - e.g. no C++ compiler on this machine
+                LOG.warning("compiled network failed (%s: %s); falling back to eager mode",
+                            type(exc).__name__, str(exc).splitlines()[0][:200])
+                self.call = self.module
+        return self.module(x)
+
+
+@dataclass(frozen=True)
+class Synthesis:
+    """What a run needs to synthesise: the bundle, the device and one network."""
+
+    bundle: Bundle
+    device: torch.device
+    net: Network
+
+    @classmethod
+    def load(cls, path: Path, device: str = "auto", compile: bool = False) -> "Synthesis":
+        bundle = load_bundle(path)
+        torch_device = resolve_device(device)
+        return cls(bundle, torch_device, Network(bundle.cfg, torch_device, compile))
+
+
 def ensemble(bundle: Bundle, item: dict, device: torch.device, folds: list[int] | None = None,
-             flips: bool = True, genotype: str = "n/a") -> tuple[np.ndarray, np.ndarray]:
+             flips: bool = True, genotype: str = "n/a", net: Network | None = None
+             ) -> tuple[np.ndarray, np.ndarray]:
     """Mean and SD (across fold models) of the predictions on ``item['t1']``, masked; each
     fold's output gets that fold's genotype factor when the bundle applies one."""
     from .genotype import restore
 
-    net = TSPOUNet(bundle.cfg).to(device).eval().to(memory_format=torch.channels_last_3d)
+    net = net or Network(bundle.cfg, device)
     preds = []
     for k in folds if folds is not None else sorted(bundle.folds):
-        net.load_state_dict(bundle.folds[k])
+        net.load(bundle.folds[k])
         pred = predict(net, item["t1"], device, flips)
         preds.append(restore(pred, bundle.genotype_factor(k, genotype)))
     stack = np.stack(preds) * item["mask"][0]
@@ -135,8 +186,10 @@ def to_units(volume: np.ndarray, target: str) -> np.ndarray:
 
 def write_maps(out: Path, files, item: dict, mean: np.ndarray, sd: np.ndarray | None,
                bundle_id: str, target: str, folds: list[int], oof_fold: int | None = None,
-               sources: list[str] | None = None, extra: dict | None = None) -> list[Path]:
-    """Write ``desc-synth`` (and ``desc-synthstd``) on the T1w grid and in template space."""
+               sources: list[str] | None = None, extra: dict | None = None,
+               anatomy: tuple | None = None) -> list[Path]:
+    """Write ``desc-synth`` (and ``desc-synthstd``) on the T1w grid and in template space.
+    ``anatomy``: the session's (T1w image, boolean brain mask) when the caller has them."""
     import nibabel as nib
 
     from .data import target_units, to_native
@@ -146,8 +199,7 @@ def write_maps(out: Path, files, item: dict, mean: np.ndarray, sd: np.ndarray | 
     from .templates import resolve_template
 
     session = files.record
-    t1 = nib.load(files.t1w)
-    brain = np.asarray(nib.load(files.mask).dataobj) > 0
+    t1, brain = anatomy or (nib.load(files.t1w), np.asarray(nib.load(files.mask).dataobj) > 0)
     units = target_units(target)
     sources = sources or []
     xfm = find_xfm(out, session)
@@ -175,12 +227,12 @@ def write_maps(out: Path, files, item: dict, mean: np.ndarray, sd: np.ndarray | 
 
 
 def synthesize_session(out: Path, files, bundle: Bundle, device: torch.device,
-                       cache_dir: Path | None = None) -> list[Path]:
+                       cache_dir: Path | None = None, net: Network | None = None) -> list[Path]:
     """Fold-ensemble synthesis (mean + SD) for one preprocessed session."""
     from .data import prepare
 
     item = prepare(files, bundle.image_size, bundle.target, cache_dir, bundle.suvr_reference)
-    mean, sd = ensemble(bundle, item, device, genotype=files.genotype)
+    mean, sd = ensemble(bundle, item, device, genotype=files.genotype, net=net)
     return write_maps(out, files, item, mean, sd, bundle.model_id, bundle.target,
                       sorted(bundle.folds), sources=[f"bids::{files.t1w.relative_to(out)}"],
                       extra=map_metadata(bundle, files.genotype, sorted(bundle.folds)))

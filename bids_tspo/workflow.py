@@ -37,15 +37,15 @@ def run(config: Config) -> int:
     return run_group(config)
 
 
-def _process_participant_session(config: Config, session: Session, bundle=None,
-                                 device=None, genotype: str = "n/a") -> list:
+def _process_participant_session(config: Config, session: Session, synthesis=None,
+                                 genotype: str = "n/a") -> list:
     """Run the participant stages on one session; returns the outputs written."""
     from .data import SessionFiles
     from .derivatives import anat_path
     from .preprocess import preprocess_session
 
     written = preprocess_session(config, session)
-    if bundle is not None:
+    if synthesis is not None:
         from .infer import synthesize_session
 
         out = config.output_dir
@@ -53,20 +53,21 @@ def _process_participant_session(config: Config, session: Session, bundle=None,
                              anat_path(out, session, desc="preproc", suffix="T1w"),
                              anat_path(out, session, desc="brain", suffix="mask"),
                              genotype=genotype)
-        written += synthesize_session(out, files, bundle, device,
-                                      config.work_dir / "participant" / "cache")
+        written += synthesize_session(out, files, synthesis.bundle, synthesis.device,
+                                      config.work_dir / "participant" / "cache", synthesis.net)
     return written
 
 
 def run_participant(config: Config) -> int:
     layout = load_layout(config.bids_dir, validate=not config.skip_bids_validation)
     sessions, missing = select_sessions(layout, config.participant_label, config.session_label)
-    bundle = device = None
+    synthesis = None
     genotypes: dict[str, str] = {}
     if config.model is not None:
-        from .infer import load_bundle, resolve_device
+        from .infer import Synthesis
 
-        bundle, device = load_bundle(config.model), resolve_device(config.device)
+        synthesis = Synthesis.load(config.model, config.device, config.compile)
+        bundle = synthesis.bundle
         genotypes = {sub: row.get(config.genotype_column) or "n/a"
                      for sub, row in participants_table(config.bids_dir).items()}
         LOG.info("synthesis with model %s (folds %s)", bundle.model_id, sorted(bundle.folds))
@@ -82,7 +83,7 @@ def run_participant(config: Config) -> int:
     for session in sessions:
         start = time.monotonic()
         try:
-            _process_participant_session(config, session, bundle, device,
+            _process_participant_session(config, session, synthesis,
                                          genotypes.get(session.subject, "n/a"))
         except BidsTspoError as exc:
             LOG.error("%s: %s", session.name, exc)

@@ -95,7 +95,8 @@ def test_templateflow_home_is_used(tiny_bids, tmp_path):
     assert "MNI152NLin2009cAsym" in proc.stderr and "TemplateFlow" in proc.stderr
     anat = out / "sub-01/ses-01/anat"
     assert (anat / "sub-01_ses-01_from-T1w_to-MNI152NLin2009cAsym_mode-image_xfm.h5").is_file()
-    tpl_pet = out / "sub-01/ses-01/pet/sub-01_ses-01_trc-PBR28_space-MNI152NLin2009cAsym_desc-suv_pet.json"
+    tpl_pet = (out / "sub-01/ses-01/pet"
+               / "sub-01_ses-01_trc-PBR28_space-MNI152NLin2009cAsym_desc-suv_pet.json")
     assert json.loads(tpl_pet.read_text())["SpatialReference"] == "MNI152NLin2009cAsym"
 
 

@@ -86,7 +86,8 @@ def test_bad_subject_does_not_stop_others(tiny_bids, tmp_path):
                  "--sloppy", "-w", str(tmp_path / "work"), "--omp-nthreads", "2"])
     assert code == 65
     assert not (out / "sub-01").exists()  # nothing half-written for the failed session
-    assert (out / "sub-03/ses-01/pet/sub-03_ses-01_trc-PBR28_space-T1w_desc-suv_pet.nii.gz").is_file()
+    assert (out / "sub-03/ses-01/pet"
+            / "sub-03_ses-01_trc-PBR28_space-T1w_desc-suv_pet.nii.gz").is_file()
     summary = json.loads(next((out / "logs").glob("summary_*.json")).read_text())
     assert summary["succeeded"] == ["sub-03_ses-01"]
     assert summary["failed"][0]["session"] == "sub-01_ses-01"

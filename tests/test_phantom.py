@@ -85,7 +85,8 @@ def test_window_average_equals_truth_times_dose_over_weight(tiny_bids):
     truth_dir = tiny_bids / "derivatives/phantom-truth/sub-01/ses-01"
     truth = load_truth(truth_dir / "sub-01_ses-01_truth.json")
     pet = nib.load(tiny_bids / "sub-01/ses-01/pet/sub-01_ses-01_trc-PBR28_pet.nii.gz")
-    meta = json.loads((tiny_bids / "sub-01/ses-01/pet/sub-01_ses-01_trc-PBR28_pet.json").read_text())
+    sidecar = tiny_bids / "sub-01/ses-01/pet/sub-01_ses-01_trc-PBR28_pet.json"
+    meta = json.loads(sidecar.read_text())
     starts = np.asarray(meta["FrameTimesStart"])
     dur = np.asarray(meta["FrameDuration"])
     w = np.where(starts >= 3600, dur, 0) / dur[starts >= 3600].sum()

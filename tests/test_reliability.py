@@ -52,13 +52,15 @@ def _save(ses, data, affine=np.eye(4)):
 
 
 BROKEN = {  # subject label -> (how to break a copy of sub-03, expected words in the error)
-    "11": (lambda s: _t1(s).write_bytes(gzip.compress(b"\x5c\x01" * 30)[:40]), "cannot be read as NIfTI"),
+    "11": (lambda s: _t1(s).write_bytes(gzip.compress(b"\x5c\x01" * 30)[:40]),
+           "cannot be read as NIfTI"),
     "12": (lambda s: _t1(s).write_text("not an image"), "cannot be read as NIfTI"),
     "13": (lambda s: _save(s, np.full((20, 20, 20), np.nan, np.float32)), "NaN/Inf"),
     "14": (lambda s: _save(s, np.zeros((20, 20, 20), np.float32)), "all zeros"),
     "15": (lambda s: _save(s, np.ones((20, 20, 20, 3), np.float32)), "4 dimensions"),
     "16": (lambda s: _save(s, np.ones((20, 20), np.float32)), "2 dimensions"),
-    "17": (lambda s: _edit_json(_pet_json(s), InjectedRadioactivity=None), "no InjectedRadioactivity"),
+    "17": (lambda s: _edit_json(_pet_json(s), InjectedRadioactivity=None),
+           "no InjectedRadioactivity"),
     "18": (lambda s: _edit_json(_pet_json(s), FrameTimesStart=None), "no FrameTimesStart"),
     "19": (lambda s: _edit_json(_pet_json(s), Units=None), "no Units"),
     "20": (lambda s: _edit_json(_pet_json(s), FrameDuration=[600] * 6,
@@ -66,7 +68,8 @@ BROKEN = {  # subject label -> (how to break a copy of sub-03, expected words in
     "21": (lambda s: _edit_json(_pet_json(s), FrameDuration=[900, 900, 1800, 600, 600],
                                 FrameTimesStart=[0, 900, 1800, 3600, 4200]), "6 frame(s)"),
     "22": (lambda s: _edit_json(_pet_json(s), InjectedRadioactivityUnits="GBq"), "implausible"),
-    "23": (lambda s: _edit_json(_pet_json(s), InjectedRadioactivityUnits="furlongs"), "unknown activity units"),
+    "23": (lambda s: _edit_json(_pet_json(s), InjectedRadioactivityUnits="furlongs"),
+           "unknown activity units"),
 }
 
 
@@ -103,7 +106,8 @@ def test_every_broken_subject_reported_on_one_line(broken_run):
 
 def test_good_subject_processed_and_nothing_half_written(broken_run):
     _, out = broken_run
-    assert (out / "sub-03/ses-01/pet/sub-03_ses-01_trc-PBR28_space-T1w_desc-suv_pet.nii.gz").is_file()
+    assert (out / "sub-03/ses-01/pet"
+            / "sub-03_ses-01_trc-PBR28_space-T1w_desc-suv_pet.nii.gz").is_file()
     for label in [*BROKEN, "24", "25"]:
         assert not (out / f"sub-{label}").exists(), label
     assert not list(out.rglob("*.tmp*"))
