@@ -35,6 +35,9 @@ LABEL org.opencontainers.image.title="bids_tspo" \
       org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.vendor="bids_tspo developers" \
       io.bids_tspo.variant="${VARIANT}"
+# a C/C++ toolchain for --compile (torch.compile: inductor's CPU kernels, Triton's launcher)
+RUN apt-get update && apt-get install -y --no-install-recommends gcc g++ \
+    && rm -rf /var/lib/apt/lists/*
 COPY --from=build /opt/venv /opt/venv
 COPY --from=build /opt/templateflow /opt/templateflow
 ENV PATH=/opt/venv/bin:$PATH \

@@ -28,10 +28,24 @@ class Failure:
     exit_code: int
 
 
+def limit_threads(n: int) -> None:
+    """Threads per process for ANTs/ITK, OpenMP/BLAS and torch (``--omp-nthreads``).
+
+    ITK reads its variable when it first multi-threads, so this runs before any ANTs call.
+    With one thread ANTs registrations are bit-identical run to run (multi-threaded metric
+    sums are not)."""
+    for var in ("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "OMP_NUM_THREADS"):
+        os.environ[var] = str(n)
+    import torch
+
+    torch.set_num_threads(n)
+
+
 def run(config: Config) -> int:
     """Run the level named in ``config``; return the exit code."""
-    LOG.info("bids_tspo %s level: %s -> %s", config.analysis_level, config.bids_dir,
-             config.output_dir)
+    LOG.info("bids_tspo %s level: %s -> %s (%d thread(s) per process)", config.analysis_level,
+             config.bids_dir, config.output_dir, config.omp_nthreads)
+    limit_threads(config.omp_nthreads)
     if config.analysis_level == "participant":
         return run_participant(config)
     return run_group(config)

@@ -92,3 +92,26 @@ def test_bad_subject_does_not_stop_others(tiny_bids, tmp_path):
     assert summary["succeeded"] == ["sub-03_ses-01"]
     assert summary["failed"][0]["session"] == "sub-01_ses-01"
     assert "InjectedRadioactivity" in summary["failed"][0]["error"]
+
+
+def test_one_thread_reruns_are_bit_identical(tiny_bids, tmp_path):
+    """--omp-nthreads reaches ANTs (fresh processes: ITK reads it once); with one thread and
+    the seeded sampling, two runs give byte-identical masks and transforms."""
+    import subprocess
+    import sys
+
+    outputs = []
+    for run in ("a", "b"):
+        out = tmp_path / run
+        proc = subprocess.run([sys.executable, "-m", "bids_tspo", str(tiny_bids), str(out),
+                               "participant", "--participant-label", "04", "--sloppy",
+                               "-w", str(tmp_path / f"w{run}"), "--omp-nthreads", "1"],
+                              capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert "1 thread(s) per process" in proc.stderr
+        outputs.append(out / "sub-04/ses-01/anat")
+    names = ["sub-04_ses-01_desc-brain_mask.nii.gz", "sub-04_ses-01_desc-preproc_T1w.nii.gz"]
+    for name in names:
+        a = nib.load(outputs[0] / name).get_fdata()
+        b = nib.load(outputs[1] / name).get_fdata()
+        assert np.array_equal(a, b), name
