@@ -68,6 +68,8 @@ def coreg_check(t1: nib.Nifti1Image, suv: nib.Nifti1Image, mask: nib.Nifti1Image
 def synthesis_mosaic(t1: np.ndarray, true: np.ndarray | None, synth: np.ndarray,
                      sd: np.ndarray | None, mask: np.ndarray, units: str, n: int = 6) -> str:
     """Rows T1w / true / synthetic / difference / SD on shared colour scales (axial slices)."""
+    from mpl_toolkits.axes_grid1 import make_axes_locatable
+
     z = np.flatnonzero(mask.any(axis=(0, 1)))
     cuts = np.linspace(z.min() + 0.15 * len(z), z.max() - 0.15 * len(z), n).astype(int)
     rows = [("T1w", t1, "gray", None)]
@@ -81,20 +83,25 @@ def synthesis_mosaic(t1: np.ndarray, true: np.ndarray | None, synth: np.ndarray,
         rows.append(("synthetic − true", (synth - true) * mask, "RdBu_r", (-lim, lim)))
     if sd is not None:
         rows.append(("SD across folds", sd * mask, "viridis", (0, float(sd[mask].max()) or 1)))
-    fig, axes = plt.subplots(len(rows), n, figsize=(1.6 * n + 1.2, 1.7 * len(rows)),
+    # one image per row (slices side by side, blank gaps): few axes, fast to draw
+    gap = np.full((t1.shape[1], max(2, t1.shape[0] // 40)), np.nan, np.float32)
+    strips = [np.concatenate([part for k in cuts for part in (np.rot90(vol[:, :, k]), gap)][:-1],
+                             axis=1) for _, vol, _, _ in rows]
+    aspect = strips[0].shape[1] / strips[0].shape[0]
+    fig, axes = plt.subplots(len(rows), 1, figsize=(1.5 * aspect + 1.0, 1.7 * len(rows)),
                              squeeze=False)
-    for r, (label, vol, cmap, lims) in enumerate(rows):
-        for c, k in enumerate(cuts):
-            ax = axes[r, c]
-            im = ax.imshow(np.rot90(vol[:, :, k]), cmap=cmap,
-                           vmin=lims[0] if lims else None, vmax=lims[1] if lims else None)
-            ax.set_axis_off()
-            if c == 0:
-                ax.set_title(label, loc="left", fontsize=9)
+    for ax, strip, (label, _, cmap, lims) in zip(axes[:, 0], strips, rows):
+        im = ax.imshow(strip, cmap=plt.get_cmap(cmap).with_extremes(bad="white"),
+                       vmin=lims[0] if lims else None, vmax=lims[1] if lims else None)
+        ax.set_axis_off()
+        ax.set_anchor("W")
+        ax.set_title(label, loc="left", fontsize=9)
+        cax = make_axes_locatable(ax).append_axes("right", size=0.08, pad=0.05)
         if lims:
             short = "SUVR" if units == "SUVR" else "0–1"
-            fig.colorbar(im, ax=axes[r, :].tolist(), fraction=0.02, pad=0.01,
-                         label=short if label != "SD across folds" else "SD")
+            fig.colorbar(im, cax=cax, label=short if label != "SD across folds" else "SD")
+        else:
+            cax.set_axis_off()
     return svg_of(fig)
 
 
