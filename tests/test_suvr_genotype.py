@@ -126,3 +126,14 @@ def test_group_suvr_cerebellum_with_genotype(tiny_bids, preprocessed):
             assert "unknown or not in the training data" in side["GenotypeAdjustment"]["Note"]
     assert applied
     assert "reference region: cerebellum" in (bundle / "README.md").read_text()
+
+
+def test_cerebellum_cut_off_is_a_clear_input_error():
+    from bids_tspo.errors import InputDataError
+
+    _, mask_img = resolve_template(2).load()
+    brain = np.asarray(mask_img.dataobj) > 0.5
+    z_mm = mask_img.affine[2, 2] * np.arange(brain.shape[2]) + mask_img.affine[2, 3]
+    brain[:, :, z_mm < -10] = False  # field of view ends above the cerebellum
+    with pytest.raises(InputDataError, match="cerebellar reference region has only"):
+        reference_region("cerebellum", mask_img, brain)
