@@ -20,6 +20,7 @@ import pandas as pd
 
 from .. import CITATION, __version__
 from ..derivatives import find_pet, report_path, write_text_atomic
+from ..errors import BidsTspoError
 from ..infer import to_units
 from . import figures
 
@@ -64,7 +65,12 @@ def _reference(anat: Path, name: str, reference: str, brain: np.ndarray):
     t1_path = anat / f"{name}_desc-preproc_T1w.nii.gz"
     files = SessionFiles(name, "", None, t1_path, anat / f"{name}_desc-brain_mask.nii.gz")
     raw = nib.load(t1_path)
-    region = files.reference(reference, raw, np.ones(raw.shape[:3], bool))
+    try:
+        region = files.reference(reference, raw, np.ones(raw.shape[:3], bool))
+    except BidsTspoError as exc:  # the figure falls back to whole-brain SUVR
+        LOG.warning("%s: %s reference unavailable for the report figure (%s)", name,
+                    reference, exc)
+        return None
     canonical = nib.as_closest_canonical(nib.Nifti1Image(region.astype(np.uint8), raw.affine))
     return (np.asarray(canonical.dataobj) > 0) & brain
 
@@ -181,7 +187,8 @@ def group_report(out: Path) -> Path:
     metrics = _read_tsv(out / "group_metrics.tsv")
     regions = _read_tsv(out / "group_regions.tsv")
     stats = _read_tsv(out / "group_region_stats.tsv")
-    bundle = next(iter(sorted((out / "models").glob("*/model.json"))), None)
+    bundles = sorted((out / "models").glob("*/model.json"), key=lambda p: p.stat().st_mtime)
+    bundle = bundles[-1] if bundles else None  # the bundle the latest group run wrote
     model = json.loads(bundle.read_text()) if bundle else None
     figs = {}
     if metrics is not None and len(metrics):
