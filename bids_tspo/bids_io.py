@@ -14,7 +14,7 @@ entities and MRI-only subjects are all represented.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from types import MappingProxyType
 from typing import Mapping
@@ -30,8 +30,22 @@ def _empty() -> Mapping[str, str]:
     return MappingProxyType({})
 
 
+class _Record:
+    """Frozen records with read-only mappings, picklable (``--nprocs`` sends them to worker
+    processes): the mappings travel as dicts and are made read-only again."""
+
+    def __getstate__(self) -> dict:
+        return {f.name: dict(v) if isinstance(v, MappingProxyType) else v
+                for f in fields(self) for v in (getattr(self, f.name),)}
+
+    def __setstate__(self, state: dict) -> None:
+        for key, value in state.items():
+            object.__setattr__(self, key,
+                               MappingProxyType(value) if isinstance(value, dict) else value)
+
+
 @dataclass(frozen=True)
-class PetImage:
+class PetImage(_Record):
     """One PET acquisition: image path, merged JSON sidecar and BIDS entities."""
 
     path: Path
@@ -44,7 +58,7 @@ class PetImage:
 
 
 @dataclass(frozen=True)
-class Session:
+class Session(_Record):
     """Everything the pipeline needs to know about one (subject, session)."""
 
     subject: str

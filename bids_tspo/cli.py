@@ -174,9 +174,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="torch.compile the network for synthesis: a one-off cost (~40 s on "
                         "CPU) that pays off over many sessions; falls back to eager on failure")
     g.add_argument("--nprocs", "--n_cpus", "--n-cpus", dest="nprocs", type=_positive_int,
-                   default=os.cpu_count() or 1, metavar="N", help="parallel processes")
+                   default=os.cpu_count() or 1, metavar="N",
+                   help="sessions preprocessed at once, in separate processes (CPU count)")
     g.add_argument("--omp-nthreads", "--omp_nthreads", dest="omp_nthreads", type=_positive_int,
-                   default=None, metavar="N", help="threads per process (ANTs, torch)")
+                   default=None, metavar="N",
+                   help="threads per process (ANTs, torch); default: CPUs / processes, <= 8")
     g.add_argument("-w", "--work-dir", "--work_dir", dest="work_dir", type=Path, metavar="DIR",
                    help="intermediate files and caches (never inside BIDS_DIR)")
 
@@ -260,7 +262,7 @@ def build_config(args: argparse.Namespace, argv: list[str]) -> Config:
         device=args.device,
         compile=args.compile,
         nprocs=args.nprocs,
-        omp_nthreads=args.omp_nthreads or max(1, min(8, (os.cpu_count() or 1))),
+        omp_nthreads=args.omp_nthreads,
         sloppy=args.sloppy,
         skip_bids_validation=args.skip_bids_validation,
         reports_only=args.reports_only,

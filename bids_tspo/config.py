@@ -43,7 +43,7 @@ class Config:
     device: str = "auto"
     compile: bool = False
     nprocs: int = 1
-    omp_nthreads: int = 1
+    omp_nthreads: int | None = None  # None: share the CPUs out (bids_tspo.parallel)
     sloppy: bool = False
     skip_bids_validation: bool = False
     reports_only: bool = False

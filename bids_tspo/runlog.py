@@ -34,10 +34,13 @@ def run_id(config: Config) -> str:
     return f"{config.analysis_level}_{stamp}_{socket.gethostname()}_{os.getpid()}"
 
 
-def setup_logging(verbose: int = 0, config: Config | None = None) -> Path | None:
+def setup_logging(verbose: int = 0, config: Config | None = None,
+                  worker: bool = False) -> Path | None:
     """Configure the ``bids_tspo`` logger; with a config, also a per-run log file.
 
-    Returns the log file path (or None). Safe to call more than once.
+    ``worker``: a ``--nprocs`` worker process: its own log file (the pid is in the name), no
+    command-line/config copies, and only warnings on the console (the main process reports
+    each session). Returns the log file path (or None). Safe to call more than once.
     """
     logger = logging.getLogger(LOGGER_NAME)
     logger.setLevel(logging.DEBUG)
@@ -47,7 +50,8 @@ def setup_logging(verbose: int = 0, config: Config | None = None) -> Path | None
             logger.removeHandler(handler)
             handler.close()
     console = logging.StreamHandler(sys.stderr)
-    console.setLevel(logging.DEBUG if verbose > 1 else logging.INFO)
+    console.setLevel(logging.DEBUG if verbose > 1 else
+                     logging.WARNING if worker else logging.INFO)
     console.setFormatter(_NoTracebackFormatter("%(asctime)s bids_tspo %(levelname)s: %(message)s",
                                                "%H:%M:%S"))
     console._bids_tspo = True
@@ -64,7 +68,8 @@ def setup_logging(verbose: int = 0, config: Config | None = None) -> Path | None
         "%(asctime)s %(name)s %(levelname)s [%(process)d]: %(message)s"))
     file_handler._bids_tspo = True
     logger.addHandler(file_handler)
-    (logs / f"bids_tspo_{rid}_cmd.txt").write_text(" ".join(config.command_line) + "\n")
-    (logs / f"bids_tspo_{rid}_config.json").write_text(config.to_json() + "\n")
+    if not worker:
+        (logs / f"bids_tspo_{rid}_cmd.txt").write_text(" ".join(config.command_line) + "\n")
+        (logs / f"bids_tspo_{rid}_config.json").write_text(config.to_json() + "\n")
     logger.debug("log file %s", log_file)
     return log_file

@@ -10,42 +10,21 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass
 
 from .bids_io import Session, load_layout, participants_table, select_sessions
 from .config import Config
 from .derivatives import init_output_dir, write_json_atomic
 from .errors import EXIT_NOINPUT, EXIT_OK, BidsTspoError
+from .parallel import Failure, limit_threads, preprocess_in_parallel, workers_and_threads
 from .runlog import run_id
 
 LOG = logging.getLogger("bids_tspo.workflow")
 
 
-@dataclass(frozen=True)
-class Failure:
-    name: str
-    message: str
-    exit_code: int
-
-
-def limit_threads(n: int) -> None:
-    """Threads per process for ANTs/ITK, OpenMP/BLAS and torch (``--omp-nthreads``).
-
-    ITK reads its variable when it first multi-threads, so this runs before any ANTs call.
-    With one thread ANTs registrations are bit-identical run to run (multi-threaded metric
-    sums are not)."""
-    for var in ("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "OMP_NUM_THREADS"):
-        os.environ[var] = str(n)
-    import torch
-
-    torch.set_num_threads(n)
-
-
 def run(config: Config) -> int:
     """Run the level named in ``config``; return the exit code."""
-    LOG.info("bids_tspo %s level: %s -> %s (%d thread(s) per process)", config.analysis_level,
-             config.bids_dir, config.output_dir, config.omp_nthreads)
-    limit_threads(config.omp_nthreads)
+    LOG.info("bids_tspo %s level: %s -> %s", config.analysis_level, config.bids_dir,
+             config.output_dir)
     if config.analysis_level == "participant":
         return run_participant(config)
     return run_group(config)
@@ -94,7 +73,16 @@ def run_participant(config: Config) -> int:
     if config.reports_only:
         write_reports(config, sorted({s.subject for s in sessions}))
         return EXIT_OK
-    for session in sessions:
+    workers, threads = workers_and_threads(config.nprocs, config.omp_nthreads, len(sessions))
+    limit_threads(threads)
+    LOG.info("%d thread(s) per process", threads)
+    todo = sessions
+    if workers > 1:
+        failed = preprocess_in_parallel(config, sessions, workers, threads)
+        failures += list(failed.values())
+        # synthesis (one network, in this process) for the sessions preprocessed in parallel
+        todo = [s for s in sessions if s.name not in failed] if synthesis is not None else []
+    for session in todo:
         start = time.monotonic()
         try:
             _process_participant_session(config, session, synthesis,
@@ -132,6 +120,9 @@ def write_reports(config: Config, subjects: list[str], group: bool = False) -> N
 def run_group(config: Config) -> int:
     from .group import run_group_level
 
+    threads = workers_and_threads(1, config.omp_nthreads, 1)[1]
+    LOG.info("%d thread(s)", threads)
+    limit_threads(threads)
     init_output_dir(config.output_dir, config.bids_dir)
     code = EXIT_OK if config.reports_only else run_group_level(config)
     if config.fold is None and os.environ.get("RANK", "0") == "0":

@@ -45,7 +45,7 @@ def preprocessed(tiny_bids, tmp_path_factory):
     root = tmp_path_factory.mktemp("group")
     out = root / "out"
     code = main([str(tiny_bids), str(out), "participant", "--sloppy", "-w", str(root / "work"),
-                 "--omp-nthreads", "2"])
+                 "--omp-nthreads", "2", "--nprocs", "2"])
     assert code == 0
     return root, out
 

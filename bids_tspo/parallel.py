@@ -1,0 +1,103 @@
+"""CPU parallelism: threads per process (``--omp-nthreads``) and sessions at once (``--nprocs``).
+
+With ``--nprocs N`` (default: the CPU count) the participant level preprocesses up to N sessions
+in separate processes (spawned, so no thread state is inherited), each with
+``--omp-nthreads`` threads (default: the CPUs shared out between the workers, at most 8).
+Synthesis with ``--model`` then runs in the main process, which holds the one network.
+Every worker writes its own log file next to the run's; failures come back as records and the
+other sessions go on.
+
+>>> workers_and_threads(nprocs=8, omp_nthreads=None, n_sessions=3, cpus=16)
+(3, 5)
+>>> workers_and_threads(nprocs=1, omp_nthreads=None, n_sessions=3, cpus=16)
+(1, 8)
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+
+from tqdm import tqdm
+
+from .config import Config
+from .errors import BidsTspoError
+
+LOG = logging.getLogger("bids_tspo.parallel")
+MAX_THREADS = 8
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A session that failed with an expected error (one line, an exit code)."""
+
+    name: str
+    message: str
+    exit_code: int
+
+
+def workers_and_threads(nprocs: int, omp_nthreads: int | None, n_sessions: int,
+                        cpus: int | None = None) -> tuple[int, int]:
+    """Processes to run and threads for each: explicit ``omp_nthreads`` wins, otherwise the
+    CPUs are shared out between the workers (at most ``MAX_THREADS`` each)."""
+    cpus = cpus or os.cpu_count() or 1
+    workers = max(1, min(nprocs, n_sessions))
+    threads = omp_nthreads or max(1, min(MAX_THREADS, cpus // workers))
+    return workers, threads
+
+
+def limit_threads(n: int) -> None:
+    """Threads of this process for ANTs/ITK, OpenMP/BLAS and torch.
+
+    ITK reads its variable when it first multi-threads, so this runs before any ANTs call.
+    With one thread ANTs registrations are bit-identical run to run (multi-threaded metric
+    sums are not)."""
+    for var in ("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "OMP_NUM_THREADS"):
+        os.environ[var] = str(n)
+    import torch
+
+    torch.set_num_threads(n)
+
+
+def _start_worker(config: Config, threads: int) -> None:
+    from .runlog import setup_logging
+
+    limit_threads(threads)
+    setup_logging(config.verbose, config, worker=True)
+
+
+def _preprocess(config: Config, session) -> tuple[str, Failure | None, float]:
+    from .preprocess import preprocess_session
+
+    start = time.monotonic()
+    try:
+        preprocess_session(config, session)
+    except BidsTspoError as exc:
+        LOG.debug("%s failed", session.name, exc_info=True)
+        return session.name, Failure(session.name, str(exc), exc.exit_code), 0.0
+    return session.name, None, time.monotonic() - start
+
+
+def preprocess_in_parallel(config: Config, sessions: list, workers: int,
+                           threads: int) -> dict[str, Failure]:
+    """Preprocess ``sessions`` in ``workers`` processes; returns the failures by session."""
+    LOG.info("preprocessing %d session(s) in %d processes of %d thread(s)", len(sessions),
+             workers, threads)
+    failures: dict[str, Failure] = {}
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
+                             initargs=(config, threads)) as pool:
+        futures = [pool.submit(_preprocess, config, session) for session in sessions]
+        for future in tqdm(as_completed(futures), total=len(futures), desc="sessions",
+                           unit="session", disable=None):
+            name, failure, seconds = future.result()
+            if failure is not None:
+                LOG.error("%s: %s", name, failure.message)
+                failures[name] = failure
+            else:
+                LOG.info("%s preprocessed in %.1f s", name, seconds)
+    return failures
