@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         LOG.info("reusing the phantom dataset in %s", bids)
     common = [str(bids), str(derivs), "--sloppy", "-w", str(work), "--nprocs", str(args.nprocs),
-              "--omp-nthreads", str(args.nprocs), "--seed", str(args.seed)]
+              "--seed", str(args.seed)]  # threads: the CPUs shared out between the processes
     steps = [("participant level (ANTs preprocessing, SUV)",
               app_main(common[:2] + ["participant"] + common[2:]))]
     if steps[-1][1] == 0:
