@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -176,7 +177,7 @@ def prepare(files: SessionFiles, size: int, target: str, cache_dir: Path | None 
         out["pet"] = pet_target(suv, mask, target, region)[None]
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(".tmp.npz")
+        tmp = cache.with_suffix(f".{os.getpid()}.tmp.npz")  # torchrun ranks write it too
         np.savez(tmp, **{k: v for k, v in out.items() if v is not None})
         tmp.replace(cache)
     return out | {"name": files.name}

@@ -120,7 +120,8 @@ def write_reports(config: Config, subjects: list[str], group: bool = False) -> N
 def run_group(config: Config) -> int:
     from .group import run_group_level
 
-    threads = workers_and_threads(1, config.omp_nthreads, 1)[1]
+    ranks = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))  # torchrun processes on this node
+    threads = workers_and_threads(ranks, config.omp_nthreads, ranks)[1]
     LOG.info("%d thread(s)", threads)
     limit_threads(threads)
     init_output_dir(config.output_dir, config.bids_dir)

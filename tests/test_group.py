@@ -154,3 +154,23 @@ def test_compile_failure_falls_back_to_eager(monkeypatch, caplog):
     with torch.no_grad():
         assert net(torch.zeros(1, 1, 16, 16, 16)).shape == (1, 1, 16, 16, 16)
     assert "falling back to eager" in caplog.text
+
+
+def test_torchrun_group_level_two_ranks(tiny_bids, preprocessed, tmp_path):
+    """The real multi-process path: torchrun, 2 gloo ranks on CPU, sharing one OUTPUT_DIR and
+    one cache folder (whose temporary names are per process: a shared name made one rank fail
+    when both renamed it; timing-dependent, so this run does not always catch that)."""
+    import subprocess
+    import sys
+
+    _, out = preprocessed
+    dest = tmp_path / "ddp"
+    shutil.copytree(out, dest)
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                           "--nproc_per_node", "2", "-m", "bids_tspo", str(tiny_bids), str(dest),
+                           "group", "-w", str(tmp_path / "w"), *GROUP_ARGS],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    bundle = dest / "models" / MODEL_ID
+    assert json.loads((bundle / "model.json").read_text())["folds_trained"] == [0, 1]
+    assert len(pd.read_csv(dest / "group_metrics.tsv", sep="\t").bids_name.unique()) == 4
