@@ -185,10 +185,10 @@ def to_units(volume: np.ndarray, target: str) -> np.ndarray:
 
 
 def write_maps(out: Path, files, item: dict, mean: np.ndarray, sd: np.ndarray | None,
-               bundle_id: str, target: str, folds: list[int], oof_fold: int | None = None,
-               sources: list[str] | None = None, extra: dict | None = None,
+               bundle: Bundle, folds: list[int], oof_fold: int | None = None,
                anatomy: tuple | None = None) -> list[Path]:
-    """Write ``desc-synth`` (and ``desc-synthstd``) on the T1w grid and in template space.
+    """Write ``desc-synth`` (and ``desc-synthstd``) on the T1w grid and in template space, with
+    sidecars naming the bundle, folds, units, SUVR reference and genotype adjustment.
     ``anatomy``: the session's (T1w image, boolean brain mask) when the caller has them."""
     import nibabel as nib
 
@@ -200,8 +200,10 @@ def write_maps(out: Path, files, item: dict, mean: np.ndarray, sd: np.ndarray | 
 
     session = files.record
     t1, brain = anatomy or (nib.load(files.t1w), np.asarray(nib.load(files.mask).dataobj) > 0)
+    target = bundle.target
     units = target_units(target)
-    sources = sources or []
+    sources = [f"bids::{files.t1w.relative_to(out)}"]
+    extra = _map_metadata(bundle, files.genotype, folds)
     xfm = find_xfm(out, session)
     tpl_like = resolve_template(2).load()[1] if xfm else None
     written = []
@@ -213,7 +215,7 @@ def write_maps(out: Path, files, item: dict, mean: np.ndarray, sd: np.ndarray | 
         path = pet_path(out, session, desc=desc, space="T1w")
         save_nifti_atomic(img, path)
         write_json_atomic(sidecar_path(path), synth_sidecar(
-            sources, units, bundle_id, folds, oof_fold, "T1w", is_sd) | (extra or {}))
+            sources, units, bundle.model_id, folds, oof_fold, "T1w", is_sd) | extra)
         written.append(path)
         if xfm is not None:
             tpl_name, xfm_path = xfm
@@ -221,7 +223,8 @@ def write_maps(out: Path, files, item: dict, mean: np.ndarray, sd: np.ndarray | 
             tpl_path = pet_path(out, session, desc=desc, space=tpl_name)
             save_nifti_atomic(on_tpl, tpl_path)
             write_json_atomic(sidecar_path(tpl_path), synth_sidecar(
-                sources, units, bundle_id, folds, oof_fold, tpl_name, is_sd) | (extra or {}))
+                sources, units, bundle.model_id, folds, oof_fold, tpl_name, is_sd)
+                | extra)
             written.append(tpl_path)
     return written
 
@@ -233,18 +236,16 @@ def synthesize_session(out: Path, files, bundle: Bundle, device: torch.device,
 
     item = prepare(files, bundle.image_size, bundle.target, cache_dir, bundle.suvr_reference)
     mean, sd = ensemble(bundle, item, device, genotype=files.genotype, net=net)
-    return write_maps(out, files, item, mean, sd, bundle.model_id, bundle.target,
-                      sorted(bundle.folds), sources=[f"bids::{files.t1w.relative_to(out)}"],
-                      extra=map_metadata(bundle, files.genotype, sorted(bundle.folds)))
+    return write_maps(out, files, item, mean, sd, bundle, sorted(bundle.folds))
 
 
-def map_metadata(bundle: Bundle, genotype: str, folds: list[int]) -> dict:
+def _map_metadata(bundle: Bundle, genotype: str, folds: list[int]) -> dict:
     """Sidecar fields describing the target's reference and the genotype adjustment."""
     meta = {}
     if bundle.target == "suvr":
         meta["SUVRReference"] = bundle.suvr_reference
-    factors = {k: bundle.genotype_factor(k, genotype) for k in folds}
     if bundle.meta.get("genotype_adjustment", {}).get("applied_to_target"):
+        factors = {k: bundle.genotype_factor(k, genotype) for k in folds}
         meta["GenotypeAdjustment"] = (
             {"Genotype": genotype, "ContrastFactorPerFold": {str(k): v for k, v in factors.items()}}
             if any(v is not None for v in factors.values()) else
