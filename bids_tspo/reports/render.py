@@ -52,8 +52,17 @@ def _errors(out: Path, prefix: str | None = None) -> list[dict]:
     return found
 
 
-def _canonical(path: Path) -> nib.Nifti1Image:
-    return nib.as_closest_canonical(nib.load(path))
+def _display_grid(img: nib.Nifti1Image | Path, labels: bool = False) -> nib.Nifti1Image:
+    """The image on an axis-aligned RAS grid, resampled once (linear; nearest for labels).
+
+    nilearn resamples oblique images itself, with cubic splines, on every plot call (7 per
+    participant report: 8 s of a 1 mm session); images that share a grid (all space-T1w
+    derivatives) land on the same display grid, so their arrays stay voxel-aligned.
+    """
+    from nilearn.image import reorder_img
+
+    img = nib.load(img) if isinstance(img, Path) else img
+    return reorder_img(img, resample="nearest" if labels else "linear", copy_header=True)
 
 
 def _reference(anat: Path, name: str, reference: str, brain: np.ndarray):
@@ -71,7 +80,7 @@ def _reference(anat: Path, name: str, reference: str, brain: np.ndarray):
         LOG.warning("%s: %s reference unavailable for the report figure (%s)", name,
                     reference, exc)
         return None
-    canonical = nib.as_closest_canonical(nib.Nifti1Image(region.astype(np.uint8), raw.affine))
+    canonical = _display_grid(nib.Nifti1Image(region.astype(np.uint8), raw.affine), labels=True)
     return (np.asarray(canonical.dataobj) > 0) & brain
 
 
@@ -91,7 +100,7 @@ def _session_figures(out: Path, anat: Path, pet: Path, name: str, figdir: Path) 
     mask_path = anat / f"{name}_desc-brain_mask.nii.gz"
     if not (t1_path.is_file() and mask_path.is_file()):
         return made
-    t1, mask = _canonical(t1_path), _canonical(mask_path)
+    t1, mask = _display_grid(t1_path), _display_grid(mask_path, labels=True)
     save("mask", "Brain extraction", "Bias-corrected T1w with the brain-mask outline (red).",
          figures.mask_contour(t1, mask))
     xfm = next(iter(sorted(anat.glob(f"{name}_from-T1w_to-*_mode-image_xfm.h5"))), None)
@@ -104,22 +113,24 @@ def _session_figures(out: Path, anat: Path, pet: Path, name: str, figdir: Path) 
              "T1w warped to the template; blue: the template's brain outline.",
              figures.registration_check(warped, tpl_mask))
     suv_path = next(iter(find_pet(pet, name, desc="suv", space="T1w")), None)
-    if suv_path is not None:
+    suv = _display_grid(suv_path) if suv_path is not None else None
+    if suv is not None:
         save("coreg", "PET to T1w coregistration",
              "SUV (60–90 min) over the T1w; green: the brain outline.",
-             figures.coreg_check(t1, _canonical(suv_path), mask))
+             figures.coreg_check(t1, suv, mask))
     synth_path = pet / f"{name}_space-T1w_desc-synth_pet.nii.gz"
     if synth_path.is_file():
         m = np.asarray(mask.dataobj) > 0
-        synth = np.asarray(_canonical(synth_path).dataobj, np.float32)
+        synth = np.asarray(_display_grid(synth_path).dataobj, np.float32)
         sd_path = pet / f"{name}_space-T1w_desc-synthstd_pet.nii.gz"
-        sd = np.asarray(_canonical(sd_path).dataobj, np.float32) if sd_path.is_file() else None
+        sd = (np.asarray(_display_grid(sd_path).dataobj, np.float32) if sd_path.is_file()
+              else None)
         meta = _sidecar(synth_path)
         true = None
-        if suv_path is not None:
+        if suv is not None:
             target = "suvr" if meta.get("Units") == "SUVR" else "minmax"
             region = _reference(anat, name, meta.get("SUVRReference", "wholebrain"), m)
-            true = to_units(pet_target(np.asarray(_canonical(suv_path).dataobj, np.float32), m,
+            true = to_units(pet_target(np.asarray(suv.dataobj, np.float32), m,
                                        target, region), target)
         save("synthesis", "Synthetic PET",
              "Rows: T1w, true PET (normalised as the model target), synthetic PET, their "
