@@ -7,7 +7,9 @@ Lays the image out as a one-subject BIDS dataset, runs the participant level, th
 wheel; ``pip install deepbet``), and (2) the Pearson correlation, inside the template brain
 mask, between the T1w warped to the template and the template (raw, and with both images
 smoothed at 4 mm FWHM, since the template is a smooth population average), for the full
-bias-corrected T1w and for it skull-stripped by our mask (the usual normalisation QC).
+bias-corrected T1w and for it skull-stripped by our mask (the usual normalisation QC), and (3)
+the Dice of deepbet's mask warped to the template with the template brain mask (a boundary
+check: a correlation that rises while this falls comes from a shifted boundary).
 Writes ``benchmarks/results/real_<name>.json``.
 """
 
@@ -78,6 +80,13 @@ def main() -> int:
                 np.corrcoef(warped[inside], tpl[inside])[0, 1]), 4)
             corr[f"template_corr{kind}_smoothed_4mm"] = round(float(np.corrcoef(
                 smooth(warped, zooms)[inside], smooth(tpl, zooms)[inside])[0, 1]), 4)
+        if reference is not None:  # boundary check: a registration that pushes the cortex out
+            # of the template brain raises the correlation above while the boundary gets worse
+            ref_img = nib.load(Path(tmp) / "deepbet_mask.nii.gz")
+            warped_ref = resample_with_transforms(ref_img.get_fdata().astype(np.float32),
+                                                  ref_img.affine, tpl_img, [xfm]).get_fdata() > 0.5
+            corr["template_space_dice_deepbet_vs_template_mask"] = round(float(
+                2 * (warped_ref & inside).sum() / (warped_ref.sum() + inside.sum())), 4)
         timings = json.loads(next((Path(tmp) / "work").rglob("timings.json")).read_text())
     name = args.name or f"{args.t1w.name.split('.')[0]}_{preset}"
     result = {"benchmark": "real T1w: brain mask and registration", "name": name, "exit_code": code,

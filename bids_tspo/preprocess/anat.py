@@ -3,11 +3,13 @@
 Brain extraction works offline on full-head scans (neck and face included) and on images that
 are already skull-stripped, with a brain-only template:
 
+0. N4 bias-field correction of the whole head;
 1. affine registration of the N4-corrected head to the template, the metric restricted to the
    (dilated) template brain so that scalp and neck do not pull it;
 2. SyN of the head, masked by the dilated first-guess mask, to the template brain; the
    template brain mask is warped back through it;
-3. clean-up: threshold at 0.5, largest connected component, hole filling, closing.
+3. clean-up: threshold at 0.5, largest connected component, hole filling, closing;
+4. N4 once more, the field fitted inside that brain mask (:func:`n4_in_brain`).
 
 The SyN of step 2 is the T1w -> template registration, written as composite ``.h5``
 transforms (forward and inverse) by :mod:`bids_tspo.preprocess`.
@@ -55,6 +57,26 @@ def n4(head, preset: dict):
     return corrected
 
 
+def n4_in_brain(image, brain_mask: np.ndarray, like: nib.Nifti1Image, preset: dict):
+    """Second N4 pass with the bias field fitted inside the brain only (scalp, fat and neck,
+    whose intensities follow other rules, no longer pull the fit); the smooth field is applied to
+    the whole image. Removes the residual inferior-superior shading that a whole-head N4 leaves
+    at 3 T (real MPRAGE benchmark: skull-stripped T1w vs template at 4 mm, r 0.88 -> 0.92;
+    see benchmarks/README.md)."""
+    import ants
+
+    cfg = preset.get("n4_brain")
+    if not cfg:
+        return image
+    mask = to_ants(brain_mask.astype(np.float32), like.affine)
+    # the spline distance as a mesh size per axis: N4 given a distance pads the image to a
+    # multiple of it (+0.6 GB and 2.5x the time on a 1 mm head)
+    extent = np.asarray(image.shape) * np.asarray(image.spacing)
+    mesh = tuple(int(max(1, round(e / cfg["spline_distance_mm"]))) for e in extent)
+    return ants.n4_bias_field_correction(image, mask=mask, shrink_factor=cfg["shrink_factor"],
+                                         spline_param=mesh, convergence=cfg["convergence"])
+
+
 def clean_mask(prob: np.ndarray, zooms) -> np.ndarray:
     """Binary brain mask from a warped probability: threshold, largest component, fill, close."""
     mask = prob >= 0.5
@@ -91,10 +113,14 @@ def head_region(shape, affine: np.ndarray, centre: np.ndarray,
                 semi_axes_mm=(85.0, 105.0, 80.0)) -> np.ndarray:
     """Ellipsoid (RAS mm semi-axes) around the estimated brain centre: the affine metric
     ignores the neck and most of the face, which otherwise capture the registration."""
-    ijk = np.indices(shape, dtype=np.float32).reshape(3, -1)
-    xyz = affine[:3, :3] @ ijk + affine[:3, 3:4] - np.asarray(centre, np.float32)[:, None]
-    inside = ((xyz / np.asarray(semi_axes_mm, np.float32)[:, None]) ** 2).sum(axis=0) <= 1.0
-    return inside.reshape(shape)
+    axes = [np.arange(n, dtype=np.float32) for n in shape]
+    total = np.zeros(shape, np.float32)
+    for row, (offset, semi) in enumerate(zip(affine[:3, 3] - np.asarray(centre), semi_axes_mm)):
+        a = affine[row, :3].astype(np.float32) / semi  # broadcasting, no (3, N) index array
+        coord = (a[0] * axes[0][:, None, None] + a[1] * axes[1][None, :, None]
+                 + a[2] * axes[2][None, None, :] + np.float32(offset / semi))
+        total += coord * coord
+    return total <= 1.0
 
 
 def seed_ants(seed: int) -> None:
@@ -118,8 +144,16 @@ def _initial_translation(moving_centre, fixed_centre, path: Path) -> str:
 
 
 def _dilate(mask: np.ndarray, mm: float, zooms) -> np.ndarray:
-    dist = ndimage.distance_transform_edt(~mask, sampling=zooms)
-    return dist <= mm
+    """Dilation by ``mm`` (Euclidean), computed in the mask's padded bounding box only."""
+    if not mask.any():
+        return mask.copy()
+    pad = np.ceil(mm / np.asarray(zooms, float)).astype(int) + 1
+    idx = np.argwhere(mask)
+    lo, hi = np.maximum(idx.min(0) - pad, 0), np.minimum(idx.max(0) + pad + 1, mask.shape)
+    box = tuple(slice(a, b) for a, b in zip(lo, hi))
+    out = np.zeros_like(mask, dtype=bool)
+    out[box] = ndimage.distance_transform_edt(~mask[box], sampling=zooms) <= mm
+    return out
 
 
 def preprocess_anat(t1w_path: Path, template, preset: dict, workdir: Path,
@@ -174,6 +208,11 @@ def preprocess_anat(t1w_path: Path, template, preset: dict, workdir: Path,
                                  interpolator="linear").numpy()
     mask = clean_mask(prob, zooms)
     t0 = _timed(timings, "registration_syn", t0)
+
+    # after the registration: fitted in the first-guess mask before SyN, the field pulled the
+    # SyN inwards (mask Dice 0.97 -> 0.91 on the real MPRAGE benchmark)
+    corrected = n4_in_brain(corrected, mask, img, preset)
+    t0 = _timed(timings, "n4_brain", t0)
 
     t1_out = to_nibabel(corrected, like=img)
     mask_img = nib.Nifti1Image(mask.astype(np.uint8), img.affine)
