@@ -46,7 +46,7 @@ def main() -> int:
     p.add_argument("--name", default=None)
     args = p.parse_args()
     from bids_tspo.cli import main as app
-    from bids_tspo.metrics import smooth
+    from bids_tspo.metrics import template_similarity
     from bids_tspo.preprocess.images import resample_with_transforms
     from bids_tspo.templates import resolve_template
 
@@ -78,8 +78,8 @@ def main() -> int:
             warped = resample_with_transforms(data, t1.affine, tpl_img, [xfm]).get_fdata()
             corr[f"template_corr{kind}"] = round(float(
                 np.corrcoef(warped[inside], tpl[inside])[0, 1]), 4)
-            corr[f"template_corr{kind}_smoothed_4mm"] = round(float(np.corrcoef(
-                smooth(warped, zooms)[inside], smooth(tpl, zooms)[inside])[0, 1]), 4)
+            corr[f"template_corr{kind}_smoothed_4mm"] = round(
+                template_similarity(warped, tpl, inside, zooms), 4)
         if reference is not None:  # boundary check: a registration that pushes the cortex out
             # of the template brain raises the correlation above while the boundary gets worse
             ref_img = nib.load(Path(tmp) / "deepbet_mask.nii.gz")

@@ -36,6 +36,9 @@ def test_participant_reports_and_figures(grouped):
         assert (grouped / src).is_file() and src.endswith(".svg")
     assert "out-of-fold" in html and "Brain extraction" in html and "Synthetic PET" in html
     assert "MRI only" in (grouped / "sub-04.html").read_text()
+    # registration QC number in the caption: a real correlation, high on the phantom
+    values = [float(v) for v in re.findall(r"both smoothed at 4 mm: r = ([-0-9.]+)", html)]
+    assert len(values) == 2 and all(0.7 < v <= 1.0 for v in values), values
 
 
 def test_reports_only_regenerates_without_processing(tiny_bids, grouped):

@@ -86,6 +86,7 @@ def _reference(anat: Path, name: str, reference: str, brain: np.ndarray):
 
 def _session_figures(out: Path, anat: Path, pet: Path, name: str, figdir: Path) -> list[dict]:
     from ..data import pet_target, scale_t1
+    from ..metrics import template_similarity
     from ..preprocess.images import resample_with_transforms
     from ..templates import resolve_template
 
@@ -109,8 +110,16 @@ def _session_figures(out: Path, anat: Path, pet: Path, name: str, figdir: Path) 
         raw = nib.load(t1_path)
         warped = resample_with_transforms(np.asarray(raw.dataobj, np.float32), raw.affine,
                                           tpl_img, [xfm])
+        inside = np.asarray(tpl_mask.dataobj) > 0.5
+        r = template_similarity(np.asarray(warped.dataobj, np.float32),
+                                np.asarray(tpl_img.dataobj, np.float32), inside,
+                                tpl_img.header.get_zooms()[:3])
+        LOG.info("%s: T1w-template correlation in the template brain (4 mm): %.3f", name, r)
         save("registration", "Template registration",
-             "T1w warped to the template; blue: the template's brain outline.",
+             "T1w warped to the template; blue: the template's brain outline. Correlation with "
+             f"the template inside its brain mask, both smoothed at 4 mm: r = {r:.3f} (standard "
+             "preset: 0.91 on a real 3T MPRAGE, 0.96 on the Colin27 average; markedly lower "
+             "values call for a close look at this figure).",
              figures.registration_check(warped, tpl_mask))
     suv_path = next(iter(find_pet(pet, name, desc="suv", space="T1w")), None)
     suv = _display_grid(suv_path) if suv_path is not None else None
