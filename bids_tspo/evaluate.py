@@ -17,9 +17,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .data import SessionFiles, pet_target, to_native
+from .data import SessionFiles, pet_target
 from .derivatives import find_pet, find_xfm
-from .infer import Bundle, Network, ensemble, to_units, write_maps
+from .infer import Bundle, Network, ensemble, native_maps, to_units, write_maps
 from .metrics import all_metrics
 from .preprocess.images import resample_with_transforms
 
@@ -101,9 +101,10 @@ def evaluate_sessions(out: Path, bundle: Bundle, plan: list[tuple], items: dict[
             mean, sd = ensemble(bundle, item, device, model_folds, genotype=files.genotype,
                                 net=net)
             t1, mask, region, truth = _native_truth(files, bundle)
-            write_maps(out, files, item, mean, sd if len(model_folds) > 1 else None, bundle,
-                       model_folds, oof_fold=cv_fold, anatomy=(t1, mask))
-            synth = to_native(to_units(mean, bundle.target), item["affine"], t1) * mask
+            maps = native_maps(item, mean, sd if len(model_folds) > 1 else None,
+                               bundle.target, t1, mask)
+            write_maps(out, files, maps, t1, bundle, model_folds, oof_fold=cv_fold)
+            synth = maps["synth"]
             zooms = t1.header.get_zooms()[:3]
             base = {"bids_name": files.name, "participant_id": f"sub-{files.subject}",
                     "session_id": f"ses-{files.session}" if files.session else "n/a",

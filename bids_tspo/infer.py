@@ -184,32 +184,39 @@ def to_units(volume: np.ndarray, target: str) -> np.ndarray:
     return volume * SUVR_SCALE if target == "suvr" else volume
 
 
-def write_maps(out: Path, files, item: dict, mean: np.ndarray, sd: np.ndarray | None,
-               bundle: Bundle, folds: list[int], oof_fold: int | None = None,
-               anatomy: tuple | None = None) -> list[Path]:
-    """Write ``desc-synth`` (and ``desc-synthstd``) on the T1w grid and in template space, with
-    sidecars naming the bundle, folds, units, SUVR reference and genotype adjustment.
-    ``anatomy``: the session's (T1w image, boolean brain mask) when the caller has them."""
+def native_maps(item: dict, mean: np.ndarray, sd: np.ndarray | None, target: str,
+                t1, brain: np.ndarray) -> dict[str, np.ndarray]:
+    """Model-box mean (and SD) maps in the target's units on the T1w grid, zero outside the
+    brain: ``{"synth": ..., "synthstd": ...}`` (no ``synthstd`` when ``sd`` is None)."""
+    from .data import to_native
+
+    maps = {"synth": mean} | ({"synthstd": sd} if sd is not None else {})
+    return {desc: to_native(to_units(volume, target), item["affine"], t1) * brain
+            for desc, volume in maps.items()}
+
+
+def write_maps(out: Path, files, maps: dict[str, np.ndarray], t1, bundle: Bundle,
+               folds: list[int], oof_fold: int | None = None) -> list[Path]:
+    """Write ``desc-synth`` (and ``desc-synthstd``) from :func:`native_maps` on the T1w grid
+    and in template space, with sidecars naming the bundle, folds, units, SUVR reference and
+    genotype adjustment."""
     import nibabel as nib
 
-    from .data import target_units, to_native
+    from .data import target_units
     from .derivatives import (find_xfm, pet_path, save_nifti_atomic, sidecar_path,
                               synth_sidecar, write_json_atomic)
     from .preprocess.images import resample_with_transforms
     from .templates import resolve_template
 
     session = files.record
-    t1, brain = anatomy or (nib.load(files.t1w), np.asarray(nib.load(files.mask).dataobj) > 0)
-    target = bundle.target
-    units = target_units(target)
+    units = target_units(bundle.target)
     sources = [f"bids::{files.t1w.relative_to(out)}"]
     extra = _map_metadata(bundle, files.genotype, folds)
     xfm = find_xfm(out, session)
     tpl_like = resolve_template(2).load()[1] if xfm else None
     written = []
-    maps = [("synth", mean, False)] + ([("synthstd", sd, True)] if sd is not None else [])
-    for desc, volume, is_sd in maps:
-        native = to_native(to_units(volume, target), item["affine"], t1) * brain
+    for desc, native in maps.items():
+        is_sd = desc == "synthstd"
         img = nib.Nifti1Image(native.astype(np.float32), t1.affine)
         img.header.set_xyzt_units("mm")
         path = pet_path(out, session, desc=desc, space="T1w")
@@ -235,8 +242,13 @@ def synthesize_session(out: Path, files, bundle: Bundle, device: torch.device,
     from .data import prepare
 
     item = prepare(files, bundle.image_size, bundle.target, cache_dir, bundle.suvr_reference)
+    import nibabel as nib
+
     mean, sd = ensemble(bundle, item, device, genotype=files.genotype, net=net)
-    return write_maps(out, files, item, mean, sd, bundle, sorted(bundle.folds))
+    t1 = nib.load(files.t1w)
+    brain = np.asarray(nib.load(files.mask).dataobj) > 0
+    maps = native_maps(item, mean, sd, bundle.target, t1, brain)
+    return write_maps(out, files, maps, t1, bundle, sorted(bundle.folds))
 
 
 def _map_metadata(bundle: Bundle, genotype: str, folds: list[int]) -> dict:
