@@ -111,7 +111,7 @@ def run_group_level(config: Config) -> int:
     items = prepared(config.image_size, config.target, config.suvr_reference)
     factors = genotype_factors(paired, splits)
     settings = TrainSettings(config.epochs, config.batch_size, config.lr, config.seed,
-                             device.type, augment=True, progress=True)
+                             str(device), augment=True, progress=True)
     for fold in splits["folds"]:
         k = fold["fold"]
         if config.fold is not None and k != config.fold:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,8 +61,12 @@ def resolve_device(requested: str) -> torch.device:
         raise UsageError("--device cuda requested but no CUDA device is available "
                          "(use --device auto or cpu)")
     use_cuda = requested in ("auto", "cuda") and torch.cuda.is_available()
-    device = torch.device("cuda" if use_cuda else "cpu")
-    detail = (torch.cuda.get_device_name(0) if use_cuda
+    device = torch.device("cpu")
+    if use_cuda:  # under torchrun, one GPU per local rank (NCCL refuses two ranks on one GPU)
+        index = int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count()
+        torch.cuda.set_device(index)
+        device = torch.device("cuda", index)
+    detail = (torch.cuda.get_device_name(device.index) if use_cuda
               else f"{torch.get_num_threads()} threads")
     LOG.info("device: %s (%s)", device, detail)
     return device

@@ -51,10 +51,13 @@ class TrainSettings:
 
 def masked_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """0.5·BCE + 0.5·MSE averaged over the voxels inside ``mask`` (computed in float32)."""
-    pred, target, mask = pred.float(), target.float(), mask.float()
-    bce = F.binary_cross_entropy(pred.clamp(1e-6, 1 - 1e-6), target, reduction="none")
-    per_voxel = 0.5 * bce + 0.5 * (pred - target) ** 2
-    return (per_voxel * mask).sum() / mask.sum().clamp_min(1.0)
+    # outside autocast: CUDA autocast refuses binary_cross_entropy outright ("unsafe to
+    # autocast"), whatever the input dtype, and the loss wants float32 anyway
+    with torch.autocast(pred.device.type, enabled=False):
+        pred, target, mask = pred.float(), target.float(), mask.float()
+        bce = F.binary_cross_entropy(pred.clamp(1e-6, 1 - 1e-6), target, reduction="none")
+        per_voxel = 0.5 * bce + 0.5 * (pred - target) ** 2
+        return (per_voxel * mask).sum() / mask.sum().clamp_min(1.0)
 
 
 def seed_everything(seed: int) -> None:
@@ -87,7 +90,7 @@ def _loader(dataset, settings: TrainSettings, epoch: int, rank: int, world: int,
     return torch.utils.data.DataLoader(dataset, batch_size=settings.batch_size,
                                        shuffle=shuffle and sampler is None, sampler=sampler,
                                        generator=generator, num_workers=0,
-                                       pin_memory=settings.device == "cuda")
+                                       pin_memory=settings.device.startswith("cuda"))
 
 
 def _atomic_save(obj, path: Path) -> None:

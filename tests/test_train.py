@@ -51,6 +51,48 @@ def _weights(path):
     return torch.load(path / "weights.pt", weights_only=True)
 
 
+def test_loss_leaves_autocast_for_binary_cross_entropy(monkeypatch):
+    """CUDA autocast refuses F.binary_cross_entropy ("unsafe to autocast"); the CPU does not, so
+    the refusal is modelled here: the loss must switch autocast off before calling it."""
+    import torch.nn.functional as F
+
+    real = F.binary_cross_entropy
+
+    def refuse_under_autocast(*args, **kwargs):
+        if torch.is_autocast_enabled("cpu"):
+            raise RuntimeError("binary_cross_entropy is unsafe to autocast")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(F, "binary_cross_entropy", refuse_under_autocast)
+    rng = torch.Generator().manual_seed(0)
+    pred = torch.rand((2, 1, 8, 8, 8), generator=rng)
+    target = torch.rand((2, 1, 8, 8, 8), generator=rng)
+    mask = (torch.rand((2, 1, 8, 8, 8), generator=rng) > 0.3).float()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = masked_loss(pred.bfloat16(), target, mask)
+    assert loss.dtype == torch.float32
+    expected = masked_loss(pred.bfloat16().float(), target, mask)
+    assert torch.allclose(loss, expected)
+
+
+def test_each_local_rank_gets_its_own_gpu(monkeypatch):
+    """Under torchrun every rank must use cuda:LOCAL_RANK (NCCL refuses two ranks on one GPU);
+    CUDA itself is stood in for, the selection logic is what is checked."""
+    from bids_tspo.infer import resolve_device
+
+    chosen = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda index=None: f"GPU {index}")
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    assert resolve_device("auto") == torch.device("cuda", 0)
+    monkeypatch.setenv("LOCAL_RANK", "2")
+    assert resolve_device("cuda") == torch.device("cuda", 2)
+    assert chosen == [0, 2]
+    assert resolve_device("cpu") == torch.device("cpu")
+
+
 def test_resume_after_kill_reaches_same_weights(tmp_path):
     items = _items()
     settings = TrainSettings(epochs=3, batch_size=2, lr=1e-3, seed=5, progress=False)
