@@ -21,16 +21,23 @@ from pathlib import Path
 
 
 def machine() -> dict:
-    import ants
-    import nibabel
-    import torch
+    """Machine and package versions (read from the installed metadata: a GPU machine running
+    only the model benchmark need not have ANTs)."""
+    from importlib import metadata
+
+    def version(name: str) -> str:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return "not installed"
 
     import bids_tspo
 
     return {"platform": platform.platform(), "python": platform.python_version(),
             "cpu_count": os.cpu_count(), "processor": platform.processor(),
-            "bids_tspo": bids_tspo.__version__, "antspyx": getattr(ants, "__version__", "?"),
-            "nibabel": nibabel.__version__, "torch": torch.__version__}
+            "bids_tspo": bids_tspo.__version__, "antspyx": version("antspyx"),
+            "nibabel": version("nibabel"), "torch": version("torch"),
+            "monai": version("monai")}
 
 
 def main() -> int:
