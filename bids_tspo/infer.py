@@ -63,7 +63,11 @@ def resolve_device(requested: str) -> torch.device:
     use_cuda = requested in ("auto", "cuda") and torch.cuda.is_available()
     device = torch.device("cpu")
     if use_cuda:  # under torchrun, one GPU per local rank (NCCL refuses two ranks on one GPU)
-        index = int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count()
+        ranks, gpus = int(os.environ.get("LOCAL_WORLD_SIZE", "1")), torch.cuda.device_count()
+        if ranks > gpus:
+            raise UsageError(f"torchrun started {ranks} processes on this node but {gpus} GPU(s) "
+                             f"are visible; use --nproc_per_node {gpus} (or --device cpu)")
+        index = int(os.environ.get("LOCAL_RANK", "0"))
         torch.cuda.set_device(index)
         device = torch.device("cuda", index)
     detail = (torch.cuda.get_device_name(device.index) if use_cuda

@@ -78,6 +78,7 @@ def test_loss_leaves_autocast_for_binary_cross_entropy(monkeypatch):
 def test_each_local_rank_gets_its_own_gpu(monkeypatch):
     """Under torchrun every rank must use cuda:LOCAL_RANK (NCCL refuses two ranks on one GPU);
     CUDA itself is stood in for, the selection logic is what is checked."""
+    from bids_tspo.errors import UsageError
     from bids_tspo.infer import resolve_device
 
     chosen = []
@@ -91,6 +92,9 @@ def test_each_local_rank_gets_its_own_gpu(monkeypatch):
     assert resolve_device("cuda") == torch.device("cuda", 2)
     assert chosen == [0, 2]
     assert resolve_device("cpu") == torch.device("cpu")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "8")  # more ranks than GPUs: a clear usage error
+    with pytest.raises(UsageError, match="--nproc_per_node 4"):
+        resolve_device("auto")
 
 
 def test_resume_after_kill_reaches_same_weights(tmp_path):
