@@ -4,7 +4,8 @@
 
 Measures, in one run (so the ratios are fair):
 1. synthesis latency per session: one model (1 forward) and the 5-fold ensemble with flips
-   (10 forwards), median of repeats, and peak memory;
+   (10 forwards), median of repeats, and peak memory; the app's own ensemble function in
+   float32 and in bfloat16 autocast (``--precision``);
 2. training throughput (volumes/s, batch 2) of TSPOUNet in eager fp32, channels-last, bf16
    autocast (CUDA) and torch.compile, next to MONAI BasicUNet and UNet configured to a
    comparable parameter count;
@@ -98,6 +99,24 @@ def peak_flops(device, n: int = 2048) -> float:
     return 2 * n**3 / seconds
 
 
+def app_ensemble(device, size: int, precision: str, repeats: int) -> float:
+    """The app's own 5-fold ensemble with flips (bids_tspo.infer.ensemble: weights swapped into
+    one network, flip pairs, mask) at the given synthesis precision."""
+    import numpy as np
+
+    from bids_tspo.infer import Bundle, Network, ensemble
+    from bids_tspo.model import UNetConfig
+
+    cfg = UNetConfig()
+    bundle = Bundle(Path("."), "benchmark", {}, cfg,
+                    {k: TSPOUNet(cfg).state_dict() for k in range(5)})
+    rng = np.random.default_rng(0)
+    item = {"t1": rng.random((1, size, size, size), dtype=np.float32),
+            "mask": np.ones((1, size, size, size), np.float32)}
+    net = Network(cfg, device, precision=precision)
+    return timed(lambda: ensemble(bundle, item, device, net=net), device, repeats)
+
+
 def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -133,6 +152,9 @@ def main() -> int:
                              "ensemble_5x2_flips": round(ens, 4),
                              "flip_pair_sequential": round(flips_seq, 4),
                              "flip_pair_batched": round(flips_batched, 4)}
+    for precision in ("fp32", "bf16"):
+        result["synthesis_s"][f"app_ensemble_5x2_flips_{precision}"] = round(
+            app_ensemble(device, size, precision, max(1, args.repeats // 2)), 4)
     if not args.no_compile:
         try:
             start = time.perf_counter()

@@ -42,6 +42,7 @@ class Config:
     genotype_column: str = "tspo_genotype"
     device: str = "auto"
     compile: bool = False
+    precision: str = "auto"  # synthesis arithmetic: auto | fp32 | bf16 (bids_tspo.infer)
     nprocs: int = 1
     omp_nthreads: int | None = None  # None: share the CPUs out (bids_tspo.parallel)
     sloppy: bool = False

@@ -85,13 +85,13 @@ def oof_plan(splits: dict, paired: list[SessionFiles]) -> list[tuple]:
 
 def evaluate_sessions(out: Path, bundle: Bundle, plan: list[tuple], items: dict[str, dict],
                       device: torch.device, seed: int, progress: bool = True,
-                      compile: bool = False) -> list[dict]:
+                      compile: bool = False, precision: str = "auto") -> list[dict]:
     """Synthesise and score each session of ``plan``; one metrics row per session and model
     ("unet", and "baseline_mean" when training sessions are known)."""
     from .templates import resolve_template
 
     tpl_mask = np.asarray(resolve_template(2).load()[1].dataobj) > 0.5
-    rows, net = [], Network(bundle.cfg, device, compile)
+    rows, net = [], Network(bundle.cfg, device, compile, precision)
     for model_folds, cv_fold, test, train in plan:
         mean_train = (training_mean(out, train, bundle.target, tpl_mask, bundle.suvr_reference)
                       if train else None)
@@ -103,7 +103,8 @@ def evaluate_sessions(out: Path, bundle: Bundle, plan: list[tuple], items: dict[
             t1, mask, region, truth = _native_truth(files, bundle)
             maps = native_maps(item, mean, sd if len(model_folds) > 1 else None,
                                bundle.target, t1, mask)
-            write_maps(out, files, maps, t1, bundle, model_folds, oof_fold=cv_fold)
+            write_maps(out, files, maps, t1, bundle, model_folds, oof_fold=cv_fold,
+                       precision=net.precision)
             synth = maps["synth"]
             zooms = t1.header.get_zooms()[:3]
             base = {"bids_name": files.name, "participant_id": f"sub-{files.subject}",

@@ -92,7 +92,7 @@ def run_group_level(config: Config) -> int:
         items = prepared(bundle.image_size, bundle.target, bundle.suvr_reference)
         plan = [(sorted(bundle.folds), None, paired, [])]
         rows = evaluate_sessions(config.output_dir, bundle, plan, items, device, config.seed,
-                                 compile=config.compile)
+                                 compile=config.compile, precision=config.precision)
         _, tpl = write_region_tables(config.output_dir, paired, {}, bundle.target, config.seed,
                                      bundle.suvr_reference)
         write_metrics(config.output_dir, rows, tpl)
@@ -143,7 +143,8 @@ def run_group_level(config: Config) -> int:
         return 0
     bundle = load_bundle(bundle_dir)
     rows = evaluate_sessions(config.output_dir, bundle, oof_plan(splits, paired), items,
-                             device, config.seed, compile=config.compile)
+                             device, config.seed, compile=config.compile,
+                             precision=config.precision)
     folds_of = {s: f["fold"] for f in splits["folds"] for s in f["test"]}
     _, tpl = write_region_tables(config.output_dir, paired, folds_of, config.target, config.seed,
                                  config.suvr_reference)

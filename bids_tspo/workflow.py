@@ -59,7 +59,8 @@ def run_participant(config: Config) -> int:
     if config.model is not None:
         from .infer import Synthesis
 
-        synthesis = Synthesis.load(config.model, config.device, config.compile)
+        synthesis = Synthesis.load(config.model, config.device, config.compile,
+                                   config.precision)
         bundle = synthesis.bundle
         genotypes = {sub: row.get(config.genotype_column) or "n/a"
                      for sub, row in participants_table(config.bids_dir).items()}

@@ -122,21 +122,32 @@ def test_broken_bundles_are_refused(tiny_bids, grouped, tmp_path, capsys):
     assert "not a bids_tspo model bundle" in capsys.readouterr().err
 
 
-def test_compiled_synthesis_matches_eager(tiny_bids, grouped, tmp_path):
-    """--compile builds the network once and swaps fold weights into it: same maps (the
-    second run reuses the preprocessing, so only the synthesis differs)."""
+def test_compiled_and_bfloat16_synthesis_match_eager_float32(tiny_bids, grouped, tmp_path):
+    """--compile builds the network once and swaps fold weights into it: same maps; bfloat16
+    arithmetic (--precision bf16, the default on CUDA and bf16-capable CPUs) stays within a
+    small tolerance of float32 and says so in the sidecar. The runs reuse the preprocessing,
+    so only the synthesis differs."""
     out, maps = tmp_path / "apply", {}
-    for tag, extra in (("eager", []), ("compiled", ["--compile"])):
+    pet = out / "sub-04/ses-01/pet"
+    for tag, extra in (("eager", []), ("compiled", ["--compile"]), ("bf16", [])):
+        precision = "bf16" if tag == "bf16" else "fp32"
         code = main([str(tiny_bids), str(out), "participant", "--participant-label", "04",
                      "--sloppy", "--model", str(grouped / "models" / MODEL_ID), "-w",
-                     str(tmp_path / "w"), "--omp-nthreads", "2", *extra])
+                     str(tmp_path / "w"), "--omp-nthreads", "2", "--precision", precision,
+                     *extra])
         assert code == 0
-        maps[tag] = [nib.load(out / "sub-04/ses-01/pet" / f"sub-04_ses-01_space-T1w_desc-{d}_pet"
-                                                         ".nii.gz").get_fdata()
+        maps[tag] = [nib.load(pet / f"sub-04_ses-01_space-T1w_desc-{d}_pet.nii.gz").get_fdata()
                      for d in ("synth", "synthstd")]
+        sidecar = json.loads((pet / "sub-04_ses-01_space-T1w_desc-synth_pet.json").read_text())
+        assert sidecar["SynthesisPrecision"] == ("bfloat16" if tag == "bf16" else "float32")
     for eager, compiled in zip(maps["eager"], maps["compiled"]):
         assert np.abs(eager - compiled).max() < 1e-4
     assert maps["eager"][1].max() > 0  # two different fold models were really swapped in
+    synth32, synth16 = maps["eager"][0], maps["bf16"][0]
+    inside = synth32 > 0
+    assert not np.array_equal(synth32, synth16)  # bfloat16 really ran
+    assert np.abs(synth32 - synth16)[inside].mean() < 5e-3
+    assert np.corrcoef(synth32[inside], synth16[inside])[0, 1] > 0.999
 
 
 def test_compile_failure_falls_back_to_eager(monkeypatch, caplog):
@@ -149,11 +160,34 @@ def test_compile_failure_falls_back_to_eager(monkeypatch, caplog):
         return call
 
     monkeypatch.setattr(torch, "compile", broken)
-    net = Network(UNetConfig(), torch.device("cpu"), compile=True)
+    net = Network(UNetConfig(), torch.device("cpu"), compile=True, precision="fp32")
     net.load(TSPOUNet().state_dict())
     with torch.no_grad():
         assert net(torch.zeros(1, 1, 16, 16, 16)).shape == (1, 1, 16, 16, 16)
     assert "falling back to eager" in caplog.text
+
+
+def test_synthesis_precision_choice(monkeypatch, caplog):
+    """auto: bfloat16 on CUDA and on CPUs with native bfloat16, float32 elsewhere; on such a
+    CPU --compile is skipped (eager bfloat16 is faster there)."""
+    import logging
+
+    from bids_tspo.infer import Network, synthesis_dtype
+    from bids_tspo.model import UNetConfig
+
+    cpu = torch.device("cpu")
+    assert synthesis_dtype(cpu, "fp32") is None
+    assert synthesis_dtype(cpu, "bf16") == torch.bfloat16
+    assert synthesis_dtype(torch.device("cuda"), "auto") == torch.bfloat16
+    assert synthesis_dtype(torch.device("cuda"), "fp32") is None
+    for native in (True, False):
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+        assert synthesis_dtype(cpu, "auto") == (torch.bfloat16 if native else None)
+    caplog.set_level(logging.INFO, logger="bids_tspo")
+    net = Network(UNetConfig(), cpu, compile=True, precision="bf16")
+    assert net.call is net.module and net.precision == "bfloat16"
+    assert "--compile skipped" in caplog.text
 
 
 def test_torchrun_group_level_two_ranks(tiny_bids, preprocessed, tmp_path):
