@@ -70,8 +70,8 @@ def _splits(config: Config, bundle_dir: Path, labels: dict[str, str]) -> dict:
 
 
 def run_group_level(config: Config) -> int:
-    rank, _ = distributed()
-    device = resolve_device(config.device)
+    device = resolve_device(config.device)  # first: under torchrun it binds this rank's GPU
+    rank, _ = distributed()                  # before NCCL creates its communicator
     table = participants_table(config.bids_dir)
     sessions = discover(config.output_dir, table, config.group_column, config.genotype_column)
     paired = [s for s in sessions if s.suv is not None]
