@@ -124,13 +124,13 @@ def synthesis_dtype(device: torch.device, precision: str = "auto") -> torch.dtyp
 
 
 @torch.no_grad()
-def predict(net, t1: np.ndarray, device: torch.device,
+def predict(net: Network, t1: np.ndarray, device: torch.device,
             flips: bool = True) -> np.ndarray:
-    """One network on one box (1,S,S,S) -> (S,S,S), averaged with its left-right flip."""
+    """One network on one box (1,S,S,S) -> (S,S,S), averaged with its left-right flip, in the
+    network's synthesis arithmetic."""
     x = torch.as_tensor(t1, dtype=torch.float32, device=device)[None]
     x = x.contiguous(memory_format=torch.channels_last_3d)
-    with torch.autocast(device.type, dtype=torch.bfloat16,
-                        enabled=getattr(net, "dtype", None) is not None):
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=net.dtype is not None):
         out = net(x).float()
         if flips:
             out = 0.5 * (out + torch.flip(net(torch.flip(x, dims=[2])).float(), dims=[2]))
@@ -279,9 +279,9 @@ def write_maps(out: Path, files, maps: dict[str, np.ndarray], t1, bundle: Bundle
 def synthesize_session(out: Path, files, bundle: Bundle, device: torch.device,
                        cache_dir: Path | None = None, net: Network | None = None) -> list[Path]:
     """Fold-ensemble synthesis (mean + SD) for one preprocessed session."""
-    from .data import prepare
-
     import nibabel as nib
+
+    from .data import prepare
 
     item = prepare(files, bundle.image_size, bundle.target, cache_dir, bundle.suvr_reference)
     net = net or Network(bundle.cfg, device)
