@@ -1,6 +1,7 @@
 """Synthesis latency, training throughput and the roofline of the U-Net, vs MONAI baselines.
 
     python benchmarks/model_speed.py [--device cpu|cuda] [--size 96] [--threads 2] [--repeats 3]
+                                     [--malloc app|system]
 
 Measures, in one run (so the ratios are fair):
 1. synthesis latency per session: one model (1 forward) and the 5-fold ensemble with flips
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import statistics
 import sys
 import time
@@ -29,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from preprocess import machine  # noqa: E402
 
 from bids_tspo.model import TSPOUNet, count_parameters  # noqa: E402
+from bids_tspo.resources import reuse_freed_memory  # noqa: E402
 from bids_tspo.train import masked_loss  # noqa: E402
 
 
@@ -125,13 +128,18 @@ def main() -> int:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--no-compile", action="store_true")
     p.add_argument("--only-synthesis", action="store_true")
+    p.add_argument("--malloc", choices=("app", "system"), default="app",
+                   help="app: large blocks reuse the heap as the app sets it up; system: glibc "
+                        "defaults (every large block freshly mapped)")
     args = p.parse_args()
+    heap_reuse = args.malloc == "app" and reuse_freed_memory()
     device = torch.device(args.device)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     size = args.size
     result = {"benchmark": "model speed", "device": str(device), "size": size,
               "threads": args.threads, "machine": machine(),
+              "malloc": "heap reuse (M_MMAP_MAX=0)" if heap_reuse else "system default",
               "gpu": torch.cuda.get_device_name(0) if device.type == "cuda" else None}
 
     net = TSPOUNet().to(device).eval()
@@ -166,6 +174,9 @@ def main() -> int:
                     timed(lambda: compiled(xc), device, args.repeats), 4)
         except Exception as exc:  # noqa: BLE001 - compile needs a toolchain; record why not
             result["synthesis_s"]["compiled_error"] = f"{type(exc).__name__}: {str(exc)[:200]}"
+    if device.type == "cpu":
+        result["synthesis_peak_rss_mb"] = round(
+            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     if args.only_synthesis:
         _write(result, device, size, "_synthesis")
         return 0
@@ -219,6 +230,8 @@ def main() -> int:
 
 def _write(result: dict, device, size: int, suffix: str = "") -> None:
     result["date"] = time.strftime("%Y-%m-%d %H:%M:%S")
+    if result["malloc"] == "system default" and device.type == "cpu":
+        suffix += "_system_malloc"
     dest = Path(__file__).parent / "results" / f"model_speed_{device.type}_{size}{suffix}.json"
     dest.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=1))

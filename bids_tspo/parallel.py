@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from .config import Config
 from .errors import BidsTspoError
+from .resources import reuse_freed_memory
 
 LOG = logging.getLogger("bids_tspo.parallel")
 MAX_THREADS = 8
@@ -51,7 +52,8 @@ def workers_and_threads(nprocs: int, omp_nthreads: int | None, n_sessions: int,
 
 
 def limit_threads(n: int) -> None:
-    """Threads of this process for ANTs/ITK, OpenMP/BLAS and torch.
+    """Threads of this process for ANTs/ITK, OpenMP/BLAS and torch; and large allocations
+    served from the heap (:func:`~bids_tspo.resources.reuse_freed_memory`).
 
     ITK reads its variable when it first multi-threads, so this runs before any ANTs call.
     With one thread ANTs registrations are bit-identical run to run (multi-threaded metric
@@ -61,6 +63,8 @@ def limit_threads(n: int) -> None:
     import torch
 
     torch.set_num_threads(n)
+    if reuse_freed_memory():
+        LOG.debug("large allocations reuse the heap (M_MMAP_MAX=0)")
 
 
 def _start_worker(config: Config, threads: int) -> None:

@@ -11,7 +11,10 @@ warns above 70 %.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import logging
+import os
 
 import torch
 
@@ -58,3 +61,32 @@ def check_training_memory(image_size: int, batch: int, device: torch.device) -> 
     else:
         LOG.info("memory check: about %.1f GiB needed, %.1f GiB available on %s",
                  need / gib, have / gib, device.type)
+
+
+M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # glibc <malloc.h>
+KEEP_FREED_BYTES = 1 << 30
+
+
+def reuse_freed_memory() -> bool:
+    """Serve large CPU allocations from the reusable heap instead of fresh pages (glibc only).
+
+    glibc gives every block over 32 MiB (a 96³ activation with 32 channels is 54 MiB in
+    bfloat16) its own mmap and unmaps it on free, so each layer's output is faulted in and
+    zeroed by the kernel anew. On 2 cores that was two thirds of a bfloat16 forward pass
+    (1.1 s -> 0.33 s, identical output; benchmarks/README.md). ``M_MMAP_MAX=0`` keeps large
+    blocks in the heap and ``M_TRIM_THRESHOLD`` keeps up to 1 GiB of its freed top for reuse.
+    The cost is fragmentation: peak RSS of CPU training grows by about a third.
+
+    Left alone when another allocator is preloaded (jemalloc, tcmalloc), when ``GLIBC_TUNABLES``
+    already tunes malloc, or when ``BIDS_TSPO_MALLOC=system``. Returns whether it took effect.
+    """
+    if (os.environ.get("BIDS_TSPO_MALLOC", "").lower() == "system"
+            or "malloc" in os.environ.get("LD_PRELOAD", "")
+            or "glibc.malloc" in os.environ.get("GLIBC_TUNABLES", "")):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to tune
+        return False
+    return bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, KEEP_FREED_BYTES))
