@@ -80,3 +80,12 @@ def test_dilation_in_the_bounding_box_equals_the_full_grid():
     full = ndimage.distance_transform_edt(~mask, sampling=zooms) <= 5.0
     assert np.array_equal(_dilate(mask, 5.0, zooms), full)
     assert not _dilate(np.zeros((5, 5, 5), bool), 5.0, zooms).any()
+
+
+def test_arrays_reach_ants_without_unit_warnings(capfd):
+    """ITK printed two 'units are unknown' warnings for every array handed to ANTs (hundreds
+    of lines per run); the NIfTI header now states mm and seconds."""
+    image = to_ants(np.ones((12, 12, 12), np.float32), np.diag([2.0, 2.0, 2.0, 1.0]))
+    captured = capfd.readouterr()
+    assert "unknown" not in captured.out + captured.err
+    assert image.spacing == (2.0, 2.0, 2.0)

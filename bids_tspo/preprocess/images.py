@@ -47,6 +47,7 @@ def to_ants(data: np.ndarray, affine: np.ndarray):
     import ants
 
     img = nib.Nifti1Image(np.asarray(data, dtype=np.float32), affine)
+    img.header.set_xyzt_units("mm", "sec")  # else ITK warns "spatial units are 'unknown'"
     return ants.from_nibabel_nifti(img)
 
 
