@@ -113,3 +113,38 @@ def test_tspo_biology(tiny_bids):
     assert all(r["nondisplaceable_suv"] > 0 for r in records)
     severities = {r["subject"]["group"]: r["group_effect_severity"] for r in records}
     assert severities["HC"] == 0 and severities["CLBP"] > 0
+
+
+def test_individual_tissue_composition_shows_in_t1w_and_pet():
+    """People differ in more than a deformation: GM gained from WM darkens the T1w and raises
+    the SUV; GM lost to CSF (atrophy, with age) darkens the T1w and lowers the SUV."""
+    from dataclasses import replace
+
+    from bids_tspo.phantom.anatomy import build_head_model
+    from bids_tspo.phantom.subjects import make_cohort
+    from bids_tspo.phantom.warp import Individual
+    from bids_tspo.phantom.writer import SIZES, render_session
+
+    model = build_head_model(2)
+    subject = make_cohort(1, seed=0, with_sessions=False)[0]
+    person = Individual.random(np.random.default_rng(0), model.affine, model.shape, age=70)
+    young = Individual.random(np.random.default_rng(0), model.affine, model.shape, age=25)
+    assert young.gm_to_csf.field.max() == 0 < person.gm_to_csf.field.mean()
+    assert np.abs(person.gm_from_wm.field).max() <= 1 and person.gm_from_wm.field.std() > 0.3
+
+    def render(p):
+        images = render_session(model, SIZES["tiny"], "tiny", subject, subject.sessions[0], p,
+                                "RAS")
+        return (np.asarray(images["t1w"].dataobj, float),
+                images["true_suv"].get_fdata(), images["brain_mask"].get_fdata() > 0)
+
+    none = replace(person, gm_from_wm=replace(person.gm_from_wm, field=0 * person.gm_from_wm.field),
+                   gm_to_csf=replace(person.gm_to_csf, field=0 * person.gm_to_csf.field))
+    t1_0, suv_0, brain = render(none)
+    for p, sign in ((replace(person, gm_to_csf=none.gm_to_csf), -1),
+                    (replace(person, gm_from_wm=none.gm_from_wm), 1)):
+        t1, suv, _ = render(p)
+        d_t1, d_suv = (t1 - t1_0)[brain], (suv - suv_0)[brain]
+        changed = np.abs(d_suv) > 1e-3
+        assert changed.mean() > 0.2
+        assert sign * np.corrcoef(d_t1[changed], d_suv[changed])[0, 1] > 0.8

@@ -65,6 +65,10 @@ class HeadModel:
     tissue: np.ndarray     # uint8 labels, see TISSUES
     sinus: np.ndarray      # venous sinus weight 0..1 (vascular kinetics)
     effects: dict          # group -> fractional increase map
+    # Per unit of a person's deviation field (see Individual): the change of T1w and of SUV
+    # where grey matter is gained from white matter (channels 0, 1; cortical thickness and
+    # GM density differ between people) and where grey matter is lost to CSF (2, 3; atrophy).
+    variation: np.ndarray  # (4, *shape)
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -174,6 +178,7 @@ def build_head_model(resolution: int = 2, seed: int = 0) -> HeadModel:
     t1w = np.where(brain, t1, t1w)
     tissue = np.where(brain, np.select([wm >= np.maximum(gm, csf), gm >= csf], [3, 2], 1), tissue)
 
+    variation = _variation_maps(t1, gm, wm, csf, factor, brain, sinus)
     effects = {}
     for group, regions in GROUP_EFFECTS.items():
         effect = np.zeros(shape, np.float32)
@@ -182,4 +187,20 @@ def build_head_model(resolution: int = 2, seed: int = 0) -> HeadModel:
         effects[group] = ndimage.gaussian_filter(effect, 2.0 / zoom) * brain
     return HeadModel(affine=ref.affine, t1w=t1w.astype(np.float32), suv=suv.astype(np.float32),
                      brain=brain.astype(np.uint8), tissue=tissue.astype(np.uint8),
-                     sinus=sinus.astype(np.float32), effects=effects)
+                     sinus=sinus.astype(np.float32), effects=effects, variation=variation)
+
+
+def _variation_maps(t1, gm, wm, csf, factor, brain, sinus) -> np.ndarray:
+    """T1w and SUV change per unit deviation: GM gained from WM (capacity gm·wm, at most 1/4
+    at a 50/50 boundary) and GM lost to CSF (capacity gm·csf), with the template's own tissue
+    contrasts (median T1w of voxels >= 90 % one tissue) and the SUV model's."""
+    t1_of = {k: float(np.median(t1[brain & (f >= 0.9)])) for k, f in
+             (("gm", gm), ("wm", wm), ("csf", csf))}
+    suv_scale = factor * (1 - sinus) * brain
+    from_wm, to_csf = gm * wm, gm * csf
+    return np.stack([
+        from_wm * (t1_of["gm"] - t1_of["wm"]),
+        from_wm * (SUV_TISSUE["gm"] - SUV_TISSUE["wm"]) * suv_scale,
+        to_csf * (t1_of["csf"] - t1_of["gm"]),
+        to_csf * (SUV_TISSUE["csf"] - SUV_TISSUE["gm"]) * suv_scale,
+    ]).astype(np.float32)

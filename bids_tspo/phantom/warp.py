@@ -1,9 +1,12 @@
-"""Per-subject geometry of the phantom: random affine + smooth deformation, scanner grids.
+"""Per-subject anatomy of the phantom: random affine, smooth deformation and tissue
+composition (:class:`Individual`), and scanner grids.
 
 A subject's anatomy is the template head model seen through ``q -> q + D(q)`` (a smooth
 random displacement ``D`` in template space) and an affine ``A`` into the subject's head
 coordinates; each session adds a rigid head pose ``P``. An image on a scanner grid with
 voxel-to-world affine ``V`` is sampled at template points ``A^-1 P^-1 V ijk`` (+ ``D``).
+On top, smooth fields move grey matter to or from white matter and CSF, so people differ in
+ways a deformation cannot undo, visibly in the T1w and in the PET alike.
 
 >>> rng = np.random.default_rng(0)
 >>> shape, affine = scanner_grid(rng, (176, 240, 240), 2.0, "LIA")
@@ -15,7 +18,7 @@ voxel-to-world affine ``V`` is sampled at template points ``A^-1 P^-1 V ijk`` (+
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy.spatial.transform import Rotation
@@ -46,16 +49,19 @@ def random_affine(rng: np.random.Generator, rot_deg: float = 8.0, scale_sd: floa
 
 
 @dataclass(frozen=True)
-class Displacement:
-    """Smooth displacement field (mm) on a coarse grid in template world coordinates."""
+class SmoothField:
+    """Smooth random field on a coarse grid in template world coordinates: a displacement
+    (3 channels, mm) or any per-voxel deviation (1 channel)."""
 
-    field: np.ndarray  # (3, nx, ny, nz)
+    field: np.ndarray  # (channels, nx, ny, nz)
     affine: np.ndarray
 
     @classmethod
     def random(cls, rng: np.random.Generator, template_affine: np.ndarray,
-               template_shape: tuple[int, int, int], amplitude_mm: float = 3.0,
-               spacing_mm: float = 20.0) -> "Displacement":
+               template_shape: tuple[int, int, int], amplitude: float = 3.0,
+               spacing_mm: float = 20.0, channels: int = 3) -> "SmoothField":
+        """Gaussian noise on a grid of ``spacing_mm`` covering the template, smoothed over one
+        grid step and scaled to standard deviation ``amplitude``."""
         from scipy import ndimage
 
         zoom = np.abs(np.diag(template_affine)[:3])
@@ -63,14 +69,44 @@ class Displacement:
         shape = tuple(int(np.ceil(e / spacing_mm)) + 3 for e in extent)
         affine = np.diag([spacing_mm, spacing_mm, spacing_mm, 1.0])
         affine[:3, 3] = template_affine[:3, 3] - spacing_mm
-        field = rng.standard_normal((3, *shape))
+        field = rng.standard_normal((channels, *shape))
         field = np.stack([ndimage.gaussian_filter(c, 1.0) for c in field])
-        field *= amplitude_mm / (field.std() + 1e-6)
+        field *= amplitude / (field.std() + 1e-6)
         return cls(field.astype(np.float32), affine)
 
     def __call__(self, points: np.ndarray) -> np.ndarray:
-        """Displacement (3, N) at world points (3, N)."""
+        """Values (channels, N) at world points (3, N)."""
         return sample(self.field, self.affine, points, mode="bilinear")
+
+
+@dataclass(frozen=True)
+class Individual:
+    """One person's anatomy: an affine into head coordinates, a smooth displacement, and the
+    differences in tissue composition that no deformation expresses (GM gained from WM:
+    cortical thickness and GM density; GM lost to CSF: atrophy, growing with age)."""
+
+    to_subject: np.ndarray
+    displacement: SmoothField
+    gm_from_wm: SmoothField  # in [-1, 1], times the head model's gm·wm capacity
+    gm_to_csf: SmoothField   # in [0, 1], times the gm·csf capacity
+
+    @classmethod
+    def random(cls, rng: np.random.Generator, template_affine: np.ndarray,
+               template_shape: tuple[int, int, int], age: float) -> "Individual":
+        to_subject = random_affine(rng)
+        displacement = SmoothField.random(rng, template_affine, template_shape)
+        thickness = SmoothField.random(rng, template_affine, template_shape, amplitude=0.6,
+                                       spacing_mm=6.0, channels=1)
+        atrophy = SmoothField.random(rng, template_affine, template_shape, amplitude=0.4,
+                                     spacing_mm=12.0, channels=1)
+        level = 0.8 * float(np.clip((age - 30.0) / 40.0, 0.0, 1.0))
+        return cls(to_subject, displacement,
+                   replace(thickness, field=np.clip(thickness.field, -1.0, 1.0)),
+                   replace(atrophy, field=np.clip(level * (1.0 + atrophy.field), 0.0, 1.0)))
+
+    def composition(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """GM-from-WM and GM-to-CSF deviations (N,) at template world points (3, N)."""
+        return self.gm_from_wm(points)[0], self.gm_to_csf(points)[0]
 
 
 def scanner_grid(rng: np.random.Generator, fov_mm: tuple[float, float, float], voxel_mm: float,

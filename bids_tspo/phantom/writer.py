@@ -29,7 +29,7 @@ from .anatomy import T1W_TRACE, HeadModel, build_head_model
 from .dynamic import dynamic_frames, pet_sidecar
 from .subjects import ND_SUV, PhantomSession, PhantomSubject, make_cohort
 from ..resample import apply, grid_points, sample
-from .warp import Displacement, random_affine, rigid, scanner_grid
+from .warp import Individual, rigid, scanner_grid
 
 LOG = logging.getLogger("bids_tspo.phantom")
 PET_FWHM_MM = 5.0
@@ -69,20 +69,22 @@ def _bias_field(rng, shape, amplitude=0.12) -> np.ndarray:
 
 
 def render_session(model: HeadModel, spec: SizeSpec, size: str, subject: PhantomSubject,
-                   session: PhantomSession, anatomy: tuple[np.ndarray, Displacement],
-                   orientation: str) -> dict:
+                   session: PhantomSession, person: Individual, orientation: str) -> dict:
     """All images of one session (nibabel images) and its truth record."""
     rng = np.random.default_rng(session.pose_seed)
-    to_subject, displacement = anatomy
     pose = rigid(rng, rot_deg=6.0, trans_mm=5.0)
     t1_shape, t1_affine = scanner_grid(rng, spec.t1_fov, spec.t1_voxel, orientation)
     points = grid_points(t1_shape, t1_affine)
-    q = apply(np.linalg.inv(pose @ to_subject), points)
-    q = q + displacement(q)
+    q = apply(np.linalg.inv(pose @ person.to_subject), points)
+    q = q + person.displacement(q)
     effect = model.effects[subject.group]
-    cont = sample(np.stack([model.t1w, model.suv, effect, model.sinus, model.brain]),
-                  model.affine, q)
-    t1w, suv, eff, sinus, brain = (c.reshape(t1_shape) for c in cont)
+    cont = sample(np.stack([model.t1w, model.suv, effect, model.sinus, model.brain,
+                            *model.variation]), model.affine, q)
+    t1w, suv, eff, sinus, brain, *variation = (c.reshape(t1_shape) for c in cont)
+    # this person's tissue composition: GM gained from WM, GM lost to CSF
+    from_wm, to_csf = (c.reshape(t1_shape) for c in person.composition(q))
+    t1w = t1w + from_wm * variation[0] + to_csf * variation[2]
+    suv = suv + from_wm * variation[1] + to_csf * variation[3]
     tissue = sample(model.tissue, model.affine, q, mode="nearest").reshape(t1_shape)
     brain_mask = (brain > 0.5).astype(np.uint8)
 
@@ -107,10 +109,12 @@ def render_session(model: HeadModel, spec: SizeSpec, size: str, subject: Phantom
         "true_suv": _img(true_suv, t1_affine),
         "truesmooth_suv": _img(smooth_suv, t1_affine),
     }
-    truth = {"orientation": orientation, "template_to_subject": to_subject.tolist(),
+    truth = {"orientation": orientation, "template_to_subject": person.to_subject.tolist(),
              "session_pose": pose.tolist(), "suv_scale": scale,
              "specific_binding": subject.specific_binding, "nondisplaceable_suv": ND_SUV,
-             "group_effect_severity": subject.severity}
+             "group_effect_severity": subject.severity,
+             "gm_from_wm_sd": round(float(person.gm_from_wm.field.std()), 4),
+             "gm_to_csf_mean": round(float(person.gm_to_csf.field.mean()), 4)}
     if subject.has_pet:
         pet_offset = rigid(rng, rot_deg=3.0, trans_mm=6.0)  # PET world = offset(T1w world)
         pet_shape, pet_affine = scanner_grid(rng, spec.pet_fov, spec.pet_voxel, "LAS",
@@ -207,8 +211,8 @@ def make_phantom(out: Path, n_subjects: int | None = None, seed: int = 0, size: 
     for subject, session in tqdm(jobs, desc="phantom sessions", disable=not progress, unit="ses"):
         if subject.label not in anatomies:
             rng = np.random.default_rng([seed, subject.index, 7])
-            anatomies[subject.label] = (random_affine(rng),
-                                        Displacement.random(rng, model.affine, model.shape))
+            anatomies[subject.label] = Individual.random(rng, model.affine, model.shape,
+                                                         subject.age)
         orientation = T1W_ORIENTATIONS[subject.index % len(T1W_ORIENTATIONS)]
         images = render_session(model, spec, size, subject, session, anatomies[subject.label],
                                 orientation)
@@ -222,7 +226,8 @@ def make_phantom(out: Path, n_subjects: int | None = None, seed: int = 0, size: 
     write_text_atomic(out / "README", (
         "Synthetic BIDS dataset made by bids_tspo-phantom (not real data).\n"
         f"size={size} seed={seed} subjects={n_subjects}\n"
-        "Anatomy: nilearn MNI152 warped per subject; PET: [11C]PBR28-like 4D, Bq/mL.\n"
+        "Anatomy: nilearn MNI152 warped per subject, with individual GM/WM/CSF "
+        "composition; PET: [11C]PBR28-like 4D, Bq/mL.\n"
         "Noise-free truth in derivatives/phantom-truth/.\n"))
     write_json_atomic(truth_root / "dataset_description.json", {
         "Name": "bids_tspo phantom truth", "BIDSVersion": "1.9.0", "DatasetType": "derivative",
