@@ -30,7 +30,7 @@ from .splits import load_splits, make_splits
 from .resources import check_training_memory
 from .roi import write_region_tables
 from .tables import write_metrics
-from .train import TrainSettings, distributed, is_complete, train_fold
+from .train import TrainSettings, distributed, is_complete, loader_workers, train_fold
 
 LOG = logging.getLogger("bids_tspo.group")
 
@@ -111,7 +111,9 @@ def run_group_level(config: Config) -> int:
     items = prepared(config.image_size, config.target, config.suvr_reference)
     factors = genotype_factors(paired, splits)
     settings = TrainSettings(config.epochs, config.batch_size, config.lr, config.seed,
-                             str(device), augment=True, progress=True)
+                             str(device), augment=True, progress=True,
+                             workers=loader_workers(
+                                 device, 3 * 4 * config.batch_size * config.image_size**3))
     for fold in splits["folds"]:
         k = fold["fold"]
         if config.fold is not None and k != config.fold:
