@@ -112,8 +112,8 @@ def run_group_level(config: Config) -> int:
     factors = genotype_factors(paired, splits)
     settings = TrainSettings(config.epochs, config.batch_size, config.lr, config.seed,
                              str(device), augment=True, progress=True,
-                             workers=loader_workers(
-                                 device, 3 * 4 * config.batch_size * config.image_size**3))
+                             workers=loader_workers(device, config.batch_size,
+                                                    config.image_size))
     for fold in splits["folds"]:
         k = fold["fold"]
         if config.fold is not None and k != config.fold:

@@ -154,8 +154,8 @@ class Network:
         self.dtype = synthesis_dtype(device, precision)
         LOG.info("synthesis arithmetic: %s", self.precision)
         if compile and device.type == "cpu" and self.dtype is not None:
-            LOG.info("--compile skipped: eager bfloat16 is faster on this CPU (96³ forward "
-                     "1.1 s vs 2.2 s compiled; benchmarks/README.md)")
+            LOG.info("--compile skipped: eager bfloat16 is faster on this CPU than compiled "
+                     "code (benchmarks/README.md)")
             compile = False
         if compile:
             try:

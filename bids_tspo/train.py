@@ -50,26 +50,27 @@ class TrainSettings:
     workers: int = 0  # DataLoader processes augmenting the training part (see loader_workers)
 
 
-def loader_workers(device: torch.device, batch_bytes: int, most: int = 4,
+def loader_workers(device: torch.device, batch_size: int, image_size: int, most: int = 4,
                    shm_bytes: float | None = None) -> int:
     """Augmenting processes per rank: none on CPU (the cores train), on CUDA up to ``most``,
     leaving one CPU per rank. A 96³ MONAI augmentation takes ~25 ms per volume, more than a
-    GPU step per volume at the 50 volumes/s goal. Workers hand batches over in shared memory
-    (``/dev/shm``; Docker gives 64 MB unless told otherwise), so each needs room for its two
-    prefetched batches, twice over; fewer workers (with a warning) where that is short."""
+    GPU step per volume at the 50 volumes/s goal. Workers hand batches (t1, pet and mask in
+    float32) over in shared memory (``/dev/shm``; Docker gives 64 MB unless told otherwise), so
+    each needs room for its two prefetched batches, twice over; fewer workers (with a warning)
+    where that is short."""
     if device.type != "cuda":
         return 0
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     per_rank = (cpus or 1) // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
     workers = max(0, min(most, per_rank - 1))
     shm = _shared_memory_bytes() if shm_bytes is None else shm_bytes
-    if shm is not None and workers > int(shm // (4 * batch_bytes)):
-        fit = int(shm // (4 * batch_bytes))
+    batch_bytes = 3 * 4 * batch_size * image_size**3
+    fit = workers if shm is None else int(shm // (4 * batch_bytes))
+    if fit < workers:
         LOG.warning("only %.0f MB of shared memory (/dev/shm): %d data loader worker(s) instead "
                     "of %d; give the container more (docker run --shm-size 2g, or --ipc=host)",
                     shm / 2**20, fit, workers)
-        workers = fit
-    return workers
+    return min(workers, fit)
 
 
 def _shared_memory_bytes() -> float | None:

@@ -73,17 +73,17 @@ def test_loader_workers_augment_independently_and_reproducibly():
 
 
 def test_loader_workers_only_feed_gpus(monkeypatch):
-    batch = 3 * 4 * 2 * 96**3                                # t1, pet, mask; batch 2 at 96³
-    assert loader_workers(torch.device("cpu"), batch, shm_bytes=1e12) == 0
+    batch = (2, 96)                                          # batch 2 at 96³
+    assert loader_workers(torch.device("cpu"), *batch, shm_bytes=1e12) == 0
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
     gpu = torch.device("cuda", 0)
-    assert loader_workers(gpu, batch, shm_bytes=1e12) == 4
-    assert loader_workers(gpu, batch, shm_bytes=64 * 2**20) == 0   # Docker's default /dev/shm
-    assert loader_workers(gpu, batch, shm_bytes=200 * 2**20) == 2
+    assert loader_workers(gpu, *batch, shm_bytes=1e12) == 4
+    assert loader_workers(gpu, *batch, shm_bytes=64 * 2**20) == 0   # Docker's default /dev/shm
+    assert loader_workers(gpu, *batch, shm_bytes=200 * 2**20) == 2
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "8")
-    assert loader_workers(gpu, batch, shm_bytes=1e12) == 1   # 2 CPUs per rank: one to spare
+    assert loader_workers(gpu, *batch, shm_bytes=1e12) == 1   # 2 CPUs per rank: one to spare
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
-    assert loader_workers(gpu, batch, shm_bytes=1e12) == 0
+    assert loader_workers(gpu, *batch, shm_bytes=1e12) == 0
 
 
 def test_loss_leaves_autocast_for_binary_cross_entropy(monkeypatch):

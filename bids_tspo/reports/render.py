@@ -101,15 +101,16 @@ def _session_figures(out: Path, anat: Path, pet: Path, name: str, figdir: Path) 
     mask_path = anat / f"{name}_desc-brain_mask.nii.gz"
     if not (t1_path.is_file() and mask_path.is_file()):
         return made
-    t1, mask = _display_grid(t1_path), _display_grid(mask_path, labels=True)
+    raw = nib.load(t1_path)
+    raw_data = np.asarray(raw.dataobj, np.float32)  # read once: display grid and template warp
+    t1 = _display_grid(nib.Nifti1Image(raw_data, raw.affine))
+    mask = _display_grid(mask_path, labels=True)
     save("mask", "Brain extraction", "Bias-corrected T1w with the brain-mask outline (red).",
          figures.mask_contour(t1, mask))
     xfm = next(iter(sorted(anat.glob(f"{name}_from-T1w_to-*_mode-image_xfm.h5"))), None)
     if xfm is not None:
         tpl_img, tpl_mask = resolve_template(2).load()
-        raw = nib.load(t1_path)
-        warped = resample_with_transforms(np.asarray(raw.dataobj, np.float32), raw.affine,
-                                          tpl_img, [xfm])
+        warped = resample_with_transforms(raw_data, raw.affine, tpl_img, [xfm])
         inside = np.asarray(tpl_mask.dataobj) > 0.5
         r = template_similarity(np.asarray(warped.dataobj, np.float32),
                                 np.asarray(tpl_img.dataobj, np.float32), inside,
