@@ -33,7 +33,7 @@ from .resample import grid_points, resample_to_grid, sample
 LOG = logging.getLogger("bids_tspo.data")
 FOV_MM = 192.0
 SUVR_SCALE = 3.0
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -134,6 +134,18 @@ def pet_target(suv: np.ndarray, mask: np.ndarray, target: str,
     return np.clip(out * (mask > 0), 0.0, 1.0).astype(np.float32)
 
 
+def suv_stats(suv: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """[mean SUV, SD of SUV / mean] inside ``mask`` on the native grid: what the genotype
+    factors need, kept with the cached arrays so a group run does not reread every SUV map.
+
+    >>> suv_stats(np.array([1.0, 3.0, 9.0]), np.array([True, True, False])).tolist()
+    [2.0, 0.5]
+    """
+    inside = np.asarray(suv, np.float64)[mask]
+    mean = inside.mean() if inside.size else 0.0
+    return np.array([mean, (inside / max(mean, 1e-9)).std() if inside.size else 0.0])
+
+
 def target_units(target: str) -> str:
     return "normalised 0-1 (min-max in brain)" if target == "minmax" else "SUVR"
 
@@ -167,6 +179,7 @@ def prepare(files: SessionFiles, size: int, target: str, cache_dir: Path | None 
     if files.suv is not None:
         suv_img = nib.load(files.suv)
         suv_native = np.asarray(suv_img.dataobj, np.float32)
+        out["suv_stats"] = suv_stats(suv_native, mask_native > 0)
         suv = resample_to_grid(suv_native, suv_img.affine, grid.shape, grid.affine)
         region = None
         if target == "suvr":

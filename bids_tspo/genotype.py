@@ -22,7 +22,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-import nibabel as nib
 import numpy as np
 
 from .data import SUVR_SCALE
@@ -50,17 +49,17 @@ def _per_fold(values: dict[str, tuple[str, str, float]], splits: dict) -> dict:
     return out
 
 
-def genotype_factors(paired, splits: dict) -> dict:
-    """Uptake and contrast factors per fold for sessions with a known genotype, from their
-    SUV maps on the T1w grid (contrast on whole-brain SUVR, whatever the target)."""
+def genotype_factors(paired, splits: dict, items: dict[str, dict]) -> dict:
+    """Uptake and contrast factors per fold for sessions with a known genotype, from the
+    native SUV summaries of their prepared ``items`` (``suv_stats``: mean SUV and the SD of
+    whole-brain SUVR, whatever the target)."""
     uptake, contrast = {}, {}
     for f in paired:
         if f.genotype in UNKNOWN:
             continue
-        mask = np.asarray(nib.load(f.mask).dataobj) > 0
-        suv = np.asarray(nib.load(f.suv).dataobj, np.float32)[mask]
-        uptake[f.name] = (f.subject, f.genotype, float(suv.mean()))
-        contrast[f.name] = (f.subject, f.genotype, float((suv / max(suv.mean(), 1e-9)).std()))
+        mean, spread = (float(v) for v in items[f.name]["suv_stats"])
+        uptake[f.name] = (f.subject, f.genotype, mean)
+        contrast[f.name] = (f.subject, f.genotype, spread)
     return {"uptake": _per_fold(uptake, splits), "contrast": _per_fold(contrast, splits)}
 
 

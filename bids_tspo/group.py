@@ -30,7 +30,8 @@ from .splits import load_splits, make_splits
 from .resources import check_training_memory
 from .roi import write_region_tables
 from .tables import write_metrics
-from .train import TrainSettings, distributed, is_complete, loader_workers, train_fold
+from .train import (TrainSettings, distributed, few_steps_warning, is_complete, loader_workers,
+                    train_fold)
 
 LOG = logging.getLogger("bids_tspo.group")
 
@@ -71,7 +72,7 @@ def _splits(config: Config, bundle_dir: Path, labels: dict[str, str]) -> dict:
 
 def run_group_level(config: Config) -> int:
     device = resolve_device(config.device)  # first: under torchrun it binds this rank's GPU
-    rank, _ = distributed()                  # before NCCL creates its communicator
+    rank, world = distributed()              # before NCCL creates its communicator
     table = participants_table(config.bids_dir)
     sessions = discover(config.output_dir, table, config.group_column, config.genotype_column)
     paired = [s for s in sessions if s.suv is not None]
@@ -109,11 +110,12 @@ def run_group_level(config: Config) -> int:
            if config.fold is None or f["fold"] == config.fold):
         check_training_memory(config.image_size, config.batch_size, device)
     items = prepared(config.image_size, config.target, config.suvr_reference)
-    factors = genotype_factors(paired, splits)
+    factors = genotype_factors(paired, splits, items)
     settings = TrainSettings(config.epochs, config.batch_size, config.lr, config.seed,
                              str(device), augment=True, progress=True,
                              workers=loader_workers(device, config.batch_size,
                                                     config.image_size))
+    warned = False
     for fold in splits["folds"]:
         k = fold["fold"]
         if config.fold is not None and k != config.fold:
@@ -133,6 +135,10 @@ def run_group_level(config: Config) -> int:
         val = _fold_items(items, paired, fold["val"], contrast)
         LOG.info("fold %d: training on %d session(s), validating on %d, testing %d subject(s)",
                  k, len(train), len(val), len(fold["test"]))
+        warning = few_steps_warning(len(train), config.batch_size * world, config.epochs)
+        if warning and rank == 0 and not warned:
+            LOG.warning(warning)
+            warned = True
         train_fold(fold_dir, train, val, cfg, settings)
     if rank != 0:
         return 0

@@ -37,6 +37,8 @@ def test_bundle_is_self_describing(grouped):
     splits = json.loads((bundle / "splits.json").read_text())
     tests = [s for f in splits["folds"] for s in f["test"]]
     assert sorted(tests) == ["01", "02", "03"]  # sub-04 is MRI-only
+    log = "".join(p.read_text() for p in (grouped / "logs").glob("bids_tspo_group_*.log"))
+    assert log.count("optimiser steps per fold") == 1  # 1 epoch: warned once, not per fold
 
 
 def test_out_of_fold_maps_and_metrics(grouped, tiny_bids):

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from bids_tspo.cli import main
-from bids_tspo.data import SUVR_SCALE, SessionFiles, discover, pet_target
+from bids_tspo.data import SUVR_SCALE, SessionFiles, discover, pet_target, prepare
 from bids_tspo.genotype import genotype_factors, neutralise, restore
 from bids_tspo.reference import reference_region
 from bids_tspo.templates import resolve_template
@@ -55,7 +55,8 @@ def _session(tmp: Path, name: str, subject: str, genotype: str, contrast: float)
     for key, data in (("t1w", np.ones((12, 12, 12))), ("mask", np.ones((12, 12, 12))),
                       ("suv", suv)):
         paths[key] = tmp / f"{name}_{key}.nii.gz"
-        nib.save(nib.Nifti1Image(data.astype(np.float32), np.eye(4)), paths[key])
+        nib.save(nib.Nifti1Image(data.astype(np.float32), np.diag([16.0, 16, 16, 1])),
+                 paths[key])  # 192 mm: the model box's field of view
     return SessionFiles(name, subject, None, paths["t1w"], paths["mask"], paths["suv"],
                         genotype=genotype)
 
@@ -67,7 +68,8 @@ def test_genotype_factors_use_training_subjects_only(tmp_path):
               _session(tmp_path, "sub-d", "d", "n/a", 0.50)]
     splits = {"folds": [{"fold": 0, "train": ["a", "b"], "val": [], "test": ["c", "d"]},
                         {"fold": 1, "train": ["a", "c"], "val": [], "test": ["b", "d"]}]}
-    factors = genotype_factors(paired, splits)
+    items = {f.name: prepare(f, 8, "minmax") for f in paired}
+    factors = genotype_factors(paired, splits, items)
     c = factors["contrast"]
     assert c["0"]["HAB"] == 1.0 and c["1"]["HAB"] == 1.0
     assert c["0"]["LAB"] == pytest.approx(1 / 3, abs=0.05)  # only sub-b (0.10 / 0.30)
