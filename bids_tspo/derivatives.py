@@ -125,6 +125,13 @@ def pet_path(out: Path, session: Session, *, desc: str, space: str,
     return Path(out) / session.reldir / "pet" / f"{name}_pet{ext}"
 
 
+def fov_mask_path(out: Path, session: Session, *, space: str, trc: str | None = None,
+                  run: str | None = None) -> Path:
+    """The PET field of view (voxels the PET imaged) on another grid, named like the SUV map."""
+    name = _entities(session, trc=trc, run=run, space=space, desc="fov")
+    return Path(out) / session.reldir / "pet" / f"{name}_mask.nii.gz"
+
+
 def find_pet(pet_dir: Path, name: str, *, desc: str, space: str) -> list[Path]:
     """Measured PET maps of session ``name`` in ``pet_dir`` (their names carry the PET
     entities, e.g. ``trc-``/``run-``, so they are found rather than built)."""

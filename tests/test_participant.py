@@ -50,6 +50,37 @@ def test_contract_outputs(participant_run):
         assert {"Sources", "SkullStripped", "Units"} <= set(sidecar)
 
 
+def test_pet_field_of_view_mask(participant_run):
+    """The imaged part of the brain is written and its fraction recorded in both sidecars."""
+    _, out = participant_run
+    pet = out / "sub-02/ses-02/pet"
+    path = pet / "sub-02_ses-02_trc-PBR28_space-T1w_desc-fov_mask.nii.gz"
+    fov = np.asarray(nib.load(path).dataobj) > 0
+    brain = np.asarray(nib.load(out / "sub-02/ses-02/anat/sub-02_ses-02_desc-brain_mask.nii.gz"
+                                ).dataobj) > 0
+    meta = json.loads(path.with_name(path.name.replace(".nii.gz", ".json")).read_text())
+    suv_meta = json.loads((pet / "sub-02_ses-02_trc-PBR28_space-T1w_desc-suv_pet.json"
+                           ).read_text())
+    assert meta["BrainCoverage"] == suv_meta["BrainCoverage"]
+    assert meta["BrainCoverage"] == pytest.approx(fov[brain].mean(), abs=1e-4)
+    assert 0.5 < meta["BrainCoverage"] <= 1.0 and not fov.all()  # the PET's FOV is smaller
+
+
+def test_field_of_view_geometry_and_coverage_warning(caplog):
+    from bids_tspo.preprocess.images import field_of_view
+    from bids_tspo.preprocess.session import _brain_coverage
+
+    like = nib.Nifti1Image(np.zeros((12, 12, 12), np.float32), np.diag([2.0, 2, 2, 1]))
+    shifted = np.diag([2.0, 2, 2, 1])
+    shifted[2, 3] = 9.5  # 12 x 12 x 6 voxels: their extent is z 8.5-20.5 mm
+    fov = field_of_view((12, 12, 6), shifted, like, [])
+    assert not fov[:, :, :5].any() and fov[:, :, 5:11].all() and not fov[:, :, 11:].any()
+    brain = nib.Nifti1Image(np.ones((12, 12, 12), np.uint8), like.affine)
+    with caplog.at_level("WARNING"):
+        assert _brain_coverage(fov, brain, "sub-x", "pet.nii.gz") == 0.5
+    assert "misses 50.0 % of the brain" in caplog.text
+
+
 def test_outputs_on_the_exact_t1w_grid(participant_run, tiny_bids):
     _, out = participant_run
     raw = nib.load(tiny_bids / "sub-02/ses-02/anat/sub-02_ses-02_T1w.nii.gz")

@@ -75,3 +75,12 @@ def resample_with_transforms(moving_data: np.ndarray, moving_affine: np.ndarray,
                                 transformlist=[str(t) for t in transforms],
                                 interpolator="linear")
     return to_nibabel(out, like=like)
+
+
+def field_of_view(shape: tuple, affine: np.ndarray, like: nib.Nifti1Image,
+                  transforms: list[str]) -> np.ndarray:
+    """Boolean mask, on the grid of ``like``, of the voxels inside the field of view of an image
+    of ``shape`` and ``affine`` once ``transforms`` are applied; voxels whose interpolation
+    reaches outside it (the edge) are left out."""
+    ones = np.ones(tuple(shape)[:3], np.float32)
+    return np.asarray(resample_with_transforms(ones, affine, like, transforms).dataobj) > 0.99

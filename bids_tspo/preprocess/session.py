@@ -16,17 +16,18 @@ import numpy as np
 
 from ..bids_io import PetImage, Session
 from ..config import Config
-from ..derivatives import (anat_path, atomic_path, bids_uri, pet_path, save_nifti_atomic,
-                           sidecar_path, write_json_atomic, xfm_path)
+from ..derivatives import (anat_path, atomic_path, bids_uri, fov_mask_path, pet_path,
+                           save_nifti_atomic, sidecar_path, write_json_atomic, xfm_path)
 from ..templates import resolve_template
 from .anat import AnatResult, preprocess_anat
-from .images import load_checked, resample_with_transforms, to_ants
+from .images import field_of_view, load_checked, resample_with_transforms, to_ants
 from .pet import body_weight, compute_suv
 from .presets import load_preset
 
 LOG = logging.getLogger("bids_tspo.preprocess")
 PET_TEMPLATE_RES = 2
 COREG_SPACING_MM = 2.5  # PET resolution is ~5 mm: register against a coarse T1w
+MIN_BRAIN_COVERAGE = 0.99  # warn when the PET field of view misses more of the brain
 
 
 def coregister_pet(suv, pet_affine, anat: AnatResult, preset: dict, workdir: Path):
@@ -82,13 +83,21 @@ def preprocess_session(config: Config, session: Session) -> list[Path]:
         pet_work.mkdir(parents=True, exist_ok=True)
         rigid = coregister_pet(suv.data, suv.affine, anat, preset, pet_work)
         on_t1w = resample_with_transforms(suv.data, suv.affine, anat.t1w, [rigid])
+        fov = field_of_view(suv.data.shape, suv.affine, anat.t1w, [rigid])
+        coverage = _brain_coverage(fov, anat.brain_mask, session.name, pet.path.name)
         on_tpl = resample_with_transforms(suv.data, suv.affine, tpl_like,
                                           [str(anat.to_template), rigid])
         pet_uri = bids_uri(pet.path, config.bids_dir)
         meta = {"Sources": [pet_uri, t1_uri], "SkullStripped": False, "Units": "g/mL",
                 "Description": "standardised uptake value, frame-duration-weighted window mean",
-                **suv.metadata}
+                **suv.metadata, "BrainCoverage": coverage}
         ent = _pet_entities(pet)
+        pending.append((_as_uint8(nib.Nifti1Image(fov.astype(np.uint8), anat.t1w.affine)),
+                        fov_mask_path(out, session, space="T1w", **ent),
+                        {"Sources": [pet_uri, t1_uri], "SkullStripped": False,
+                         "Units": "binary", "Type": "FieldOfView",
+                         "Description": "voxels inside the PET field of view (1 = imaged)",
+                         "BrainCoverage": coverage, "SpatialReference": t1_uri}))
         pending.append((on_t1w, pet_path(out, session, desc="suv", space="T1w", **ent),
                         {**meta, "SpatialReference": t1_uri}))
         pending.append((on_tpl, pet_path(out, session, desc="suv", space=template.name, **ent),
@@ -109,6 +118,17 @@ def preprocess_session(config: Config, session: Session) -> list[Path]:
                                            "outputs": [str(p) for p in written]})
     LOG.debug("%s timings: %s", session.name, timings)
     return written
+
+
+def _brain_coverage(fov: np.ndarray, brain_mask: nib.Nifti1Image, name: str, pet: str) -> float:
+    """Fraction of the brain mask inside the PET field of view; a warning below 99 %."""
+    brain = np.asarray(brain_mask.dataobj) > 0
+    coverage = round(float(fov[brain].mean()), 4) if brain.any() else 0.0
+    if coverage < MIN_BRAIN_COVERAGE:
+        LOG.warning("%s: the field of view of %s misses %.1f %% of the brain (no PET data "
+                    "there: SUV 0 on the T1w grid; desc-fov_mask shows the imaged part)",
+                    name, pet, 100 * (1 - coverage))
+    return coverage
 
 
 def finished_outputs(marker: Path, preset: str, config: Config) -> list[Path] | None:
