@@ -33,7 +33,7 @@ from .resample import grid_points, resample_to_grid, sample
 LOG = logging.getLogger("bids_tspo.data")
 FOV_MM = 192.0
 SUVR_SCALE = 3.0
-CACHE_VERSION = 3
+CACHE_VERSION = 4
 
 
 @dataclass(frozen=True)
@@ -78,6 +78,20 @@ class SessionFiles:
         """The participant-level template -> T1w transform, when written."""
         found = sorted(self.t1w.parent.glob(f"{self.name}_from-*_to-T1w_mode-image_xfm.h5"))
         return found[0] if found else None
+
+    @property
+    def fov(self) -> Path | None:
+        """The PET field-of-view mask written beside the SUV map (None: none, or older runs)."""
+        from .derivatives import fov_mask_for
+
+        path = fov_mask_for(self.suv) if self.suv is not None else None
+        return path if path is not None and path.is_file() else None
+
+    def imaged(self, brain: np.ndarray) -> np.ndarray:
+        """``brain`` (boolean, T1w grid) limited to the PET field of view when it is known:
+        where PET targets are normalised, trained on and scored."""
+        fov = self.fov
+        return brain if fov is None else brain & (np.asarray(nib.load(fov).dataobj) > 0)
 
     def reference(self, name: str, like: nib.Nifti1Image, brain: np.ndarray):
         """SUVR reference region of this session on the T1w grid (None: whole brain)."""
@@ -152,7 +166,7 @@ def target_units(target: str) -> str:
 
 def _fingerprint(files: SessionFiles, size: int, target: str, reference: str) -> str:
     parts = [CACHE_VERSION, size, target, reference if target == "suvr" else None]
-    for path in (files.t1w, files.mask, files.suv):
+    for path in (files.t1w, files.mask, files.suv, files.fov):
         if path is not None:
             st = Path(path).stat()
             parts += [str(path), st.st_size, st.st_mtime_ns]
@@ -161,7 +175,8 @@ def _fingerprint(files: SessionFiles, size: int, target: str, reference: str) ->
 
 def prepare(files: SessionFiles, size: int, target: str, cache_dir: Path | None = None,
             reference: str = "wholebrain") -> dict:
-    """Model-ready arrays of one session: t1, mask, pet (or None) and the box affine."""
+    """Model-ready arrays of one session: t1, mask (brain), pet (or None), the box affine and,
+    with PET, ``pet_mask`` (the brain inside the PET field of view: the loss mask)."""
     key = _fingerprint(files, size, target, reference)
     cache = Path(cache_dir) / f"{files.name}_{key}.npz" if cache_dir else None
     if cache is not None and cache.is_file():
@@ -179,15 +194,19 @@ def prepare(files: SessionFiles, size: int, target: str, cache_dir: Path | None 
     if files.suv is not None:
         suv_img = nib.load(files.suv)
         suv_native = np.asarray(suv_img.dataobj, np.float32)
-        out["suv_stats"] = suv_stats(suv_native, mask_native > 0)
+        imaged_native = files.imaged(mask_native > 0)
+        out["suv_stats"] = suv_stats(suv_native, imaged_native)
         suv = resample_to_grid(suv_native, suv_img.affine, grid.shape, grid.affine)
+        imaged = mask & (resample_to_grid(imaged_native.astype(np.float32), suv_img.affine,
+                                          grid.shape, grid.affine) > 0.5)
         region = None
         if target == "suvr":
-            native = files.reference(reference, suv_img, mask_native > 0)
+            native = files.reference(reference, suv_img, imaged_native)
             if native is not None:
                 region = resample_to_grid(native.astype(np.float32), suv_img.affine,
                                           grid.shape, grid.affine) > 0.5
-        out["pet"] = pet_target(suv, mask, target, region)[None]
+        out["pet"] = pet_target(suv, imaged, target, region)[None]
+        out["pet_mask"] = imaged.astype(np.float32)[None]
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache.with_suffix(f".{os.getpid()}.tmp.npz")  # torchrun ranks write it too
@@ -215,7 +234,8 @@ class VolumeDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict:
         item = self.items[index]
-        sample_ = {k: torch.as_tensor(item[k]) for k in ("t1", "pet", "mask")}
+        sample_ = {k: torch.as_tensor(item[k]) for k in ("t1", "pet")}
+        sample_["mask"] = torch.as_tensor(item.get("pet_mask", item["mask"]))  # loss mask
         if self.transform is not None:
             sample_ = self.transform(sample_)
             sample_ = {k: torch.as_tensor(v) for k, v in sample_.items()}

@@ -132,6 +132,12 @@ def fov_mask_path(out: Path, session: Session, *, space: str, trc: str | None = 
     return Path(out) / session.reldir / "pet" / f"{name}_mask.nii.gz"
 
 
+def fov_mask_for(suv: Path) -> Path:
+    """The field-of-view mask written beside a ``desc-suv`` map (see :func:`fov_mask_path`)."""
+    return Path(suv).with_name(Path(suv).name.replace("_desc-suv_pet.nii.gz",
+                                                      "_desc-fov_mask.nii.gz"))
+
+
 def find_pet(pet_dir: Path, name: str, *, desc: str, space: str) -> list[Path]:
     """Measured PET maps of session ``name`` in ``pet_dir`` (their names carry the PET
     entities, e.g. ``trc-``/``run-``, so they are found rather than built)."""

@@ -27,14 +27,16 @@ LOG = logging.getLogger("bids_tspo.evaluate")
 
 
 def _native_truth(files: SessionFiles, bundle: Bundle):
-    """T1w image, brain mask, SUVR reference region (or None) and the normalised true PET."""
+    """T1w image, brain mask, the brain inside the PET field of view (where maps are scored),
+    SUVR reference region (or None) and the normalised true PET."""
     t1 = nib.load(files.t1w)
     mask = np.asarray(nib.load(files.mask).dataobj) > 0
+    scored = files.imaged(mask)
     suv = np.asarray(nib.load(files.suv).dataobj, np.float32)
-    region = (files.reference(bundle.suvr_reference, t1, mask) if bundle.target == "suvr"
+    region = (files.reference(bundle.suvr_reference, t1, scored) if bundle.target == "suvr"
               else None)
-    return t1, mask, region, to_units(pet_target(suv, mask, bundle.target, region),
-                                      bundle.target)
+    return t1, mask, scored, region, to_units(pet_target(suv, scored, bundle.target, region),
+                                              bundle.target)
 
 
 def _template_suv(out: Path, files: SessionFiles):
@@ -48,20 +50,26 @@ def _template_suv(out: Path, files: SessionFiles):
 
 def training_mean(out: Path, train: list[SessionFiles], target: str, tpl_mask: np.ndarray,
                   reference: str = "wholebrain"):
-    """Mean normalised template-space PET of ``train`` as (array, affine), or None.
-    Computed once per fold; :func:`baseline_map` warps it to each test session."""
+    """Mean normalised template-space PET of ``train`` as (array, affine), or None; each voxel
+    averages the sessions whose PET imaged it. Computed once per fold; :func:`baseline_map`
+    warps it to each test session."""
     from .reference import reference_region
 
-    stack, affine, region = [], None, None
+    total, count, affine, region = None, None, None, None
     for other in train:
         img = _template_suv(out, other)
         if img is not None:
             if affine is None and target == "suvr":
                 region = reference_region(reference, img, tpl_mask)
             affine = img.affine
-            stack.append(pet_target(np.asarray(img.dataobj, np.float32), tpl_mask, target,
-                                    region))
-    return (np.mean(stack, axis=0), affine) if stack else None
+            suv = np.asarray(img.dataobj, np.float32)
+            imaged = tpl_mask & (suv > 0)  # outside the PET field of view the map is 0
+            value = pet_target(suv, imaged, target, None if region is None else region & imaged)
+            total = value if total is None else total + value
+            count = imaged.astype(np.float32) if count is None else count + imaged
+    if total is None:
+        return None
+    return np.where(count > 0, total / np.maximum(count, 1), 0.0).astype(np.float32), affine
 
 
 def baseline_map(out: Path, files: SessionFiles, mean) -> np.ndarray | None:
@@ -100,7 +108,7 @@ def evaluate_sessions(out: Path, bundle: Bundle, plan: list[tuple], items: dict[
             item = items[files.name]
             mean, sd = ensemble(bundle, item, device, model_folds, genotype=files.genotype,
                                 net=net)
-            t1, mask, region, truth = _native_truth(files, bundle)
+            t1, mask, scored, region, truth = _native_truth(files, bundle)
             maps = native_maps(item, mean, sd if len(model_folds) > 1 else None,
                                bundle.target, t1, mask)
             write_maps(out, files, maps, t1, bundle, model_folds, oof_fold=cv_fold,
@@ -112,12 +120,12 @@ def evaluate_sessions(out: Path, bundle: Bundle, plan: list[tuple], items: dict[
                     "group": files.group, "genotype": files.genotype,
                     "fold": cv_fold if cv_fold is not None else "all", "target": bundle.target}
             rows.append(base | {"model": "unet"}
-                        | all_metrics(synth, truth, mask, zooms, seed=seed))
+                        | all_metrics(synth, truth, scored, zooms, seed=seed))
             baseline = baseline_map(out, files, mean_train)
             if baseline is not None:
-                baseline = to_units(pet_target(baseline, mask, bundle.target, region),
+                baseline = to_units(pet_target(baseline, scored, bundle.target, region),
                                     bundle.target)
                 rows.append(base | {"model": "baseline_mean"}
-                            | all_metrics(baseline, truth, mask, zooms, seed=seed,
+                            | all_metrics(baseline, truth, scored, zooms, seed=seed,
                                           with_ssim=False))
     return rows

@@ -52,7 +52,8 @@ def _fold_items(items: dict, paired, subjects: list[str], contrast: dict[str, fl
             item = items[f.name]
             factor = contrast.get(f.genotype)
             if factor is not None:
-                item = item | {"pet": neutralise(item["pet"], item["mask"], factor)}
+                item = item | {"pet": neutralise(item["pet"], item.get("pet_mask",
+                                                                       item["mask"]), factor)}
             chosen.append(item)
     return chosen
 

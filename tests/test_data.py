@@ -1,0 +1,47 @@
+"""Model-ready arrays: a PET that missed part of the brain is trained on its imaged part only."""
+
+from __future__ import annotations
+
+import nibabel as nib
+import numpy as np
+import torch
+
+from bids_tspo.data import SessionFiles, VolumeDataset, prepare
+from bids_tspo.derivatives import fov_mask_for
+
+AFFINE = np.diag([8.0, 8, 8, 1])  # 24 voxels of 8 mm: the model box's 192 mm
+
+
+def _session(tmp_path, with_fov: bool) -> SessionFiles:
+    grid = np.indices((24, 24, 24)).astype(np.float32)
+    brain = ((grid - 11.5) ** 2).sum(0) < 8.0**2
+    fov = grid[2] < 15                                   # the PET missed the top slices
+    suv = np.where(brain & fov, 1.0 + grid[0] / 23, 0.0)  # SUV 1-2 where imaged, 0 elsewhere
+    paths = {}
+    for key, data in (("T1w", brain * 100.0), ("mask", brain), ("suv", suv)):
+        name = {"T1w": "sub-x_desc-preproc_T1w", "mask": "sub-x_desc-brain_mask",
+                "suv": "sub-x_trc-PBR28_space-T1w_desc-suv_pet"}[key]
+        paths[key] = tmp_path / f"{name}.nii.gz"
+        nib.save(nib.Nifti1Image(data.astype(np.float32), AFFINE), paths[key])
+    if with_fov:
+        nib.save(nib.Nifti1Image(fov.astype(np.uint8), AFFINE), fov_mask_for(paths["suv"]))
+    return SessionFiles("sub-x", "x", None, paths["T1w"], paths["mask"], paths["suv"])
+
+
+def test_targets_and_loss_mask_leave_out_what_the_pet_did_not_image(tmp_path):
+    files = _session(tmp_path, with_fov=True)
+    assert files.fov is not None
+    item = prepare(files, 24, "minmax")
+    brain, imaged = item["mask"][0] > 0, item["pet_mask"][0] > 0
+    assert imaged.sum() < 0.85 * brain.sum() and not (imaged & ~brain).any()
+    # min-max over the imaged brain: SUV 1 -> 0, SUV 2 -> 1 (not the unimaged zeros -> 0)
+    assert item["pet"][0][imaged].min() < 0.1 and item["pet"][0][imaged].max() > 0.9
+    sample = VolumeDataset([item])[0]
+    assert torch.equal(sample["mask"], torch.as_tensor(item["pet_mask"]))  # the loss mask
+
+    (tmp_path / "old").mkdir()
+    before = _session(tmp_path / "old", with_fov=False)  # derivatives of earlier versions
+    assert before.fov is None
+    item = prepare(before, 24, "minmax")
+    assert (item["pet_mask"] == item["mask"]).all()
+    assert item["pet"][0][imaged].min() > 0.4  # the zeros set the minimum
