@@ -148,6 +148,16 @@ def pet_target(suv: np.ndarray, mask: np.ndarray, target: str,
     return np.clip(out * (mask > 0), 0.0, 1.0).astype(np.float32)
 
 
+def imaged_part(suv: np.ndarray, brain: np.ndarray) -> np.ndarray:
+    """``brain`` where a resampled SUV map has data: resampling fills 0 outside the PET field
+    of view (used in template space, where no field-of-view mask is written).
+
+    >>> imaged_part(np.array([0.0, 0.4, 1.2]), np.array([True, True, False])).tolist()
+    [False, True, False]
+    """
+    return brain & (suv > 0)
+
+
 def suv_stats(suv: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """[mean SUV, SD of SUV / mean] inside ``mask`` on the native grid: what the genotype
     factors need, kept with the cached arrays so a group run does not reread every SUV map.

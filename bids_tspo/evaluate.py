@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .data import SessionFiles, pet_target
+from .data import SessionFiles, imaged_part, pet_target
 from .derivatives import find_pet, find_xfm
 from .infer import Bundle, Network, ensemble, native_maps, to_units, write_maps
 from .metrics import all_metrics
@@ -63,7 +63,7 @@ def training_mean(out: Path, train: list[SessionFiles], target: str, tpl_mask: n
                 region = reference_region(reference, img, tpl_mask)
             affine = img.affine
             suv = np.asarray(img.dataobj, np.float32)
-            imaged = tpl_mask & (suv > 0)  # outside the PET field of view the map is 0
+            imaged = imaged_part(suv, tpl_mask)
             value = pet_target(suv, imaged, target, None if region is None else region & imaged)
             total = value if total is None else total + value
             count = imaged.astype(np.float32) if count is None else count + imaged

@@ -13,7 +13,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
-from .data import SessionFiles, pet_target, scale_t1
+from .data import SessionFiles, imaged_part, pet_target, scale_t1
 from .derivatives import find_pet, find_xfm, pet_path, write_text_atomic
 from .infer import to_units
 from .metrics import all_metrics, smooth
@@ -46,13 +46,15 @@ def _session_images(out: Path, files: SessionFiles, target: str, tpl_img, tpl_ma
     if not suv_paths or not synth_path.is_file():
         return None
     suv = np.asarray(nib.load(suv_paths[0]).dataobj, np.float32)
-    true = to_units(pet_target(suv, tpl_mask, target, region), target)
+    imaged = imaged_part(suv, tpl_mask)
+    true = to_units(pet_target(suv, imaged, target, None if region is None else region & imaged),
+                    target)
     synth = np.asarray(nib.load(synth_path).dataobj, np.float32) * tpl_mask
     t1 = nib.load(files.t1w)
     t1_tpl = resample_with_transforms(np.asarray(t1.dataobj, np.float32), t1.affine, tpl_img,
                                       [xfm_path])
     t1w = scale_t1(np.asarray(t1_tpl.dataobj, np.float32), tpl_mask)
-    return true, synth, t1w
+    return true, synth, t1w, imaged
 
 
 def write_region_tables(out: Path, paired: list[SessionFiles], folds: dict[str, int],
@@ -72,20 +74,21 @@ def write_region_tables(out: Path, paired: list[SessionFiles], folds: dict[str, 
         if images is None:
             LOG.warning("%s: no template-space maps; left out of the region analysis", files.name)
             continue
-        true, synth, t1w = images
-        smooth_true = smooth(true, zooms) * tpl_mask
+        true, synth, t1w, imaged = images  # regions and metrics: the part the PET imaged
+        smooth_true = smooth(true, zooms) * imaged
         base = {"bids_name": files.name, "participant_id": f"sub-{files.subject}",
                 "session_id": f"ses-{files.session}" if files.session else "n/a",
                 "group": files.group, "genotype": files.genotype,
                 "fold": folds.get(files.subject, -1)}
-        rows += [base | r for r in region_values(labels, names, true, smooth_true, synth, t1w)]
-        scores = all_metrics(synth, true, tpl_mask, zooms, seed=seed)
+        rows += [base | r for r in region_values(labels * imaged, names, true, smooth_true,
+                                                 synth, t1w)]
+        scores = all_metrics(synth, true, imaged, zooms, seed=seed)
         tpl_metrics[files.name] = {f"{k}_tpl": v for k, v in scores.items()}
         synths[files.name], trues[files.name] = synth, smooth_true
         subject_of[files.name] = files.subject
-        cohort["original"].append(float(true[tpl_mask].mean()))
-        cohort["synthesized"].append(float(synth[tpl_mask].mean()))
-        cohort["smoothed"].append(float(smooth_true[tpl_mask].mean()))
+        cohort["original"].append(float(true[imaged].mean()))
+        cohort["synthesized"].append(float(synth[imaged].mean()))
+        cohort["smoothed"].append(float(smooth_true[imaged].mean()))
     tables = {"regions": pd.DataFrame(rows)}
     if rows:
         tables["region_stats"] = region_stats(tables["regions"])
