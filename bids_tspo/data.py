@@ -225,6 +225,12 @@ def prepare(files: SessionFiles, size: int, target: str, cache_dir: Path | None 
     return out | {"name": files.name}
 
 
+def loss_mask(item: dict) -> np.ndarray:
+    """Where a prepared item's target counts: its ``pet_mask`` (brain inside the PET field of
+    view), or the brain mask for items built without one."""
+    return item.get("pet_mask", item["mask"])
+
+
 def to_native(volume: np.ndarray, box_affine: np.ndarray, like: nib.Nifti1Image) -> np.ndarray:
     """Resample a model-box volume onto the grid of ``like`` (zero outside the box)."""
     shape = like.shape[:3]
@@ -245,7 +251,7 @@ class VolumeDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> dict:
         item = self.items[index]
         sample_ = {k: torch.as_tensor(item[k]) for k in ("t1", "pet")}
-        sample_["mask"] = torch.as_tensor(item.get("pet_mask", item["mask"]))  # loss mask
+        sample_["mask"] = torch.as_tensor(loss_mask(item))
         if self.transform is not None:
             sample_ = self.transform(sample_)
             sample_ = {k: torch.as_tensor(v) for k, v in sample_.items()}

@@ -19,7 +19,7 @@ from . import __version__
 from .bids_io import participants_table
 from .bundle import model_id_for, write_bundle_files
 from .config import Config
-from .data import discover, prepare
+from .data import discover, loss_mask, prepare
 from .derivatives import write_json_atomic
 from .errors import InputDataError, MissingInputError
 from .evaluate import evaluate_sessions, oof_plan
@@ -52,8 +52,7 @@ def _fold_items(items: dict, paired, subjects: list[str], contrast: dict[str, fl
             item = items[f.name]
             factor = contrast.get(f.genotype)
             if factor is not None:
-                item = item | {"pet": neutralise(item["pet"], item.get("pet_mask",
-                                                                       item["mask"]), factor)}
+                item = item | {"pet": neutralise(item["pet"], loss_mask(item), factor)}
             chosen.append(item)
     return chosen
 

@@ -87,10 +87,11 @@ def few_steps_warning(sessions: int, batch_size: int, epochs: int) -> str | None
     >>> few_steps_warning(11, 2, 60)[:41]
     '360 optimiser steps per fold (11 training'
     """
-    steps = -(-sessions // batch_size) * epochs
+    per_epoch = -(-sessions // batch_size)
+    steps = per_epoch * epochs
     if steps >= PAPER_STEPS // 4:
         return None
-    more = -(-(PAPER_STEPS // 2) // (10 * -(-sessions // batch_size))) * 10  # half, by 10s
+    more = -(-(PAPER_STEPS // 2) // (10 * per_epoch)) * 10  # half the paper's, in tens
     return (f"{steps} optimiser steps per fold ({sessions} training session(s), batch "
             f"{batch_size}, {epochs} epochs), the paper made ~{PAPER_STEPS}: the network may "
             f"stay undertrained; consider --epochs {more} or more")
