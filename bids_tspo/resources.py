@@ -6,7 +6,7 @@ activations. The check refuses (exit 64) when the estimate exceeds the available
 warns above 70 %.
 
 >>> round(estimate_training_bytes(96, 2, "cpu") / 2**30, 1)
-12.4
+12.9
 """
 
 from __future__ import annotations

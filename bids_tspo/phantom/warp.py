@@ -8,6 +8,7 @@ voxel-to-world affine ``V`` is sampled at template points ``A^-1 P^-1 V ijk`` (+
 On top, smooth fields move grey matter to or from white matter and CSF, so people differ in
 ways a deformation cannot undo, visibly in the T1w and in the PET alike.
 
+>>> import nibabel as nib
 >>> rng = np.random.default_rng(0)
 >>> shape, affine = scanner_grid(rng, (176, 240, 240), 2.0, "LIA")
 >>> shape
