@@ -22,6 +22,7 @@ from .derivatives import find_pet, find_xfm
 from .infer import Bundle, Network, ensemble, native_maps, to_units, write_maps
 from .metrics import all_metrics
 from .preprocess.images import resample_with_transforms
+from .resample import normalised
 
 LOG = logging.getLogger("bids_tspo.evaluate")
 
@@ -50,9 +51,9 @@ def _template_suv(out: Path, files: SessionFiles):
 
 def training_mean(out: Path, train: list[SessionFiles], target: str, tpl_mask: np.ndarray,
                   reference: str = "wholebrain"):
-    """Mean normalised template-space PET of ``train`` as (array, affine), or None; each voxel
-    averages the sessions whose PET imaged it. Computed once per fold; :func:`baseline_map`
-    warps it to each test session."""
+    """Mean normalised template-space PET of ``train`` as (array, affine, support), or None;
+    each voxel averages the sessions whose PET imaged it (``support``: voxels at least one
+    imaged). Computed once per fold; :func:`baseline_map` warps it to each test session."""
     from .reference import reference_region
 
     total, count, affine, region = None, None, None, None
@@ -69,16 +70,23 @@ def training_mean(out: Path, train: list[SessionFiles], target: str, tpl_mask: n
             count = imaged.astype(np.float32) if count is None else count + imaged
     if total is None:
         return None
-    return np.where(count > 0, total / np.maximum(count, 1), 0.0).astype(np.float32), affine
+    return (np.where(count > 0, total / np.maximum(count, 1), 0.0).astype(np.float32), affine,
+            count > 0)
 
 
 def baseline_map(out: Path, files: SessionFiles, mean) -> np.ndarray | None:
-    """The fold's training-mean template PET warped onto ``files``' T1w grid."""
+    """The fold's training-mean template PET warped onto ``files``' T1w grid; like the U-Net's
+    maps (:func:`~bids_tspo.infer.native_maps`), interpolated over its support only, so the
+    brain's edge is not darkened by the zeros outside it."""
     inverse = find_xfm(out, files.record, src="template")
     if mean is None or inverse is None:
         return None
-    warped = resample_with_transforms(mean[0], mean[1], nib.load(files.t1w), [inverse[1]])
-    return np.asarray(warped.dataobj, np.float32)
+    values, affine, support = mean
+    like = nib.load(files.t1w)
+    value, total = (np.asarray(resample_with_transforms(volume, affine, like,
+                                                        [inverse[1]]).dataobj, np.float32)
+                    for volume in (values * support, support.astype(np.float32)))
+    return normalised(value, total)
 
 
 def oof_plan(splits: dict, paired: list[SessionFiles]) -> list[tuple]:

@@ -224,11 +224,13 @@ def to_units(volume: np.ndarray, target: str) -> np.ndarray:
 def native_maps(item: dict, mean: np.ndarray, sd: np.ndarray | None, target: str,
                 t1, brain: np.ndarray) -> dict[str, np.ndarray]:
     """Model-box mean (and SD) maps in the target's units on the T1w grid, zero outside the
-    brain: ``{"synth": ..., "synthstd": ...}`` (no ``synthstd`` when ``sd`` is None)."""
+    brain: ``{"synth": ..., "synthstd": ...}`` (no ``synthstd`` when ``sd`` is None). The
+    interpolation is normalised over the box brain mask, so edge voxels keep their values."""
     from .data import to_native
 
     maps = {"synth": mean} | ({"synthstd": sd} if sd is not None else {})
-    return {desc: to_native(to_units(volume, target), item["affine"], t1) * brain
+    support = item["mask"][0] > 0.5
+    return {desc: to_native(to_units(volume, target), item["affine"], t1, support) * brain
             for desc, volume in maps.items()}
 
 

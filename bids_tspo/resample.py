@@ -6,7 +6,7 @@ torch's ``grid_sample`` (trilinear or nearest, zero outside), which is fast and 
 >>> import numpy as np
 >>> vol = np.arange(27, dtype=np.float32).reshape(3, 3, 3)
 >>> float(sample(vol, np.eye(4), np.array([[1.0], [1.0], [1.5]]))[0])
-14.5
+13.5
 """
 
 from __future__ import annotations
@@ -52,3 +52,13 @@ def resample_to_grid(data: np.ndarray, affine: np.ndarray, shape, target_affine:
     """Resample ``data`` onto the grid (``shape``, ``target_affine``)."""
     return sample(data, affine, grid_points(tuple(shape), target_affine), mode).reshape(
         (-1, *shape) if data.ndim == 4 else tuple(shape))
+
+
+def normalised(weighted: np.ndarray, weight: np.ndarray, floor: float = 1e-3) -> np.ndarray:
+    """Normalised interpolation: resampled ``value * support`` over resampled ``support``,
+    zero where the support's weight is below ``floor``.
+
+    >>> normalised(np.array([0.5, 0.0]), np.array([0.5, 0.0])).tolist()
+    [1.0, 0.0]
+    """
+    return np.where(weight > floor, weighted / np.maximum(weight, floor), 0.0).astype(np.float32)

@@ -75,7 +75,7 @@ def write_region_tables(out: Path, paired: list[SessionFiles], folds: dict[str, 
             LOG.warning("%s: no template-space maps; left out of the region analysis", files.name)
             continue
         true, synth, t1w, imaged = images  # regions and metrics: the part the PET imaged
-        smooth_true = smooth(true, zooms) * imaged
+        smooth_true = smooth(true, zooms, mask=imaged)
         base = {"bids_name": files.name, "participant_id": f"sub-{files.subject}",
                 "session_id": f"ses-{files.session}" if files.session else "n/a",
                 "group": files.group, "genotype": files.genotype,

@@ -45,3 +45,24 @@ def test_targets_and_loss_mask_leave_out_what_the_pet_did_not_image(tmp_path):
     item = prepare(before, 24, "minmax")
     assert (item["pet_mask"] == item["mask"]).all()
     assert item["pet"][0][imaged].min() > 0.4  # the zeros set the minimum
+
+
+def test_native_maps_keep_the_brain_edge(tmp_path):
+    """A uniform prediction in the coarse model box comes back uniform on the finer T1w grid,
+    edge voxels included (plain trilinear mapping mixed in the zeros outside the box mask)."""
+    from bids_tspo.infer import native_maps
+
+    affine = np.diag([3.0, 3, 3, 1])
+    grid = np.indices((48, 48, 48)).astype(np.float32)
+    brain = ((grid - 23.5) ** 2).sum(0) < 20.0**2
+    t1 = nib.Nifti1Image((brain * 100.0).astype(np.float32), affine)
+    paths = {k: tmp_path / f"sub-y_{k}.nii.gz" for k in ("desc-preproc_T1w", "desc-brain_mask")}
+    nib.save(t1, paths["desc-preproc_T1w"])
+    nib.save(nib.Nifti1Image(brain.astype(np.uint8), affine), paths["desc-brain_mask"])
+    item = prepare(SessionFiles("sub-y", "y", None, *paths.values()), 24, "minmax")
+    uniform = 0.6 * item["mask"][0]                     # what ensemble() returns: masked
+    synth = native_maps(item, uniform, None, "minmax", t1, brain)["synth"]
+    inside = synth[brain]
+    assert (synth[~brain] == 0).all()
+    assert np.mean(np.abs(inside - 0.6) < 1e-4) > 0.98  # all but voxels the box mask misses
+    assert inside.min() >= 0.0 and inside.max() <= 0.6 + 1e-4
