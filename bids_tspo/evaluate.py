@@ -21,8 +21,7 @@ from .data import SessionFiles, imaged_part, pet_target
 from .derivatives import find_pet, find_xfm
 from .infer import Bundle, Network, ensemble, native_maps, to_units, write_maps
 from .metrics import all_metrics
-from .preprocess.images import resample_with_transforms
-from .resample import normalised
+from .preprocess.images import resample_normalised
 
 LOG = logging.getLogger("bids_tspo.evaluate")
 
@@ -82,11 +81,8 @@ def baseline_map(out: Path, files: SessionFiles, mean) -> np.ndarray | None:
     if mean is None or inverse is None:
         return None
     values, affine, support = mean
-    like = nib.load(files.t1w)
-    value, total = (np.asarray(resample_with_transforms(volume, affine, like,
-                                                        [inverse[1]]).dataobj, np.float32)
-                    for volume in (values * support, support.astype(np.float32)))
-    return normalised(value, total)
+    warped = resample_normalised(values, affine, nib.load(files.t1w), [inverse[1]], support)
+    return np.asarray(warped.dataobj, np.float32)
 
 
 def oof_plan(splits: dict, paired: list[SessionFiles]) -> list[tuple]:
@@ -119,7 +115,7 @@ def evaluate_sessions(out: Path, bundle: Bundle, plan: list[tuple], items: dict[
             t1, mask, scored, region, truth = _native_truth(files, bundle)
             maps = native_maps(item, mean, sd if len(model_folds) > 1 else None,
                                bundle.target, t1, mask)
-            write_maps(out, files, maps, t1, bundle, model_folds, oof_fold=cv_fold,
+            write_maps(out, files, maps, t1, mask, bundle, model_folds, oof_fold=cv_fold,
                        precision=net.precision)
             synth = maps["synth"]
             zooms = t1.header.get_zooms()[:3]

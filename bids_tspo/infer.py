@@ -234,18 +234,20 @@ def native_maps(item: dict, mean: np.ndarray, sd: np.ndarray | None, target: str
             for desc, volume in maps.items()}
 
 
-def write_maps(out: Path, files, maps: dict[str, np.ndarray], t1, bundle: Bundle,
-               folds: list[int], oof_fold: int | None = None,
+def write_maps(out: Path, files, maps: dict[str, np.ndarray], t1, brain: np.ndarray,
+               bundle: Bundle, folds: list[int], oof_fold: int | None = None,
                precision: str | None = None) -> list[Path]:
     """Write ``desc-synth`` (and ``desc-synthstd``) from :func:`native_maps` on the T1w grid
     and in template space, with sidecars naming the bundle, folds, units, SUVR reference,
-    genotype adjustment and the arithmetic used (``precision``)."""
+    genotype adjustment and the arithmetic used (``precision``). Template-space maps are
+    interpolated over ``brain`` (the T1w brain mask the maps live in) only, and kept where a
+    template voxel lies mostly inside it."""
     import nibabel as nib
 
     from .data import target_units
     from .derivatives import (find_xfm, pet_path, save_nifti_atomic, sidecar_path,
                               synth_sidecar, write_json_atomic)
-    from .preprocess.images import resample_with_transforms
+    from .preprocess.images import resample_normalised
     from .templates import resolve_template
 
     session = files.record
@@ -268,7 +270,7 @@ def write_maps(out: Path, files, maps: dict[str, np.ndarray], t1, bundle: Bundle
         written.append(path)
         if xfm is not None:
             tpl_name, xfm_path = xfm
-            on_tpl = resample_with_transforms(native, t1.affine, tpl_like, [xfm_path])
+            on_tpl = resample_normalised(native, t1.affine, tpl_like, [xfm_path], brain, 0.5)
             tpl_path = pet_path(out, session, desc=desc, space=tpl_name)
             save_nifti_atomic(on_tpl, tpl_path)
             write_json_atomic(sidecar_path(tpl_path), synth_sidecar(
@@ -291,7 +293,7 @@ def synthesize_session(out: Path, files, bundle: Bundle, device: torch.device,
     t1 = nib.load(files.t1w)
     brain = np.asarray(nib.load(files.mask).dataobj) > 0
     maps = native_maps(item, mean, sd, bundle.target, t1, brain)
-    return write_maps(out, files, maps, t1, bundle, sorted(bundle.folds),
+    return write_maps(out, files, maps, t1, brain, bundle, sorted(bundle.folds),
                       precision=net.precision)
 
 

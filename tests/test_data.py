@@ -66,3 +66,25 @@ def test_native_maps_keep_the_brain_edge(tmp_path):
     assert (synth[~brain] == 0).all()
     assert np.mean(np.abs(inside - 0.6) < 1e-4) > 0.98  # all but voxels the box mask misses
     assert inside.min() >= 0.0 and inside.max() <= 0.6 + 1e-4
+
+
+def test_template_warp_of_a_brain_map_keeps_its_edge(tmp_path):
+    """Maps defined on a brain only (synthetic maps, the training-mean baseline) keep their
+    values at the brain's edge through an ANTs transform; plain interpolation halves them."""
+    import ants
+
+    from bids_tspo.preprocess.images import resample_normalised, resample_with_transforms
+
+    identity = str(tmp_path / "identity.mat")
+    ants.write_transform(ants.create_ants_transform(dimension=3), identity)
+    grid = np.indices((32, 32, 32)).astype(np.float32)
+    brain = ((grid - 15.5) ** 2).sum(0) < 12.0**2
+    like = nib.Nifti1Image(np.zeros((48, 48, 48), np.float32), np.diag([2.0, 2, 2, 1]))
+    coarse = np.diag([3.0, 3, 3, 1])
+    plain = np.asarray(resample_with_transforms(0.6 * brain, coarse, like, [identity]).dataobj)
+    kept = np.asarray(resample_normalised(0.6 * brain, coarse, like, [identity], brain,
+                                          floor=0.5).dataobj)
+    assert plain[plain > 0].min() < 0.1                  # the edge pulled towards zero
+    assert np.allclose(kept[kept > 0], 0.6, atol=1e-4)    # every kept voxel keeps its value
+    # kept: template voxels lying mostly inside the brain; about the brain's own volume
+    assert abs((kept > 0).sum() * 8 - brain.sum() * 27) < 0.05 * brain.sum() * 27

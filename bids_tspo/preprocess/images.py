@@ -77,6 +77,21 @@ def resample_with_transforms(moving_data: np.ndarray, moving_affine: np.ndarray,
     return to_nibabel(out, like=like)
 
 
+def resample_normalised(moving_data: np.ndarray, moving_affine: np.ndarray,
+                        like: nib.Nifti1Image, transforms: list[str], support: np.ndarray,
+                        floor: float = 1e-3) -> nib.Nifti1Image:
+    """:func:`resample_with_transforms` of a map defined only on ``support`` (a brain): the
+    interpolation averages supported voxels only (``resample.normalised``), so the edge is not
+    darkened by the zeros outside; zero where the support's weight is at most ``floor``."""
+    from ..resample import normalised
+
+    weight = np.asarray(support, np.float32)
+    value, total = (resample_with_transforms(data, moving_affine, like, transforms)
+                    for data in (np.asarray(moving_data, np.float32) * weight, weight))
+    return nib.Nifti1Image(normalised(np.asarray(value.dataobj), np.asarray(total.dataobj),
+                                      floor), value.affine, value.header)
+
+
 def field_of_view(shape: tuple, affine: np.ndarray, like: nib.Nifti1Image,
                   transforms: list[str]) -> np.ndarray:
     """Boolean mask, on the grid of ``like``, of the voxels inside the field of view of an image
