@@ -208,6 +208,8 @@ def train_fold(fold_dir: Path, train_items: list[dict], val_items: list[dict],
         ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
+        for group in optimizer.param_groups:  # the saved state carries the old run's rate
+            group["lr"] = settings.lr
         start_epoch, best, history = ckpt["epoch"] + 1, ckpt["best"], ckpt["history"]
         LOG.info("%s: resuming after epoch %d", fold_dir.name, ckpt["epoch"] + 1)
     net = model

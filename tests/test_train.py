@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -152,6 +153,20 @@ def test_resume_after_kill_reaches_same_weights(tmp_path):
     assert len(history) == 4  # header + 3 epochs, none repeated
     a, b = _weights(tmp_path / "full"), _weights(tmp_path / "resumed")
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_with_a_new_learning_rate_uses_it(tmp_path):
+    """A run extended with another --lr (a second, slower phase) trains at that rate; the
+    optimiser state saved in the checkpoint would otherwise bring the old one back."""
+    items = _items()
+    first = TrainSettings(epochs=1, batch_size=2, lr=1e-3, seed=5, progress=False)
+    train_fold(tmp_path, items[:3], items[3:], CFG, first)
+    (tmp_path / "done.json").unlink()
+    train_fold(tmp_path, items[:3], items[3:], CFG, replace(first, epochs=2, lr=1e-4))
+    ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    assert [g["lr"] for g in ckpt["optimizer"]["param_groups"]] == [1e-4]
+    rows = (tmp_path / "history.tsv").read_text().splitlines()
+    assert rows[1].split("\t")[-1] == "0.001" and rows[2].split("\t")[-1] == "0.0001"
 
 
 def _free_port() -> int:
