@@ -67,7 +67,7 @@ def write_region_tables(out: Path, paired: list[SessionFiles], folds: dict[str, 
     labels, names = _labels_on(tpl_mask_img)
     labels = labels * tpl_mask
     zooms = tpl_mask_img.header.get_zooms()[:3]
-    rows, synths, trues, subject_of, tpl_metrics = [], {}, {}, {}, {}
+    rows, synths, trues, scored, subject_of, tpl_metrics = [], {}, {}, {}, {}, {}
     cohort = {"original": [], "synthesized": [], "smoothed": []}
     for files in paired:
         images = _session_images(out, files, target, tpl_img, tpl_mask, region)
@@ -84,7 +84,7 @@ def write_region_tables(out: Path, paired: list[SessionFiles], folds: dict[str, 
                                                  synth, t1w)]
         scores = all_metrics(synth, true, imaged, zooms, seed=seed)
         tpl_metrics[files.name] = {f"{k}_tpl": v for k, v in scores.items()}
-        synths[files.name], trues[files.name] = synth, smooth_true
+        synths[files.name], trues[files.name], scored[files.name] = synth, smooth_true, imaged
         subject_of[files.name] = files.subject
         cohort["original"].append(float(true[imaged].mean()))
         cohort["synthesized"].append(float(synth[imaged].mean()))
@@ -92,7 +92,7 @@ def write_region_tables(out: Path, paired: list[SessionFiles], folds: dict[str, 
     tables = {"regions": pd.DataFrame(rows)}
     if rows:
         tables["region_stats"] = region_stats(tables["regions"])
-        tables["specificity"] = specificity(synths, trues, tpl_mask, subject_of)
+        tables["specificity"] = specificity(synths, trues, scored, subject_of)
         tables["cohort"] = cohort_summary(cohort)
     for key, table in tables.items():
         name = "group_regions.tsv" if key == "regions" else f"group_{key}.tsv"

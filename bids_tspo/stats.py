@@ -89,23 +89,39 @@ def region_stats(regions: pd.DataFrame) -> pd.DataFrame:
 
 
 def specificity(synth: dict[str, np.ndarray], true: dict[str, np.ndarray],
-                mask: np.ndarray, subject_of: dict[str, str]) -> pd.DataFrame:
-    """Pearson r and MSE of each synthetic map with its own and with other subjects' PET."""
+                scored: dict[str, np.ndarray], subject_of: dict[str, str]) -> pd.DataFrame:
+    """Pearson r and MSE of each synthetic map with its own and with other subjects' PET.
+
+    ``scored`` holds each session's region (template brain its PET imaged); a pair of sessions
+    is compared where both are scored, so no map is matched against another's unimaged zeros.
+
+    >>> ramp, everywhere, top_missed = np.arange(6.0), np.ones(6, bool), np.arange(6) < 4
+    >>> table = specificity({"a": ramp, "b": 5 - ramp},
+    ...                     {"a": ramp, "b": np.where(top_missed, ramp, 0)},
+    ...                     {"a": everywhere, "b": top_missed}, {"a": "1", "b": "2"})
+    >>> table.r_others_mean.round(3).tolist()       # a vs b only where b was imaged: exact
+    [1.0, -1.0]
+    """
     rows = []
     names = list(synth)
     for name in names:
-        s = synth[name][mask]
-        own = true[name][mask]
+        mask = scored[name]
+        s = synth[name]
         others = [n for n in names if subject_of[n] != subject_of[name]]
-        r_own = float(np.corrcoef(s, own)[0, 1])
-        r_other = [float(np.corrcoef(s, true[o][mask])[0, 1]) for o in others]
-        mse_other = [float(np.mean((s - true[o][mask]) ** 2)) for o in others]
+        r_own = _pearson(s[mask], true[name][mask])
+        both = {o: mask & scored[o] for o in others}
+        r_other = [_pearson(s[both[o]], true[o][both[o]]) for o in others]
+        mse_other = [float(np.mean((s[both[o]] - true[o][both[o]]) ** 2)) for o in others]
         rows.append({"bids_name": name, "r_own": r_own,
                      "r_others_mean": float(np.mean(r_other)) if r_other else float("nan"),
-                     "mse_own": float(np.mean((s - own) ** 2)),
+                     "mse_own": float(np.mean((s[mask] - true[name][mask]) ** 2)),
                      "mse_others_mean": float(np.mean(mse_other)) if mse_other else float("nan"),
                      "own_is_best_r": bool(all(r_own > r for r in r_other)) if r_other else None})
     return pd.DataFrame(rows)
+
+
+def _pearson(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.corrcoef(a, b)[0, 1])
 
 
 def cohort_summary(values: dict[str, list[float]]) -> pd.DataFrame:
