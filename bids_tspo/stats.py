@@ -108,9 +108,9 @@ def specificity(synth: dict[str, np.ndarray], true: dict[str, np.ndarray],
         mask = scored[name]
         s = synth[name]
         others = [n for n in names if subject_of[n] != subject_of[name]]
-        r_own = _pearson(s[mask], true[name][mask])
+        r_own = _pearson(s[mask], true[name][mask])[0]
         both = {o: mask & scored[o] for o in others}
-        r_other = [_pearson(s[both[o]], true[o][both[o]]) for o in others]
+        r_other = [_pearson(s[both[o]], true[o][both[o]])[0] for o in others]
         mse_other = [float(np.mean((s[both[o]] - true[o][both[o]]) ** 2)) for o in others]
         rows.append({"bids_name": name, "r_own": r_own,
                      "r_others_mean": float(np.mean(r_other)) if r_other else float("nan"),
@@ -118,10 +118,6 @@ def specificity(synth: dict[str, np.ndarray], true: dict[str, np.ndarray],
                      "mse_others_mean": float(np.mean(mse_other)) if mse_other else float("nan"),
                      "own_is_best_r": bool(all(r_own > r for r in r_other)) if r_other else None})
     return pd.DataFrame(rows)
-
-
-def _pearson(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.corrcoef(a, b)[0, 1])
 
 
 def cohort_summary(values: dict[str, list[float]]) -> pd.DataFrame:
