@@ -81,7 +81,8 @@ def baseline_map(out: Path, files: SessionFiles, mean) -> np.ndarray | None:
     if mean is None or inverse is None:
         return None
     values, affine, support = mean
-    warped = resample_normalised(values, affine, nib.load(files.t1w), [inverse[1]], support)
+    warped, = resample_normalised([values], affine, nib.load(files.t1w), [inverse[1]],
+                                  support)
     return np.asarray(warped.dataobj, np.float32)
 
 

@@ -257,7 +257,10 @@ def write_maps(out: Path, files, maps: dict[str, np.ndarray], t1, brain: np.ndar
     if precision:
         extra["SynthesisPrecision"] = precision
     xfm = find_xfm(out, session)
-    tpl_like = resolve_template(2).load()[1] if xfm else None
+    on_tpl = (dict(zip(maps, resample_normalised(list(maps.values()), t1.affine,
+                                                 resolve_template(2).load()[1], [xfm[1]],
+                                                 brain, 0.5)))
+              if xfm is not None else {})
     written = []
     for desc, native in maps.items():
         is_sd = desc == "synthstd"
@@ -269,10 +272,9 @@ def write_maps(out: Path, files, maps: dict[str, np.ndarray], t1, brain: np.ndar
             sources, units, bundle.model_id, folds, oof_fold, "T1w", is_sd) | extra)
         written.append(path)
         if xfm is not None:
-            tpl_name, xfm_path = xfm
-            on_tpl = resample_normalised(native, t1.affine, tpl_like, [xfm_path], brain, 0.5)
+            tpl_name = xfm[0]
             tpl_path = pet_path(out, session, desc=desc, space=tpl_name)
-            save_nifti_atomic(on_tpl, tpl_path)
+            save_nifti_atomic(on_tpl[desc], tpl_path)
             write_json_atomic(sidecar_path(tpl_path), synth_sidecar(
                 sources, units, bundle.model_id, folds, oof_fold, tpl_name, is_sd)
                 | extra)

@@ -14,8 +14,6 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from .resample import normalised
-
 
 def mse(rec, true, mask) -> float:
     return float(np.mean((rec[mask] - true[mask]) ** 2))
@@ -82,6 +80,8 @@ def smooth(volume: np.ndarray, zooms, fwhm_mm: float = 4.0, mask=None) -> np.nda
     sigma = [fwhm_mm / 2.3548 / float(z) for z in zooms]
     if mask is None:
         return ndimage.gaussian_filter(volume.astype(np.float32), sigma)
+    from .resample import normalised  # (imports torch: not at module import)
+
     weight = np.asarray(mask, np.float32)
     value = ndimage.gaussian_filter(volume.astype(np.float32) * weight, sigma)
     return normalised(value, ndimage.gaussian_filter(weight, sigma)) * weight

@@ -82,8 +82,8 @@ def test_template_warp_of_a_brain_map_keeps_its_edge(tmp_path):
     like = nib.Nifti1Image(np.zeros((48, 48, 48), np.float32), np.diag([2.0, 2, 2, 1]))
     coarse = np.diag([3.0, 3, 3, 1])
     plain = np.asarray(resample_with_transforms(0.6 * brain, coarse, like, [identity]).dataobj)
-    kept = np.asarray(resample_normalised(0.6 * brain, coarse, like, [identity], brain,
-                                          floor=0.5).dataobj)
+    kept = np.asarray(resample_normalised([0.6 * brain], coarse, like, [identity], brain,
+                                          floor=0.5)[0].dataobj)
     assert plain[plain > 0].min() < 0.1                  # the edge pulled towards zero
     assert np.allclose(kept[kept > 0], 0.6, atol=1e-4)    # every kept voxel keeps its value
     # kept: template voxels lying mostly inside the brain; about the brain's own volume

@@ -77,19 +77,25 @@ def resample_with_transforms(moving_data: np.ndarray, moving_affine: np.ndarray,
     return to_nibabel(out, like=like)
 
 
-def resample_normalised(moving_data: np.ndarray, moving_affine: np.ndarray,
+def resample_normalised(maps: list[np.ndarray], moving_affine: np.ndarray,
                         like: nib.Nifti1Image, transforms: list[str], support: np.ndarray,
-                        floor: float = 1e-3) -> nib.Nifti1Image:
-    """:func:`resample_with_transforms` of a map defined only on ``support`` (a brain): the
+                        floor: float = 1e-3) -> list[nib.Nifti1Image]:
+    """:func:`resample_with_transforms` of maps defined only on ``support`` (a brain): the
     interpolation averages supported voxels only (``resample.normalised``), so the edge is not
-    darkened by the zeros outside; zero where the support's weight is at most ``floor``."""
+    darkened by the zeros outside; zero where the support's weight is at most ``floor``. The
+    support is warped once for all ``maps``."""
     from ..resample import normalised
 
     weight = np.asarray(support, np.float32)
-    value, total = (resample_with_transforms(data, moving_affine, like, transforms)
-                    for data in (np.asarray(moving_data, np.float32) * weight, weight))
-    return nib.Nifti1Image(normalised(np.asarray(value.dataobj), np.asarray(total.dataobj),
-                                      floor), value.affine, value.header)
+    total = np.asarray(resample_with_transforms(weight, moving_affine, like,
+                                                transforms).dataobj)
+    out = []
+    for data in maps:
+        value = resample_with_transforms(np.asarray(data, np.float32) * weight, moving_affine,
+                                         like, transforms)
+        out.append(nib.Nifti1Image(normalised(np.asarray(value.dataobj), total, floor),
+                                   value.affine, value.header))
+    return out
 
 
 def field_of_view(shape: tuple, affine: np.ndarray, like: nib.Nifti1Image,
