@@ -1,7 +1,8 @@
 """Synthesis latency, training throughput and the roofline of the U-Net, vs MONAI baselines.
 
     python benchmarks/model_speed.py [--device cpu|cuda] [--size 96] [--threads 2] [--repeats 3]
-                                     [--malloc app|system]
+                                     [--malloc app|app-1gib|system] [--only-synthesis]
+                                     [--only-app-ensemble]
 
 Measures, in one run (so the ratios are fair):
 1. synthesis latency per session: one model (1 forward) and the 5-fold ensemble with flips
@@ -31,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from preprocess import machine  # noqa: E402
 
 from bids_tspo.model import TSPOUNet, count_parameters  # noqa: E402
+from bids_tspo import resources  # noqa: E402
 from bids_tspo.resources import reuse_freed_memory  # noqa: E402
 from bids_tspo.train import masked_loss  # noqa: E402
 
@@ -96,15 +98,39 @@ def flops_per_volume(net, size: int, device) -> tuple[float, float]:
     return float(counter.get_total_flops()), float(sum(written))
 
 
-def peak_flops(device, n: int = 2048) -> float:
-    a = torch.rand(n, n, device=device)
+def peak_flops(device, n: int = 2048, dtype=torch.float32) -> float:
+    a = torch.rand(n, n, device=device, dtype=dtype)
     seconds = timed(lambda: a @ a, device, repeats=5)
     return 2 * n**3 / seconds
 
 
-def app_ensemble(device, size: int, precision: str, repeats: int) -> float:
+def peak_bandwidth(device, mib: int = 512) -> float:
+    """Bytes per second of a large copy (read + write): the memory roof."""
+    src = torch.rand(mib * 2**18, device=device)
+    dst = torch.empty_like(src)
+    seconds = timed(lambda: dst.copy_(src), device, repeats=5)
+    return 2 * src.numel() * src.element_size() / seconds
+
+
+def roofline(fwd_flops: float, written: float, seconds: float, training: bool, flops: float,
+             bandwidth: float) -> dict:
+    """Where one forward (or training step, ~3x the FLOPs and ~3x the bytes) sits against the
+    machine's roof min(peak FLOP/s, intensity x bandwidth); bytes = activations written once
+    and read once."""
+    work, traffic = (3, 3) if training else (1, 1)
+    achieved = work * fwd_flops / seconds
+    intensity = fwd_flops / (2 * written)
+    roof = min(flops, intensity * bandwidth)
+    return {"achieved_gflops": round(achieved / 1e9, 1), "roof_gflops": round(roof / 1e9, 1),
+            "bound": "memory" if intensity * bandwidth < flops else "compute",
+            "fraction_of_roof": round(achieved / roof, 4),
+            "achieved_gb_per_s": round(traffic * 2 * written / seconds / 1e9, 1)}
+
+
+def app_ensemble(device, size: int, precision: str, repeats: int) -> tuple[float, int]:
     """The app's own 5-fold ensemble with flips (bids_tspo.infer.ensemble: weights swapped into
-    one network, flip pairs, mask) at the given synthesis precision."""
+    one network, flip pairs, mask) at the given synthesis precision: (median seconds, minor
+    page faults per ensemble, warm-up included)."""
     import numpy as np
 
     from bids_tspo.infer import Bundle, Network, ensemble
@@ -117,7 +143,17 @@ def app_ensemble(device, size: int, precision: str, repeats: int) -> float:
     item = {"t1": rng.random((1, size, size, size), dtype=np.float32),
             "mask": np.ones((1, size, size, size), np.float32)}
     net = Network(cfg, device, precision=precision)
-    return timed(lambda: ensemble(bundle, item, device, net=net), device, repeats)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    seconds = timed(lambda: ensemble(bundle, item, device, net=net), device, repeats)
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+    return seconds, faults // (repeats + 1)
+
+
+def app_ensembles(result: dict, device, size: int, repeats: int) -> None:
+    for precision in ("fp32", "bf16"):
+        seconds, faults = app_ensemble(device, size, precision, repeats)
+        result["synthesis_s"][f"app_ensemble_5x2_flips_{precision}"] = round(seconds, 4)
+        result["page_faults_per_app_ensemble"][precision] = faults
 
 
 def main() -> int:
@@ -128,20 +164,33 @@ def main() -> int:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--no-compile", action="store_true")
     p.add_argument("--only-synthesis", action="store_true")
-    p.add_argument("--malloc", choices=("app", "system"), default="app",
-                   help="app: large blocks reuse the heap as the app sets it up; system: glibc "
-                        "defaults (every large block freshly mapped)")
+    p.add_argument("--only-app-ensemble", action="store_true",
+                   help="only the app's ensemble (fp32, bf16) in this fresh process, with page "
+                        "faults and peak RSS")
+    p.add_argument("--malloc", choices=("app", "app-1gib", "system"), default="app",
+                   help="app: large blocks reuse the heap as the app sets it up; app-1gib: the "
+                        "same with the earlier 1 GiB trim threshold; system: glibc defaults "
+                        "(every large block freshly mapped)")
     args = p.parse_args()
-    heap_reuse = args.malloc == "app" and reuse_freed_memory()
+    if args.malloc == "app-1gib":
+        resources.KEEP_FREED_BYTES = 1 << 30
+    heap_reuse = args.malloc != "system" and reuse_freed_memory()
     device = torch.device(args.device)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     size = args.size
     result = {"benchmark": "model speed", "device": str(device), "size": size,
               "threads": args.threads, "machine": machine(),
-              "malloc": "heap reuse (M_MMAP_MAX=0)" if heap_reuse else "system default",
+              "malloc": (f"heap reuse (M_MMAP_MAX=0, trim above {resources.KEEP_FREED_BYTES} B)"
+                         if heap_reuse else "system default"),
               "gpu": torch.cuda.get_device_name(0) if device.type == "cuda" else None}
 
+    if args.only_app_ensemble:
+        result["synthesis_s"], result["page_faults_per_app_ensemble"] = {}, {}
+        app_ensembles(result, device, size, args.repeats)
+        result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+        _write(result, device, size, "_app_ensemble")
+        return 0
     net = TSPOUNet().to(device).eval()
     x1 = torch.rand(1, 1, size, size, size, device=device)
     with torch.no_grad():
@@ -160,9 +209,8 @@ def main() -> int:
                              "ensemble_5x2_flips": round(ens, 4),
                              "flip_pair_sequential": round(flips_seq, 4),
                              "flip_pair_batched": round(flips_batched, 4)}
-    for precision in ("fp32", "bf16"):
-        result["synthesis_s"][f"app_ensemble_5x2_flips_{precision}"] = round(
-            app_ensemble(device, size, precision, max(1, args.repeats // 2)), 4)
+    result["page_faults_per_app_ensemble"] = {}
+    app_ensembles(result, device, size, max(1, args.repeats // 2))
     if not args.no_compile:
         try:
             start = time.perf_counter()
@@ -185,13 +233,18 @@ def main() -> int:
 
     fwd_flops, written = flops_per_volume(net, size, device)
     peak = peak_flops(device)
+    bandwidth = peak_bandwidth(device)
     result["roofline"] = {
         "forward_gflop_per_volume": round(fwd_flops / 1e9, 2),
         "training_gflop_per_volume": round(3 * fwd_flops / 1e9, 2),
         "activation_bytes_written_mb": round(written / 2**20, 1),
         "arithmetic_intensity_flop_per_byte": round(fwd_flops / written, 2),
         "measured_peak_gflops_gemm": round(peak / 1e9, 1),
+        "measured_peak_gflops_gemm_bf16": round(peak_flops(device, dtype=torch.bfloat16) / 1e9,
+                                                1),
+        "measured_bandwidth_gb_per_s": round(bandwidth / 1e9, 1),
         "inference_fraction_of_peak": round(fwd_flops / one / peak, 4),
+        "inference_fp32": roofline(fwd_flops, written, one, False, peak, bandwidth),
     }
 
     xb = torch.rand(2, 1, size, size, size, device=device)
@@ -222,6 +275,10 @@ def main() -> int:
     training["ratio_vs_BasicUNet"] = round(training["monai_BasicUNet"]["step_s"] / eager, 3)
     result["training"] = training
     result["training_fraction_of_peak"] = round(3 * fwd_flops * 2 / eager / peak, 4)
+    best = min(v["step_s"] for k, v in training.items()
+               if isinstance(v, dict) and "step_s" in v and not k.startswith("monai"))
+    result["roofline"]["training_best_variant_fp32_roof"] = roofline(
+        fwd_flops, written, best / 2, True, peak, bandwidth)
     if device.type == "cuda":
         result["training_peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
     _write(result, device, size)
@@ -232,6 +289,8 @@ def _write(result: dict, device, size: int, suffix: str = "") -> None:
     result["date"] = time.strftime("%Y-%m-%d %H:%M:%S")
     if result["malloc"] == "system default" and device.type == "cpu":
         suffix += "_system_malloc"
+    elif result["malloc"].endswith(f"{1 << 30} B)") and device.type == "cpu":
+        suffix += "_trim_1gib"
     dest = Path(__file__).parent / "results" / f"model_speed_{device.type}_{size}{suffix}.json"
     dest.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=1))

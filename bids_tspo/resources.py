@@ -64,7 +64,7 @@ def check_training_memory(image_size: int, batch: int, device: torch.device) -> 
 
 
 M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # glibc <malloc.h>
-KEEP_FREED_BYTES = 1 << 30
+KEEP_FREED_BYTES = 2**31 - 1  # mallopt takes a C int: the largest threshold it accepts
 
 
 def reuse_freed_memory() -> bool:
@@ -74,7 +74,9 @@ def reuse_freed_memory() -> bool:
     bfloat16) its own mmap and unmaps it on free, so each layer's output is faulted in and
     zeroed by the kernel anew. On 2 cores that was two thirds of a bfloat16 forward pass
     (1.1 s -> 0.33 s, identical output; benchmarks/README.md). ``M_MMAP_MAX=0`` keeps large
-    blocks in the heap and ``M_TRIM_THRESHOLD`` keeps up to 1 GiB of its freed top for reuse.
+    blocks in the heap and ``M_TRIM_THRESHOLD`` keeps up to 2 GiB of its freed top for reuse
+    (a float32 forward at 96³ frees ~1.4 GB at its end: with 1 GiB the heap was returned and
+    faulted in again on every forward).
     The cost is fragmentation: peak RSS of CPU training grows by about a third.
 
     Left alone when another allocator is preloaded (jemalloc, tcmalloc), when ``GLIBC_TUNABLES``
