@@ -33,7 +33,8 @@ def model_id_for(config: Config) -> str:
 
 def write_bundle_files(bundle_dir: Path, config: Config, cfg: UNetConfig, splits: dict,
                        done: list[int], paired, factors: dict,
-                       metrics: dict | None = None) -> None:
+                       metrics: dict | None = None,
+                       excluded: dict[str, str] | None = None) -> None:
     meta = {
         "bundle_format": BUNDLE_FORMAT,
         "model_id": bundle_dir.name,
@@ -66,7 +67,8 @@ def write_bundle_files(bundle_dir: Path, config: Config, cfg: UNetConfig, splits
                     "rescales each volume, so the factors are recorded only"},
         "data": {"sessions": len(paired), "subjects": len({f.subject for f in paired}),
                  "groups": dict(Counter(f.group for f in paired)),
-                 "genotypes": dict(Counter(f.genotype for f in paired))},
+                 "genotypes": dict(Counter(f.genotype for f in paired)),
+                 "excluded_sessions": excluded or {}},
         "versions": {"bids_tspo": __version__, "torch": torch.__version__,
                      "python": platform.python_version()},
         "metrics_summary": metrics or {},

@@ -28,12 +28,14 @@ import numpy as np
 import torch
 
 from .derivatives import find_pet
+from .errors import InputDataError, MissingInputError
 from .resample import grid_points, normalised, resample_to_grid, sample
 
 LOG = logging.getLogger("bids_tspo.data")
 FOV_MM = 192.0
 SUVR_SCALE = 3.0
 CACHE_VERSION = 4
+MIN_IMAGED_FRACTION = 0.1  # of the brain mask inside the PET field of view, to train or score
 
 
 @dataclass(frozen=True)
@@ -98,8 +100,6 @@ class SessionFiles:
         from .reference import reference_region
 
         if name != "wholebrain" and self.from_template is None:
-            from .errors import MissingInputError
-
             raise MissingInputError(f"{self.t1w.parent}: no from-<template>_to-T1w transform "
                                     f"for {self.name}; needed for the {name} reference")
         return reference_region(name, like, brain, self.from_template)
@@ -209,6 +209,7 @@ def prepare(files: SessionFiles, size: int, target: str, cache_dir: Path | None 
         suv = resample_to_grid(suv_native, suv_img.affine, grid.shape, grid.affine)
         imaged = mask & (resample_to_grid(imaged_native.astype(np.float32), suv_img.affine,
                                           grid.shape, grid.affine) > 0.5)
+        _check_coverage(files.suv, imaged, mask)
         region = None
         if target == "suvr":
             native = files.reference(reference, suv_img, imaged_native)
@@ -223,6 +224,17 @@ def prepare(files: SessionFiles, size: int, target: str, cache_dir: Path | None 
         np.savez(tmp, **{k: v for k, v in out.items() if v is not None})
         tmp.replace(cache)
     return out | {"name": files.name}
+
+
+def _check_coverage(suv: Path, imaged: np.ndarray, brain: np.ndarray) -> None:
+    """A PET whose field of view (and data) covers too little of the brain cannot be
+    normalised into a target: an input error naming the SUV map."""
+    fraction = imaged.sum() / max(int(brain.sum()), 1)
+    if fraction < MIN_IMAGED_FRACTION:
+        raise InputDataError(f"{suv}: the PET field of view covers {100 * fraction:.1f} % of "
+                             f"the brain mask (at least {100 * MIN_IMAGED_FRACTION:.0f} % is "
+                             "needed to train on or score this session); check the PET-T1w "
+                             "coregistration and the PET's extent")
 
 
 def loss_mask(item: dict) -> np.ndarray:

@@ -26,6 +26,7 @@ from .evaluate import evaluate_sessions, oof_plan
 from .genotype import genotype_factors, neutralise
 from .infer import load_bundle, resolve_device
 from .model import UNetConfig
+from .parallel import Failure
 from .splits import load_splits, make_splits
 from .resources import check_training_memory
 from .roi import write_region_tables
@@ -57,6 +58,24 @@ def _fold_items(items: dict, paired, subjects: list[str], contrast: dict[str, fl
     return chosen
 
 
+def prepare_usable(paired, size: int, target: str, cache: Path, reference: str,
+                   progress: dict) -> tuple[dict, list[Failure]]:
+    """Model-ready arrays of each paired session, and the sessions left out: a session whose
+    PET cannot give a target (field of view misses the brain, reference region cut off,
+    transform missing) is logged and left out; the others are still trained on."""
+    items, left_out = {}, []
+    for files in tqdm(paired, **progress):
+        try:
+            items[files.name] = prepare(files, size, target, cache, reference)
+        except (InputDataError, MissingInputError) as exc:
+            LOG.error("%s: left out of the group level: %s", files.name, exc)
+            left_out.append(Failure(files.name, str(exc), exc.exit_code))
+    if not items:
+        raise InputDataError(f"none of the {len(paired)} session(s) with PET is usable; the "
+                             f"first: {left_out[0].message}")
+    return items, left_out
+
+
 def _splits(config: Config, bundle_dir: Path, labels: dict[str, str]) -> dict:
     existing = bundle_dir / "splits.json"
     if config.splits is not None:
@@ -70,7 +89,9 @@ def _splits(config: Config, bundle_dir: Path, labels: dict[str, str]) -> dict:
     return make_splits(labels, config.folds, config.seed, config.group_column)
 
 
-def run_group_level(config: Config) -> int:
+def run_group_level(config: Config) -> tuple[list[str], list[Failure]]:
+    """Train (or evaluate) on every session with T1w and PET; returns the sessions and those
+    left out (for the run's summary)."""
     device = resolve_device(config.device)  # first: under torchrun it binds this rank's GPU
     rank, world = distributed()              # before NCCL creates its communicator
     table = participants_table(config.bids_dir)
@@ -83,33 +104,35 @@ def run_group_level(config: Config) -> int:
              len({s.subject for s in paired}))
     cache = config.work_dir / "group" / "cache"
 
-    def prepared(size: int, target: str, reference: str) -> dict:
-        return {f.name: prepare(f, size, target, cache, reference)
-                for f in tqdm(paired, desc="preparing volumes",
-                              disable=None if rank == 0 else True)}
-
+    progress = dict(desc="preparing volumes", disable=None if rank == 0 else True)
     if config.model is not None:  # evaluation of a given bundle: its full ensemble
         bundle = load_bundle(config.model)
-        items = prepared(bundle.image_size, bundle.target, bundle.suvr_reference)
+        items, left_out = prepare_usable(paired, bundle.image_size, bundle.target, cache,
+                                         bundle.suvr_reference, progress)
+        names = [f.name for f in paired]
+        paired = [f for f in paired if f.name in items]
         plan = [(sorted(bundle.folds), None, paired, [])]
         rows = evaluate_sessions(config.output_dir, bundle, plan, items, device, config.seed,
                                  compile=config.compile, precision=config.precision)
         _, tpl = write_region_tables(config.output_dir, paired, {}, bundle.target, config.seed,
                                      bundle.suvr_reference)
         write_metrics(config.output_dir, rows, tpl)
-        return 0
+        return names, left_out
 
-    labels = _strata(paired, config.group_column)
     cfg = UNetConfig()
     model_id = model_id_for(config)
     bundle_dir = config.output_dir / "models" / model_id
+    if any(not is_complete(bundle_dir / f"fold-{k}")
+           for k in (range(config.folds) if config.fold is None else [config.fold])):
+        check_training_memory(config.image_size, config.batch_size, device)
+    items, left_out = prepare_usable(paired, config.image_size, config.target, cache,
+                                     config.suvr_reference, progress)
+    names, excluded = [f.name for f in paired], {f.name: f.message for f in left_out}
+    paired = [f for f in paired if f.name in items]
+    labels = _strata(paired, config.group_column)
     splits = _splits(config, bundle_dir, labels)
     if rank == 0:
         write_json_atomic(bundle_dir / "splits.json", splits)
-    if any(not is_complete(bundle_dir / f"fold-{f['fold']}") for f in splits["folds"]
-           if config.fold is None or f["fold"] == config.fold):
-        check_training_memory(config.image_size, config.batch_size, device)
-    items = prepared(config.image_size, config.target, config.suvr_reference)
     factors = genotype_factors(paired, splits, items)
     settings = TrainSettings(config.epochs, config.batch_size, config.lr, config.seed,
                              str(device), augment=True, progress=True,
@@ -141,14 +164,15 @@ def run_group_level(config: Config) -> int:
             warned = True
         train_fold(fold_dir, train, val, cfg, settings)
     if rank != 0:
-        return 0
+        return names, left_out
     done = [f["fold"] for f in splits["folds"] if is_complete(bundle_dir / f"fold-{f['fold']}")]
-    write_bundle_files(bundle_dir, config, cfg, splits, done, paired, factors)
+    write_bundle_files(bundle_dir, config, cfg, splits, done, paired, factors,
+                       excluded=excluded)
     if config.fold is not None or len(done) < len(splits["folds"]):
         missing = sorted(set(range(len(splits["folds"]))) - set(done))
         LOG.info("folds trained: %s; still to train: %s; run the group level without --fold "
                  "to evaluate", done, missing or "none")
-        return 0
+        return names, left_out
     bundle = load_bundle(bundle_dir)
     rows = evaluate_sessions(config.output_dir, bundle, oof_plan(splits, paired), items,
                              device, config.seed, compile=config.compile,
@@ -157,6 +181,7 @@ def run_group_level(config: Config) -> int:
     _, tpl = write_region_tables(config.output_dir, paired, folds_of, config.target, config.seed,
                                  config.suvr_reference)
     summary = write_metrics(config.output_dir, rows, tpl)
-    write_bundle_files(bundle_dir, config, cfg, splits, done, paired, factors, summary)
+    write_bundle_files(bundle_dir, config, cfg, splits, done, paired, factors, summary,
+                       excluded)
     LOG.info("model bundle: %s (bids_tspo %s)", bundle_dir, __version__)
-    return 0
+    return names, left_out

@@ -126,8 +126,13 @@ def run_group(config: Config) -> int:
     LOG.info("%d thread(s)", threads)
     limit_threads(threads)
     init_output_dir(config.output_dir, config.bids_dir)
-    code = EXIT_OK if config.reports_only else run_group_level(config)
-    if config.fold is None and os.environ.get("RANK", "0") == "0":
+    main_rank = os.environ.get("RANK", "0") == "0"
+    code = EXIT_OK
+    if not config.reports_only:
+        names, left_out = run_group_level(config)
+        if main_rank:
+            code = _summarise(config, names, left_out)
+    if config.fold is None and main_rank:
         subjects = sorted(p.name[4:] for p in config.output_dir.glob("sub-*") if p.is_dir())
         write_reports(config, subjects, group=True)
     return code

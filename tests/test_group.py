@@ -124,6 +124,30 @@ def test_broken_bundles_are_refused(tiny_bids, grouped, tmp_path, capsys):
     assert "not a bids_tspo model bundle" in capsys.readouterr().err
 
 
+def test_session_whose_pet_misses_the_brain_is_left_out(tiny_bids, preprocessed, grouped,
+                                                         tmp_path, capsys):
+    """A PET whose field of view misses the brain cannot be normalised into a target: the group
+    level names its SUV map, leaves that session out, evaluates the others and exits 65."""
+    from bids_tspo.derivatives import fov_mask_for
+
+    out = tmp_path / "out"
+    shutil.copytree(preprocessed[1], out)
+    suv = next((out / "sub-01/ses-01/pet").glob("*_space-T1w_desc-suv_pet.nii.gz"))
+    fov = nib.load(fov_mask_for(suv))
+    nib.save(nib.Nifti1Image(np.zeros(fov.shape, np.uint8), fov.affine), fov_mask_for(suv))
+    code = main([str(tiny_bids), str(out), "group", "--model", str(grouped / "models" / MODEL_ID),
+                 "-w", str(tmp_path / "w"), "--omp-nthreads", "2"])
+    err = capsys.readouterr().err
+    assert code == 65, err
+    assert f"{suv.name}: the PET field of view covers 0.0 % of the brain mask" in err
+    before = set(pd.read_csv(grouped / "group_metrics.tsv", sep="\t")["bids_name"])
+    after = set(pd.read_csv(out / "group_metrics.tsv", sep="\t")["bids_name"])
+    assert "sub-01_ses-01" in before and after == before - {"sub-01_ses-01"}
+    summary = json.loads(next((out / "logs").glob("summary_group_*.json")).read_text())
+    assert [f["session"] for f in summary["failed"]] == ["sub-01_ses-01"]
+    assert "covers 0.0 % of the brain mask" in (out / "group_report.html").read_text()
+
+
 def test_compiled_and_bfloat16_synthesis_match_eager_float32(tiny_bids, grouped, tmp_path):
     """--compile builds the network once and swaps fold weights into it: same maps; bfloat16
     arithmetic (--precision bf16, the default on CUDA and bf16-capable CPUs) stays within a
