@@ -150,6 +150,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--image-size", "--image_size", dest="image_size", type=_image_size,
                    default=96, metavar="S", help="model input edge in voxels (96)")
     g.add_argument("--seed", type=_nonnegative_int, default=42, help="random seed (42)")
+    g.add_argument("--continue-training", "--continue_training", dest="continue_training",
+                   action="store_true",
+                   help="train complete folds that made fewer than --epochs on to --epochs "
+                        "from their checkpoints (at --lr); without it they are reused")
 
     g = p.add_argument_group("PET quantification")
     g.add_argument("--target", choices=["minmax", "suvr"], default="minmax",
@@ -258,6 +262,7 @@ def build_config(args: argparse.Namespace, argv: list[str]) -> Config:
         lr=args.lr,
         image_size=args.image_size,
         seed=args.seed,
+        continue_training=args.continue_training,
         target=args.target,
         suvr_reference=args.suvr_reference,
         suv_window=(float(start), float(end)),

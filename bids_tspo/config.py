@@ -35,6 +35,7 @@ class Config:
     lr: float = 1e-4
     image_size: int = 96
     seed: int = 42
+    continue_training: bool = False  # extend complete folds trained for fewer epochs
     target: str = "minmax"
     suvr_reference: str = "wholebrain"
     suv_window: tuple[float, float] = (60.0, 90.0)

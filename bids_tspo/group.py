@@ -76,6 +76,24 @@ def prepare_usable(paired, size: int, target: str, cache: Path, reference: str,
     return items, left_out
 
 
+def _continues(fold_dir: Path, config: Config) -> bool:
+    """Whether a complete fold trains on: only with --continue-training, a checkpoint and fewer
+    epochs than --epochs behind it; otherwise it is reused (with a warning when its epochs
+    differ from --epochs)."""
+    trained = json.loads((fold_dir / "done.json").read_text()).get("epochs")
+    if (config.continue_training and isinstance(trained, int) and trained < config.epochs
+            and (fold_dir / "checkpoint.pt").is_file()):
+        LOG.info("%s: trained for %d epochs; continuing to %d (lr %g)", fold_dir.name, trained,
+                 config.epochs, config.lr)
+        return True
+    if trained != config.epochs:
+        LOG.warning("%s was trained for %s epochs, not --epochs %d; reused (--continue-training "
+                    "trains on from its checkpoint, --clean-workdir retrains)", fold_dir.name,
+                    trained, config.epochs)
+    LOG.info("%s: complete checkpoint found, reused", fold_dir.name)
+    return False
+
+
 def _splits(config: Config, bundle_dir: Path, labels: dict[str, str]) -> dict:
     existing = bundle_dir / "splits.json"
     if config.splits is not None:
@@ -122,8 +140,9 @@ def run_group_level(config: Config) -> tuple[list[str], list[Failure]]:
     cfg = UNetConfig()
     model_id = model_id_for(config)
     bundle_dir = config.output_dir / "models" / model_id
-    if any(not is_complete(bundle_dir / f"fold-{k}")
-           for k in (range(config.folds) if config.fold is None else [config.fold])):
+    if config.continue_training or any(
+            not is_complete(bundle_dir / f"fold-{k}")
+            for k in (range(config.folds) if config.fold is None else [config.fold])):
         check_training_memory(config.image_size, config.batch_size, device)
     items, left_out = prepare_usable(paired, config.image_size, config.target, cache,
                                      config.suvr_reference, progress)
@@ -146,12 +165,7 @@ def run_group_level(config: Config) -> tuple[list[str], list[Failure]]:
         fold_dir = bundle_dir / f"fold-{k}"
         if config.clean_workdir and fold_dir.exists() and rank == 0:
             shutil.rmtree(fold_dir)  # retrain from scratch, not from the finished checkpoint
-        if is_complete(fold_dir):
-            trained = json.loads((fold_dir / "done.json").read_text()).get("epochs")
-            if trained != config.epochs:
-                LOG.warning("fold %d was trained for %s epochs, not --epochs %d; reused "
-                            "(--clean-workdir retrains)", k, trained, config.epochs)
-            LOG.info("fold %d: complete checkpoint found, reused", k)
+        if is_complete(fold_dir) and not _continues(fold_dir, config):
             continue
         contrast = factors["contrast"].get(str(k), {}) if config.target == "suvr" else {}
         train = _fold_items(items, paired, fold["train"], contrast)

@@ -88,6 +88,14 @@ def test_fold_jobs_then_group_equal_one_run(tiny_bids, preprocessed, grouped):
     assert main(base + ["--fold", "0"]) == 0 and done.stat().st_mtime_ns == stamp  # reused
     assert main(base + ["--fold", "0", "--clean-workdir"]) == 0
     assert done.stat().st_mtime_ns != stamp  # retrained from scratch
+    stamp = done.stat().st_mtime_ns
+    assert main(base + ["--fold", "0", "--epochs", "2"]) == 0  # more epochs alone: reused
+    assert done.stat().st_mtime_ns == stamp
+    assert main(base + ["--fold", "0", "--epochs", "2", "--lr", "5e-5",
+                        "--continue-training"]) == 0
+    assert json.loads(done.read_text())["epochs"] == 2
+    history = pd.read_csv(done.with_name("history.tsv"), sep="\t")
+    assert history["epoch"].tolist() == [1, 2] and history["lr"].tolist() == [1e-4, 5e-5]
 
 
 def test_participant_synthesis_with_model_mri_only(tiny_bids, grouped, tmp_path):
