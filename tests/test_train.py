@@ -78,7 +78,7 @@ def test_loader_workers_only_feed_gpus(monkeypatch):
     assert loader_workers(torch.device("cpu"), *batch, shm_bytes=1e12) == 0
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
     gpu = torch.device("cuda", 0)
-    assert loader_workers(gpu, *batch, shm_bytes=1e12) == 4
+    assert loader_workers(gpu, *batch, shm_bytes=1e12) == 8
     assert loader_workers(gpu, *batch, shm_bytes=64 * 2**20) == 0   # Docker's default /dev/shm
     assert loader_workers(gpu, *batch, shm_bytes=200 * 2**20) == 2
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "8")
