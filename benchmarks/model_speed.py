@@ -176,6 +176,8 @@ def main() -> int:
         resources.KEEP_FREED_BYTES = 1 << 30
     heap_reuse = args.malloc != "system" and reuse_freed_memory()
     device = torch.device(args.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # as the app (bids_tspo.infer.resolve_device)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     size = args.size

@@ -70,6 +70,7 @@ def resolve_device(requested: str) -> torch.device:
         index = int(os.environ.get("LOCAL_RANK", "0"))
         torch.cuda.set_device(index)
         device = torch.device("cuda", index)
+        torch.backends.cudnn.benchmark = True  # fixed input shape: autotuned 3D conv kernels
     detail = (torch.cuda.get_device_name(device.index) if use_cuda
               else f"{torch.get_num_threads()} threads")
     LOG.info("device: %s (%s)", device, detail)
@@ -124,16 +125,21 @@ def synthesis_dtype(device: torch.device, precision: str = "auto") -> torch.dtyp
 
 
 @torch.no_grad()
-def predict(net: Network, t1: np.ndarray, device: torch.device,
-            flips: bool = True) -> np.ndarray:
+def predict(net: Network, t1: np.ndarray, device: torch.device, flips: bool = True,
+            batch_flips: bool | None = None) -> np.ndarray:
     """One network on one box (1,S,S,S) -> (S,S,S), averaged with its left-right flip, in the
-    network's synthesis arithmetic."""
+    network's synthesis arithmetic. The flip pair runs as one batch of 2 on CUDA (fuller
+    kernels) and as two passes on CPU (no faster batched there, benchmarks/README.md);
+    ``batch_flips`` overrides."""
     x = torch.as_tensor(t1, dtype=torch.float32, device=device)[None]
+    if flips:
+        x = torch.cat([x, torch.flip(x, dims=[2])])
     x = x.contiguous(memory_format=torch.channels_last_3d)
+    batch_flips = device.type == "cuda" if batch_flips is None else batch_flips
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=net.dtype is not None):
-        out = net(x).float()
-        if flips:
-            out = 0.5 * (out + torch.flip(net(torch.flip(x, dims=[2])).float(), dims=[2]))
+        out = (net(x) if batch_flips else torch.cat([net(v[None]) for v in x])).float()
+    if flips:
+        out = 0.5 * (out[:1] + torch.flip(out[1:], dims=[2]))
     return out[0, 0].cpu().numpy()
 
 

@@ -55,9 +55,10 @@ def loader_workers(device: torch.device, batch_size: int, image_size: int, most:
     """Augmenting processes per rank: none on CPU (the cores train), on CUDA up to ``most``,
     leaving one CPU per rank. A 96³ MONAI augmentation (flip, affine with p 0.5, intensity)
     takes ~50 ms per volume on one core of the build machine, 2.5x a GPU step per volume at
-    the 50 volumes/s goal: 4 workers would feed ~80 volumes/s, 8 give headroom. Workers hand batches (t1, pet and mask in
-    float32) over in shared memory (``/dev/shm``; Docker gives 64 MB unless told otherwise), so
-    each needs room for its two prefetched batches, twice over; fewer workers (with a warning)
+    the 50 volumes/s goal: 4 workers would feed ~80 volumes/s, 8 give headroom. Workers hand
+    batches (t1, pet and mask in float32) over in shared memory (``/dev/shm``; Docker gives
+    64 MB unless told otherwise), so each needs room for its two prefetched batches, twice
+    over; fewer workers (with a warning)
     where that is short."""
     if device.type != "cuda":
         return 0

@@ -184,6 +184,26 @@ def test_compiled_and_bfloat16_synthesis_match_eager_float32(tiny_bids, grouped,
     assert np.corrcoef(synth32[inside], synth16[inside])[0, 1] > 0.999
 
 
+def test_flip_pair_batched_or_not_gives_one_symmetric_map():
+    """The flip pair as one batch of 2 (CUDA) or two passes (CPU): the same map; and averaging
+    with the left-right flip makes the synthesis of a flipped T1w the flipped synthesis."""
+    from bids_tspo.infer import Network, predict
+    from bids_tspo.model import TSPOUNet, UNetConfig
+
+    torch.manual_seed(0)
+    cpu = torch.device("cpu")
+    net = Network(UNetConfig(), cpu, precision="fp32")
+    net.load(TSPOUNet().state_dict())
+    t1 = np.random.default_rng(0).random((1, 32, 32, 32), dtype=np.float32)
+    batched = predict(net, t1, cpu, batch_flips=True)
+    paired = predict(net, t1, cpu, batch_flips=False)
+    np.testing.assert_allclose(batched, paired, atol=1e-5)
+    mirrored = predict(net, np.ascontiguousarray(t1[:, ::-1]), cpu)
+    np.testing.assert_allclose(mirrored[::-1], paired, atol=1e-5)
+    single = predict(net, t1, cpu, flips=False)
+    assert np.abs(single - paired).max() > 1e-4  # the flip really averaged something
+
+
 def test_compile_failure_falls_back_to_eager(monkeypatch, caplog):
     from bids_tspo.infer import Network
     from bids_tspo.model import TSPOUNet, UNetConfig
