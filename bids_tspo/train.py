@@ -58,8 +58,7 @@ def loader_workers(device: torch.device, batch_size: int, image_size: int, most:
     the 50 volumes/s goal: 4 workers would feed ~80 volumes/s, 8 give headroom. Workers hand
     batches (t1, pet and mask in float32) over in shared memory (``/dev/shm``; Docker gives
     64 MB unless told otherwise), so each needs room for its two prefetched batches, twice
-    over; fewer workers (with a warning)
-    where that is short."""
+    over; fewer workers (with a warning) where that is short."""
     if device.type != "cuda":
         return 0
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
