@@ -133,7 +133,8 @@ def app_ensemble(device, size: int, precision: str, repeats: int) -> tuple[float
     page faults per ensemble, warm-up included)."""
     import numpy as np
 
-    from bids_tspo.infer import Bundle, Network, ensemble
+    from bids_tspo.bundle import Bundle
+    from bids_tspo.infer import Network, ensemble
     from bids_tspo.model import UNetConfig
 
     cfg = UNetConfig()

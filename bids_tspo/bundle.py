@@ -1,4 +1,5 @@
-"""The self-describing model bundle: ``models/<model-id>/``.
+"""The self-describing model bundle ``models/<model-id>/``: written after training, loaded and
+checked for synthesis.
 
 ``model.json`` (architecture, normalisation, training configuration, data summary, versions,
 metrics summary), ``splits.json``, ``fold-<k>/weights.pt`` + ``history.tsv`` and a
@@ -7,9 +8,11 @@ metrics summary), ``splits.json``, ``fold-<k>/weights.pt`` + ``history.tsv`` and
 
 from __future__ import annotations
 
+import json
 import platform
 import time
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -18,8 +21,70 @@ from . import CITATION, __version__
 from .config import Config
 from .data import FOV_MM, SUVR_SCALE, target_units
 from .derivatives import write_json_atomic, write_text_atomic
-from .infer import BUNDLE_FORMAT
+from .errors import InputDataError
 from .model import TSPOUNet, UNetConfig, count_parameters
+
+
+BUNDLE_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class Bundle:
+    path: Path
+    model_id: str
+    meta: dict
+    cfg: UNetConfig
+    folds: dict[int, dict] = field(repr=False)  # fold -> state dict
+
+    @property
+    def target(self) -> str:
+        return self.meta["normalisation"]["target"]
+
+    @property
+    def image_size(self) -> int:
+        return int(self.meta["normalisation"]["image_size"])
+
+    @property
+    def suvr_reference(self) -> str:
+        return self.meta["normalisation"].get("suvr_reference") or "wholebrain"
+
+    def genotype_factor(self, fold: int, genotype: str) -> float | None:
+        """Contrast factor restoring ``genotype`` on fold ``fold``'s output (None: none)."""
+        from .genotype import fold_factor
+
+        return fold_factor(self.meta.get("genotype_adjustment", {}), fold, genotype)
+
+
+def load_bundle(path: Path, folds: list[int] | None = None) -> Bundle:
+    """Load and check a model bundle; every problem names the file."""
+    path = Path(path)
+    meta_path = path / "model.json"
+    try:
+        meta = json.loads(meta_path.read_text())
+    except FileNotFoundError:
+        raise InputDataError(f"{meta_path}: missing; not a bids_tspo model bundle") from None
+    except ValueError as exc:
+        raise InputDataError(f"{meta_path}: not valid JSON ({exc})") from None
+    if meta.get("bundle_format") != BUNDLE_FORMAT:
+        raise InputDataError(f"{meta_path}: bundle format {meta.get('bundle_format')!r} is not "
+                             f"supported by bids_tspo {__version__} (expects {BUNDLE_FORMAT})")
+    cfg = UNetConfig.from_dict(meta["architecture"])
+    wanted = folds if folds is not None else meta["folds_trained"]
+    states = {}
+    for k in wanted:
+        weights = path / f"fold-{k}" / "weights.pt"
+        if not weights.is_file():
+            raise InputDataError(f"{weights}: missing; the bundle is incomplete")
+        try:
+            state = torch.load(weights, map_location="cpu", weights_only=True)
+            TSPOUNet(cfg).load_state_dict(state)
+        except Exception as exc:  # noqa: BLE001 - corrupted or mismatched weights
+            raise InputDataError(f"{weights}: cannot be loaded ({type(exc).__name__}: "
+                                 f"{str(exc).splitlines()[0][:200]})") from None
+        states[int(k)] = state
+    if not states:
+        raise InputDataError(f"{meta_path}: lists no trained folds")
+    return Bundle(path, meta.get("model_id", path.name), meta, cfg, states)
 
 
 def model_id_for(config: Config) -> str:

@@ -19,7 +19,8 @@ from tqdm import tqdm
 
 from .data import SessionFiles, imaged_part, pet_target
 from .derivatives import find_pet, find_xfm
-from .infer import Bundle, Network, ensemble, native_maps, to_units, write_maps
+from .bundle import Bundle
+from .infer import Network, ensemble, native_maps, to_units, write_maps
 from .metrics import all_metrics
 from .preprocess.images import resample_normalised
 

@@ -17,14 +17,14 @@ from tqdm import tqdm
 
 from . import __version__
 from .bids_io import participants_table
-from .bundle import model_id_for, write_bundle_files
+from .bundle import load_bundle, model_id_for, write_bundle_files
 from .config import Config
 from .data import discover, loss_mask, prepare
 from .derivatives import write_json_atomic
 from .errors import InputDataError, MissingInputError
 from .evaluate import evaluate_sessions, oof_plan
 from .genotype import genotype_factors, neutralise
-from .infer import load_bundle, resolve_device
+from .infer import resolve_device
 from .model import UNetConfig
 from .parallel import Failure
 from .splits import load_splits, make_splits
