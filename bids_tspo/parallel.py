@@ -19,13 +19,15 @@ import logging
 import multiprocessing
 import os
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
 from tqdm import tqdm
 
 from .config import Config
-from .errors import BidsTspoError
+from .errors import EXIT_FAILURE, BidsTspoError
 from .resources import reuse_freed_memory
 
 LOG = logging.getLogger("bids_tspo.parallel")
@@ -74,16 +76,29 @@ def _start_worker(config: Config, threads: int) -> None:
     setup_logging(config.verbose, config, worker=True)
 
 
+def attempt(name: str, work: Callable[[], object]) -> Failure | None:
+    """Run one session's ``work``: an expected error becomes its failure (one line naming the
+    file), any other exception an unexpected failure (exit 1, traceback in the log file);
+    either way the other sessions go on."""
+    try:
+        work()
+    except BidsTspoError as exc:
+        LOG.debug("%s failed", name, exc_info=True)
+        return Failure(name, str(exc), exc.exit_code)
+    except Exception as exc:  # noqa: BLE001 - one session's crash must not stop the others
+        LOG.debug("%s failed", name, exc_info=True)
+        first = str(exc).splitlines()[0][:300] if str(exc) else ""
+        return Failure(name, f"unexpected failure: {type(exc).__name__}: {first} (traceback in "
+                             "the log file)", EXIT_FAILURE)
+    return None
+
+
 def _preprocess(config: Config, session) -> tuple[str, Failure | None, float]:
     from .preprocess import preprocess_session
 
     start = time.monotonic()
-    try:
-        preprocess_session(config, session)
-    except BidsTspoError as exc:
-        LOG.debug("%s failed", session.name, exc_info=True)
-        return session.name, Failure(session.name, str(exc), exc.exit_code), 0.0
-    return session.name, None, time.monotonic() - start
+    failure = attempt(session.name, lambda: preprocess_session(config, session))
+    return session.name, failure, 0.0 if failure else time.monotonic() - start
 
 
 def preprocess_in_parallel(config: Config, sessions: list, workers: int,
@@ -95,10 +110,16 @@ def preprocess_in_parallel(config: Config, sessions: list, workers: int,
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
                              initargs=(config, threads)) as pool:
-        futures = [pool.submit(_preprocess, config, session) for session in sessions]
+        futures = {pool.submit(_preprocess, config, session): session for session in sessions}
         for future in tqdm(as_completed(futures), total=len(futures), desc="sessions",
                            unit="session", disable=None):
-            name, failure, seconds = future.result()
+            try:
+                name, failure, seconds = future.result()
+            except BrokenProcessPool:  # a worker was killed (out of memory?): its pool is gone
+                name = futures[future].name
+                failure = Failure(name, "unexpected failure: its worker process died (killed, "
+                                        "out of memory?); rerun with fewer --nprocs",
+                                  EXIT_FAILURE)
             if failure is not None:
                 LOG.error("%s: %s", name, failure.message)
                 failures[name] = failure

@@ -14,8 +14,9 @@ import time
 from .bids_io import Session, load_layout, participants_table, select_sessions
 from .config import Config
 from .derivatives import init_output_dir, write_json_atomic
-from .errors import EXIT_NOINPUT, EXIT_OK, BidsTspoError
-from .parallel import Failure, limit_threads, preprocess_in_parallel, workers_and_threads
+from .errors import EXIT_NOINPUT, EXIT_OK
+from .parallel import (Failure, attempt, limit_threads, preprocess_in_parallel,
+                       workers_and_threads)
 from .runlog import run_id
 
 LOG = logging.getLogger("bids_tspo.workflow")
@@ -85,13 +86,11 @@ def run_participant(config: Config) -> int:
         todo = [s for s in sessions if s.name not in failed] if synthesis is not None else []
     for session in todo:
         start = time.monotonic()
-        try:
-            _process_participant_session(config, session, synthesis,
-                                         genotypes.get(session.subject, "n/a"))
-        except BidsTspoError as exc:
-            LOG.error("%s: %s", session.name, exc)
-            LOG.debug("%s failed", session.name, exc_info=True)
-            failures.append(Failure(session.name, str(exc), exc.exit_code))
+        failure = attempt(session.name, lambda: _process_participant_session(
+            config, session, synthesis, genotypes.get(session.subject, "n/a")))
+        if failure is not None:
+            LOG.error("%s: %s", session.name, failure.message)
+            failures.append(failure)
             continue
         LOG.info("%s done in %.1f s", session.name, time.monotonic() - start)
     code = _summarise(config, [s.name for s in sessions], failures)

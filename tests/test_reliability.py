@@ -51,6 +51,18 @@ def _save(ses, data, affine=np.eye(4)):
     nib.save(nib.Nifti1Image(data, affine), _t1(ses))
 
 
+def _flatten_axis(ses):
+    """The T1w's third voxel axis given zero length in the header's sform (qform unset)."""
+    img = nib.load(_t1(ses))
+    header = img.header.copy()
+    header.set_qform(None, code=0)
+    srows = img.affine.copy()
+    srows[:3, 2] = 0
+    header["srow_x"], header["srow_y"], header["srow_z"] = srows[:3]
+    header["sform_code"] = 1
+    nib.Nifti1Image(np.asarray(img.dataobj), None, header).to_filename(_t1(ses))
+
+
 BROKEN = {  # subject label -> (how to break a copy of sub-03, expected words in the error)
     "11": (lambda s: _t1(s).write_bytes(gzip.compress(b"\x5c\x01" * 30)[:40]),
            "cannot be read as NIfTI"),
@@ -70,6 +82,7 @@ BROKEN = {  # subject label -> (how to break a copy of sub-03, expected words in
     "22": (lambda s: _edit_json(_pet_json(s), InjectedRadioactivityUnits="GBq"), "implausible"),
     "23": (lambda s: _edit_json(_pet_json(s), InjectedRadioactivityUnits="furlongs"),
            "unknown activity units"),
+    "26": (_flatten_axis, "degenerate voxel-to-world affine (voxel sizes"),
 }
 
 
@@ -115,6 +128,32 @@ def test_good_subject_processed_and_nothing_half_written(broken_run):
     assert summary["succeeded"] == ["sub-03_ses-01"]
     assert len(summary["failed"]) == len(BROKEN) + 2
     assert "errors" in (out / "sub-11.html").read_text().lower()
+
+
+def test_unexpected_error_in_one_session_others_processed(tiny_bids, tmp_path, capsys,
+                                                          monkeypatch):
+    """A bug hit by one session (any exception) is that session's failure: one line on screen,
+    the traceback in the log file, exit 1 at the end, and the other sessions still done."""
+    import bids_tspo.preprocess as preprocess
+
+    real = preprocess.preprocess_session
+
+    def flaky(config, session):
+        if session.subject == "01":
+            raise RuntimeError("boom\nsecond line")
+        return real(config, session)
+
+    monkeypatch.setattr(preprocess, "preprocess_session", flaky)
+    out = tmp_path / "out"
+    code = main([str(tiny_bids), str(out), "participant", "--participant-label", "01", "04",
+                 "--sloppy", "--nprocs", "1", "-w", str(tmp_path / "w")])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert ("sub-01_ses-01: unexpected failure: RuntimeError: boom (traceback in the log file)"
+            in err) and "Traceback" not in err
+    assert (out / "sub-04/ses-01/anat/sub-04_ses-01_desc-preproc_T1w.nii.gz").is_file()
+    log = "".join(p.read_text() for p in (out / "logs").glob("bids_tspo_participant_*.log"))
+    assert "Traceback" in log and "second line" in log
 
 
 def test_rerun_skips_finished_and_clean_workdir_recomputes(tiny_bids, tmp_path):

@@ -39,7 +39,26 @@ def load_checked(path: Path, ndim: int | tuple[int, ...] = 3, what: str = "image
         raise InputDataError(f"{path}: {what} contains {int(bad.sum())} NaN/Inf voxel(s)")
     if not np.any(data):
         raise InputDataError(f"{path}: {what} is all zeros")
+    _check_affine(path, img.affine, what)
     return img, data
+
+
+def _check_affine(path: Path, affine: np.ndarray, what: str) -> None:
+    """A voxel-to-world matrix that cannot place the image (non-finite, a zero voxel size or
+    collinear axes) is an input error: registration would fail deep inside ANTs."""
+    affine = np.asarray(affine, np.float64)
+    detail = None
+    if not np.isfinite(affine).all():
+        detail = "non-finite values"
+    else:
+        sizes = np.linalg.norm(affine[:3, :3], axis=0)
+        if sizes.min() < 1e-3:
+            detail = "voxel sizes " + " x ".join(f"{v:.3g}" for v in sizes) + " mm"
+        elif abs(np.linalg.det(affine[:3, :3])) < 1e-6 * np.prod(sizes):
+            detail = "voxel axes not independent"
+    if detail is not None:
+        raise InputDataError(f"{path}: {what} has a degenerate voxel-to-world affine ({detail}); "
+                             "fix the header's qform/sform")
 
 
 def to_ants(data: np.ndarray, affine: np.ndarray):
