@@ -13,6 +13,7 @@ entities and MRI-only subjects are all represented.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -51,6 +52,7 @@ class PetImage(_Record):
     path: Path
     sidecar: Mapping[str, object] = field(default_factory=_empty, compare=False)
     entities: Mapping[str, str] = field(default_factory=_empty, compare=False)
+    problem: str | None = None  # its own sidecar cannot be read: the session's input error
 
     @property
     def tracer(self) -> str | None:
@@ -89,15 +91,55 @@ class Session(_Record):
         return self.t1w[0]
 
 
-def load_layout(bids_dir: Path, validate: bool = True):
-    """Index ``bids_dir`` with pybids; invalid datasets raise :class:`InputDataError`."""
-    from bids import BIDSLayout
-    from bids.exceptions import BIDSValidationError
+def json_problem(path: Path, what: str = "sidecar") -> str | None:
+    """Why a JSON file cannot be read (one line naming it), or None.
 
-    if not (Path(bids_dir) / "dataset_description.json").is_file():
-        raise InputDataError(f"{bids_dir}: not a BIDS dataset (no dataset_description.json)")
+    >>> json_problem(Path("/nonexistent.json")) is None
+    True
+    """
     try:
-        return BIDSLayout(str(bids_dir), validate=validate, derivatives=False)
+        json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        return f"{path}: {what} is not valid JSON ({str(exc).splitlines()[0][:120]})"
+    return None
+
+
+def _unreadable_sidecars(root: Path) -> list[Path]:
+    """JSON files that pybids would index but cannot parse (it stops the whole layout on the
+    first); the rest of the dataset is indexed without them."""
+    skip = {"derivatives", "sourcedata", "code", "models", "stimuli"}
+    found = []
+    for path in Path(root).rglob("*.json"):
+        parts = path.relative_to(root).parts
+        if parts[0] in skip or any(p.startswith(".") for p in parts):
+            continue
+        if json_problem(path) is not None:
+            found.append(path)
+    return sorted(found)
+
+
+def load_layout(bids_dir: Path, validate: bool = True):
+    """Index ``bids_dir`` with pybids; invalid datasets raise :class:`InputDataError`. Sidecars
+    that are not valid JSON are left out of the index: the sessions whose PET they describe
+    fail with that message (:func:`select_sessions`), the others go on."""
+    from bids import BIDSLayout, BIDSLayoutIndexer
+    from bids.exceptions import BIDSValidationError
+    from bids.layout.validation import DEFAULT_LOCATIONS_TO_IGNORE
+
+    description = Path(bids_dir) / "dataset_description.json"
+    if not description.is_file():
+        raise InputDataError(f"{bids_dir}: not a BIDS dataset (no dataset_description.json)")
+    unreadable = _unreadable_sidecars(Path(bids_dir).absolute())
+    if description.absolute() in unreadable:
+        raise InputDataError(json_problem(description, "dataset description"))
+    for path in unreadable:
+        LOG.warning("%s (left out of the index)", json_problem(path))
+    indexer = BIDSLayoutIndexer(validate=validate,
+                                ignore=[*DEFAULT_LOCATIONS_TO_IGNORE, *unreadable])
+    try:
+        return BIDSLayout(str(bids_dir), validate=validate, derivatives=False, indexer=indexer)
     except (BIDSValidationError, ValueError) as exc:
         raise InputDataError(f"{bids_dir}: {exc}") from None
 
@@ -138,6 +180,10 @@ def _sessions_table(bids_dir: Path, subject: str) -> dict[str, dict[str, str]]:
     path = Path(bids_dir) / f"sub-{subject}" / f"sub-{subject}_sessions.tsv"
     rows = read_tsv(path, "session_id")
     return {key.removeprefix("ses-"): row for key, row in rows.items()}
+
+
+def _own_sidecar(image: Path) -> Path:
+    return image.with_name(image.name.split(".")[0] + ".json")
 
 
 def _files(layout, **query) -> list:
@@ -199,7 +245,8 @@ def select_sessions(layout, participants: tuple[str, ...] = (),
                 LOG.info("%s: %d T1w runs, using %s", name, len(t1w), Path(t1w[0].path).name)
             pets = tuple(
                 PetImage(Path(f.path), MappingProxyType(dict(f.get_metadata())),
-                         MappingProxyType({k: str(v) for k, v in f.get_entities().items()}))
+                         MappingProxyType({k: str(v) for k, v in f.get_entities().items()}),
+                         json_problem(_own_sidecar(Path(f.path))))
                 for f in _files(layout, suffix="pet", datatype="pet", **query)
             )
             found.append(Session(

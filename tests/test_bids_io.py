@@ -81,6 +81,23 @@ def test_subject_with_pet_but_no_t1w(tiny_bids, tmp_path):
 def test_not_a_bids_dataset(tmp_path):
     with pytest.raises(InputDataError, match="dataset_description.json"):
         load_layout(tmp_path)
+    (tmp_path / "dataset_description.json").write_text('{"Name": ')
+    with pytest.raises(InputDataError, match="dataset_description.json: dataset description "
+                                             "is not valid JSON"):
+        load_layout(tmp_path)
+
+
+def test_unreadable_pet_sidecar_is_that_session_problem(tiny_bids, tmp_path):
+    """pybids stops indexing at the first sidecar it cannot parse; such files are left out of
+    the index and only the sessions whose PET they describe carry the problem."""
+    root = tmp_path / "bids"
+    shutil.copytree(tiny_bids, root)
+    broken = next((root / "sub-02" / "ses-01" / "pet").glob("*_pet.json"))
+    broken.write_text("{oops")
+    sessions = {s.name: s for s in select_sessions(load_layout(root))[0]}
+    assert sessions["sub-02_ses-01"].pet[0].problem.startswith(f"{broken}: sidecar is not valid")
+    assert sessions["sub-02_ses-02"].pet[0].problem is None
+    assert sessions["sub-02_ses-02"].pet[0].sidecar["InjectedRadioactivity"] > 0
 
 
 def test_malformed_or_missing_participants_tsv_is_a_warning(tiny_bids_nosessions, tmp_path,

@@ -83,6 +83,12 @@ BROKEN = {  # subject label -> (how to break a copy of sub-03, expected words in
     "23": (lambda s: _edit_json(_pet_json(s), InjectedRadioactivityUnits="furlongs"),
            "unknown activity units"),
     "26": (_flatten_axis, "degenerate voxel-to-world affine (voxel sizes"),
+    "27": (lambda s: _pet_json(s).write_text("{not json"), "sidecar is not valid JSON"),
+    "28": (lambda s: _edit_json(_pet_json(s), FrameDuration=["600", "ten"] + [600] * 4),
+           "sidecar FrameDuration is not a number or list of numbers"),
+    "29": (lambda s: _edit_json(_pet_json(s), FrameTimesStart=[0, 600, 300, 1800, 2400, 3000]),
+           "FrameTimesStart does not increase"),
+    "30": (lambda s: _save(s, np.full((20, 20, 20), 7.0, np.float32)), "constant (7 everywhere)"),
 }
 
 

@@ -39,6 +39,8 @@ def load_checked(path: Path, ndim: int | tuple[int, ...] = 3, what: str = "image
         raise InputDataError(f"{path}: {what} contains {int(bad.sum())} NaN/Inf voxel(s)")
     if not np.any(data):
         raise InputDataError(f"{path}: {what} is all zeros")
+    if data.min() == data.max():
+        raise InputDataError(f"{path}: {what} is constant ({data.flat[0]:g} everywhere)")
     _check_affine(path, img.affine, what)
     return img, data
 

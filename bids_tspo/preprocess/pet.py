@@ -106,6 +106,30 @@ def body_weight(sidecar: Mapping, session_row: Mapping, participant_row: Mapping
                          "participants.tsv body_weight/weight) - SUV cannot be computed")
 
 
+def _numbers(value, key: str, path: Path) -> np.ndarray:
+    """A sidecar number or list of numbers as a float array; anything else names the key.
+
+    >>> _numbers(["0", 600], "FrameTimesStart", Path("x_pet.json")).tolist()
+    [0.0, 600.0]
+    """
+    try:
+        array = np.atleast_1d(np.asarray(value, dtype=float))
+    except (TypeError, ValueError):
+        raise InputDataError(f"{path}: sidecar {key} is not a number or list of numbers "
+                             f"({str(value)[:80]})") from None
+    if array.ndim != 1 or not np.isfinite(array).all():
+        raise InputDataError(f"{path}: sidecar {key} must be finite numbers ({str(value)[:80]})")
+    return array
+
+
+def _number(sidecar: Mapping, key: str, default: float, path: Path) -> float:
+    """An optional single sidecar number (``default`` when absent, empty or n/a)."""
+    value = sidecar.get(key)
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "n/a")):
+        return default
+    return float(_numbers(value, key, path)[0])
+
+
 def _required(sidecar: Mapping, key: str, path: Path):
     value = sidecar.get(key)
     if value is None or (isinstance(value, str) and value.strip().lower() in ("", "n/a")):
@@ -120,14 +144,14 @@ def decay_to_injection(sidecar: Mapping, starts, durations, path: Path) -> np.nd
     if nuclide not in HALF_LIFE_S:
         raise InputDataError(f"{path}: unknown TracerRadionuclide {nuclide!r}")
     lam = math.log(2) / HALF_LIFE_S[nuclide]
-    injection = float(sidecar.get("InjectionStart", 0) or 0)
+    injection = _number(sidecar, "InjectionStart", 0.0, path)
     starts = np.asarray(starts, float)
     durations = np.asarray(durations, float)
     corrected = sidecar.get("ImageDecayCorrected", True)
     if isinstance(corrected, str):
         corrected = corrected.strip().lower() in ("true", "1", "yes")
     if corrected:
-        ref = float(sidecar.get("ImageDecayCorrectionTime", injection) or 0)
+        ref = _number(sidecar, "ImageDecayCorrectionTime", injection, path)
         return np.full(len(starts), math.exp(-lam * (ref - injection)))
     t0 = starts - injection
     return lam * durations / (np.exp(-lam * t0) * (1 - np.exp(-lam * durations)))
@@ -149,18 +173,26 @@ def compute_suv(data: np.ndarray, affine: np.ndarray, sidecar: Mapping, path: Pa
     if starts is None or durations is None:
         raise InputDataError(f"{path}: sidecar has no FrameTimesStart/FrameDuration; "
                              "the SUV window cannot be located")
-    starts = np.atleast_1d(np.asarray(starts, float))
-    durations = np.atleast_1d(np.asarray(durations, float))
+    starts = _numbers(starts, "FrameTimesStart", path)
+    durations = _numbers(durations, "FrameDuration", path)
+    if (durations <= 0).any():
+        raise InputDataError(f"{path}: sidecar FrameDuration has values <= 0 "
+                             f"({', '.join(f'{d:g}' for d in durations[durations <= 0])})")
+    if (np.diff(starts) <= 0).any():
+        raise InputDataError(f"{path}: sidecar FrameTimesStart does not increase frame by frame "
+                             f"({', '.join(f'{t:g}' for t in starts[:8])}"
+                             f"{', ...' if len(starts) > 8 else ''}); frames must be in time order")
     if not (len(starts) == len(durations) == frames.shape[3]):
         raise InputDataError(f"{path}: image has {frames.shape[3]} frame(s) but the sidecar "
                              f"lists {len(starts)} FrameTimesStart and {len(durations)} "
                              "FrameDuration")
-    injection = float(sidecar.get("InjectionStart", 0) or 0)
+    injection = _number(sidecar, "InjectionStart", 0.0, path)
     try:
         weights = frame_weights(starts - injection, durations, window_min)
     except ValueError as exc:
         raise InputDataError(f"{path}: {exc}") from None
-    dose = float(_required(sidecar, "InjectedRadioactivity", path))
+    dose = float(_numbers(_required(sidecar, "InjectedRadioactivity", path),
+                          "InjectedRadioactivity", path)[0])
     dose_units = _required(sidecar, "InjectedRadioactivityUnits", path)
     units = _required(sidecar, "Units", path)
     try:

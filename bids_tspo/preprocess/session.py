@@ -18,6 +18,7 @@ from ..bids_io import PetImage, Session
 from ..config import Config
 from ..derivatives import (anat_path, atomic_path, bids_uri, fov_mask_path, pet_path,
                            save_nifti_atomic, sidecar_path, write_json_atomic, xfm_path)
+from ..errors import InputDataError
 from ..templates import resolve_template
 from .anat import AnatResult, preprocess_anat
 from .images import field_of_view, load_checked, resample_with_transforms, to_ants
@@ -59,6 +60,7 @@ def preprocess_session(config: Config, session: Session) -> list[Path]:
         LOG.info("%s: already preprocessed (%d outputs; --clean-workdir recomputes)",
                  session.name, len(done))
         return done
+    measured = [_measured_suv(config, session, pet) for pet in session.pet]  # bad PET: fail fast
     LOG.info("%s: T1w %s (preset %s)", session.name, session.primary_t1w.name, preset["name"])
     anat = preprocess_anat(session.primary_t1w, template, preset, work / "anat", config.seed)
     t1_uri = bids_uri(session.primary_t1w, config.bids_dir)
@@ -74,11 +76,8 @@ def preprocess_session(config: Config, session: Session) -> list[Path]:
     timings = dict(anat.timings)
     tpl_pet = resolve_template(PET_TEMPLATE_RES)
     tpl_like = tpl_pet.load()[1]
-    for pet in session.pet:
-        start = time.monotonic()
-        img, data = load_checked(pet.path, ndim=(3, 4), what="PET")
-        weight = body_weight(pet.sidecar, session.session_row, session.participant, pet.path)
-        suv = compute_suv(data, img.affine, pet.sidecar, pet.path, weight, config.suv_window)
+    for pet, (weight, suv, seconds) in zip(session.pet, measured):
+        start = time.monotonic() - seconds
         pet_work = work / pet.path.name.split(".")[0]
         pet_work.mkdir(parents=True, exist_ok=True)
         rigid = coregister_pet(suv.data, suv.affine, anat, preset, pet_work)
@@ -118,6 +117,18 @@ def preprocess_session(config: Config, session: Session) -> list[Path]:
                                            "outputs": [str(p) for p in written]})
     LOG.debug("%s timings: %s", session.name, timings)
     return written
+
+
+def _measured_suv(config: Config, session: Session, pet: PetImage):
+    """(body weight, SUV, seconds) of one PET from its image and sidecar: every input error
+    of the PET (sidecar, frames, dose, weight, image) before any time goes into the T1w."""
+    start = time.monotonic()
+    if pet.problem is not None:
+        raise InputDataError(pet.problem)
+    img, data = load_checked(pet.path, ndim=(3, 4), what="PET")
+    weight = body_weight(pet.sidecar, session.session_row, session.participant, pet.path)
+    suv = compute_suv(data, img.affine, pet.sidecar, pet.path, weight, config.suv_window)
+    return weight, suv, time.monotonic() - start
 
 
 def _brain_coverage(fov: np.ndarray, brain_mask: nib.Nifti1Image, name: str, pet: str) -> float:
