@@ -176,6 +176,24 @@ def participants_table(bids_dir: Path) -> dict[str, dict[str, str]]:
     return {key.removeprefix("sub-"): row for key, row in rows.items()}
 
 
+GENOTYPES = ("HAB", "MAB", "LAB")
+
+
+def row_value(row: Mapping[str, str], column: str, genotype: bool = False) -> str:
+    """A participants.tsv cell, 'n/a' when absent or empty; with ``genotype``, the rs6971
+    class spelled as the tables spell it (' hab' -> 'HAB') so it matches across subjects.
+
+    >>> row_value({"tspo_genotype": " mab"}, "tspo_genotype", genotype=True)
+    'MAB'
+    >>> row_value({"group": ""}, "group")
+    'n/a'
+    """
+    value = str(row.get(column) or "").strip()
+    if not value or value.lower() in ("n/a", "na", "nan"):
+        return "n/a"
+    return value.upper() if genotype and value.upper() in GENOTYPES else value
+
+
 def _sessions_table(bids_dir: Path, subject: str) -> dict[str, dict[str, str]]:
     path = Path(bids_dir) / f"sub-{subject}" / f"sub-{subject}_sessions.tsv"
     rows = read_tsv(path, "session_id")

@@ -27,6 +27,7 @@ import nibabel as nib
 import numpy as np
 import torch
 
+from .bids_io import row_value
 from .derivatives import find_pet
 from .errors import InputDataError, MissingInputError
 from .resample import grid_points, normalised, resample_to_grid, sample
@@ -121,8 +122,8 @@ def discover(output_dir: Path, table: dict[str, dict] | None = None,
         row = table.get(ent["sub"], {})
         found.append(SessionFiles(name, ent["sub"], ent.get("ses"), t1w, mask,
                                   suvs[0] if suvs else None,
-                                  row.get(group_column, "n/a") or "n/a",
-                                  row.get(genotype_column, "n/a") or "n/a"))
+                                  row_value(row, group_column),
+                                  row_value(row, genotype_column, genotype=True)))
     return found
 
 

@@ -11,7 +11,7 @@ import logging
 import os
 import time
 
-from .bids_io import Session, load_layout, participants_table, select_sessions
+from .bids_io import Session, load_layout, participants_table, row_value, select_sessions
 from .config import Config
 from .derivatives import init_output_dir, write_json_atomic
 from .errors import EXIT_NOINPUT, EXIT_OK
@@ -63,7 +63,7 @@ def run_participant(config: Config) -> int:
         synthesis = Synthesis.load(config.model, config.device, config.compile,
                                    config.precision)
         bundle = synthesis.bundle
-        genotypes = {sub: row.get(config.genotype_column) or "n/a"
+        genotypes = {sub: row_value(row, config.genotype_column, genotype=True)
                      for sub, row in participants_table(config.bids_dir).items()}
         LOG.info("synthesis with model %s (folds %s)", bundle.model_id, sorted(bundle.folds))
     init_output_dir(config.output_dir, config.bids_dir)
