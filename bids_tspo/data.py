@@ -94,7 +94,7 @@ class SessionFiles:
         """``brain`` (boolean, T1w grid) limited to the PET field of view when it is known:
         where PET targets are normalised, trained on and scored."""
         fov = self.fov
-        return brain if fov is None else brain & (np.asarray(nib.load(fov).dataobj) > 0)
+        return brain if fov is None else brain & (_read(fov)[1] > 0)
 
     def reference(self, name: str, like: nib.Nifti1Image, brain: np.ndarray):
         """SUVR reference region of this session on the T1w grid (None: whole brain)."""
@@ -193,18 +193,15 @@ def prepare(files: SessionFiles, size: int, target: str, cache_dir: Path | None 
     if cache is not None and cache.is_file():
         with np.load(cache) as z:
             return {"pet": None} | {k: z[k] for k in z.files} | {"name": files.name}
-    mask_img = nib.load(files.mask)
-    mask_native = np.asarray(mask_img.dataobj, dtype=np.float32)
+    mask_img, mask_native = _read(files.mask)
     grid = ModelGrid.around(mask_native, mask_img.affine, size)
-    t1_img = nib.load(files.t1w)
+    t1_img, t1_native = _read(files.t1w)
     mask = (resample_to_grid(mask_native, mask_img.affine, grid.shape, grid.affine) > 0.5)
-    t1 = resample_to_grid(np.asarray(t1_img.dataobj, np.float32), t1_img.affine, grid.shape,
-                          grid.affine)
+    t1 = resample_to_grid(t1_native, t1_img.affine, grid.shape, grid.affine)
     out = {"t1": scale_t1(t1, mask)[None], "mask": mask.astype(np.float32)[None],
            "affine": grid.affine, "pet": None}
     if files.suv is not None:
-        suv_img = nib.load(files.suv)
-        suv_native = np.asarray(suv_img.dataobj, np.float32)
+        suv_img, suv_native = _read(files.suv)
         imaged_native = files.imaged(mask_native > 0)
         out["suv_stats"] = suv_stats(suv_native, imaged_native)
         suv = resample_to_grid(suv_native, suv_img.affine, grid.shape, grid.affine)
@@ -225,6 +222,18 @@ def prepare(files: SessionFiles, size: int, target: str, cache_dir: Path | None 
         np.savez(tmp, **{k: v for k, v in out.items() if v is not None})
         tmp.replace(cache)
     return out | {"name": files.name}
+
+
+def _read(path: Path) -> tuple[nib.Nifti1Image, np.ndarray]:
+    """A participant-level derivative and its data (float32); one that cannot be read is an
+    input error naming it."""
+    try:
+        img = nib.load(path)
+        return img, np.asarray(img.dataobj, np.float32)
+    except Exception as exc:  # noqa: BLE001 - nibabel/zlib raise many kinds for broken files
+        raise InputDataError(f"{path}: cannot be read ({type(exc).__name__}: "
+                             f"{str(exc).splitlines()[0][:120] if str(exc) else 'unreadable'}); "
+                             "rerun the participant level for this session") from None
 
 
 def _check_coverage(suv: Path, imaged: np.ndarray, brain: np.ndarray) -> None:

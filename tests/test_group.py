@@ -134,8 +134,9 @@ def test_broken_bundles_are_refused(tiny_bids, grouped, tmp_path, capsys):
 
 def test_session_whose_pet_misses_the_brain_is_left_out(tiny_bids, preprocessed, grouped,
                                                          tmp_path, capsys):
-    """A PET whose field of view misses the brain cannot be normalised into a target: the group
-    level names its SUV map, leaves that session out, evaluates the others and exits 65."""
+    """A PET whose field of view misses the brain cannot be normalised into a target, a
+    truncated SUV map cannot be read: the group level names each file, leaves those sessions
+    out, evaluates the others and exits 65."""
     from bids_tspo.derivatives import fov_mask_for
 
     out = tmp_path / "out"
@@ -143,16 +144,20 @@ def test_session_whose_pet_misses_the_brain_is_left_out(tiny_bids, preprocessed,
     suv = next((out / "sub-01/ses-01/pet").glob("*_space-T1w_desc-suv_pet.nii.gz"))
     fov = nib.load(fov_mask_for(suv))
     nib.save(nib.Nifti1Image(np.zeros(fov.shape, np.uint8), fov.affine), fov_mask_for(suv))
+    truncated = next((out / "sub-03/ses-01/pet").glob("*_space-T1w_desc-suv_pet.nii.gz"))
+    truncated.write_bytes(truncated.read_bytes()[:4000])
     code = main([str(tiny_bids), str(out), "group", "--model", str(grouped / "models" / MODEL_ID),
                  "-w", str(tmp_path / "w"), "--omp-nthreads", "2"])
     err = capsys.readouterr().err
     assert code == 65, err
     assert f"{suv.name}: the PET field of view covers 0.0 % of the brain mask" in err
+    assert f"{truncated.name}: cannot be read (" in err and "rerun the participant level" in err
     before = set(pd.read_csv(grouped / "group_metrics.tsv", sep="\t")["bids_name"])
     after = set(pd.read_csv(out / "group_metrics.tsv", sep="\t")["bids_name"])
-    assert "sub-01_ses-01" in before and after == before - {"sub-01_ses-01"}
+    left_out = {"sub-01_ses-01", "sub-03_ses-01"}
+    assert left_out <= before and after == before - left_out
     summary = json.loads(next((out / "logs").glob("summary_group_*.json")).read_text())
-    assert [f["session"] for f in summary["failed"]] == ["sub-01_ses-01"]
+    assert sorted(f["session"] for f in summary["failed"]) == sorted(left_out)
     assert "covers 0.0 % of the brain mask" in (out / "group_report.html").read_text()
 
 
