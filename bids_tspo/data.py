@@ -30,7 +30,7 @@ import torch
 from .bids_io import row_value
 from .derivatives import find_pet
 from .errors import InputDataError, MissingInputError
-from .resample import grid_points, normalised, resample_to_grid, sample
+from .resample import resample_to_grid
 
 LOG = logging.getLogger("bids_tspo.data")
 FOV_MM = 192.0
@@ -251,34 +251,6 @@ def loss_mask(item: dict) -> np.ndarray:
     """Where a prepared item's target counts: its ``pet_mask`` (brain inside the PET field of
     view), or the brain mask for items built without one."""
     return item.get("pet_mask", item["mask"])
-
-
-def to_native(volume: np.ndarray, box_affine: np.ndarray, like: nib.Nifti1Image,
-              support: np.ndarray | None = None) -> np.ndarray:
-    """Resample a model-box volume onto the grid of ``like`` (zero outside the box).
-
-    With ``support`` (the box's brain mask) the interpolation is normalised: each native voxel
-    averages only the supported box voxels around it, so the brain's edge is not darkened by
-    the zeros (or untrained values) outside the box mask; zero where no box voxel supports it.
-
-    >>> box = np.zeros((4, 4, 4), np.float32)
-    >>> box[:2] = 1.0                                      # brain in x < 2, value 1
-    >>> at = np.eye(4)
-    >>> at[0, 3] = 1.5                                     # a voxel halfway out of the brain
-    >>> edge = nib.Nifti1Image(np.zeros((1, 1, 1)), at)
-    >>> float(to_native(box, np.eye(4), edge)[0, 0, 0])
-    0.5
-    >>> float(to_native(box, np.eye(4), edge, support=box > 0)[0, 0, 0])
-    1.0
-    """
-    shape = like.shape[:3]
-    points = grid_points(shape, like.affine)
-    volume = np.asarray(volume, np.float32)
-    if support is None:
-        return sample(volume, box_affine, points).reshape(shape)
-    weight = np.asarray(support, np.float32)
-    value, total = sample(np.stack([volume * weight, weight]), box_affine, points)
-    return normalised(value, total).reshape(shape)
 
 
 class VolumeDataset(torch.utils.data.Dataset):

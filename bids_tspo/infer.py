@@ -2,7 +2,7 @@
 
 A bundle is self-describing (``model.json``: architecture, normalisation, folds); ensembling
 swaps each fold's state dict into one network. Predictions live on the model box and are
-mapped back onto the exact T1w grid (:func:`bids_tspo.data.to_native`) and into template space.
+mapped back onto the exact T1w grid (:func:`bids_tspo.resample.to_native`) and into template space.
 
 >>> bundle = load_bundle(Path("out/models/tspo-unet_minmax_96_k5_s42"))   # doctest: +SKIP
 >>> mean, sd = ensemble(bundle, item, torch.device("cpu"))             # doctest: +SKIP
@@ -171,7 +171,7 @@ def native_maps(item: dict, mean: np.ndarray, sd: np.ndarray | None, target: str
     """Model-box mean (and SD) maps in the target's units on the T1w grid, zero outside the
     brain: ``{"synth": ..., "synthstd": ...}`` (no ``synthstd`` when ``sd`` is None). The
     interpolation is normalised over the box brain mask, so edge voxels keep their values."""
-    from .data import to_native
+    from .resample import to_native
 
     maps = {"synth": mean} | ({"synthstd": sd} if sd is not None else {})
     support = item["mask"][0] > 0.5

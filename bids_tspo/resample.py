@@ -1,4 +1,5 @@
-"""World-coordinate resampling shared by the phantom, the model data and synthesis.
+"""World-coordinate resampling shared by the phantom, the model data and synthesis (model box
+-> native grid: :func:`to_native`).
 
 Images are arrays on grids given by NIfTI voxel-to-world (RAS mm) affines; sampling uses
 torch's ``grid_sample`` (trilinear or nearest, zero outside), which is fast and threaded.
@@ -11,8 +12,13 @@ torch's ``grid_sample`` (trilinear or nearest, zero outside), which is fast and 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    import nibabel as nib
 
 
 def grid_points(shape: tuple[int, int, int], affine: np.ndarray) -> np.ndarray:
@@ -62,3 +68,32 @@ def normalised(weighted: np.ndarray, weight: np.ndarray, floor: float = 1e-3) ->
     [1.0, 0.0]
     """
     return np.where(weight > floor, weighted / np.maximum(weight, floor), 0.0).astype(np.float32)
+
+
+def to_native(volume: np.ndarray, box_affine: np.ndarray, like: nib.Nifti1Image,
+              support: np.ndarray | None = None) -> np.ndarray:
+    """Resample a model-box volume onto the grid of ``like`` (zero outside the box).
+
+    With ``support`` (the box's brain mask) the interpolation is normalised: each native voxel
+    averages only the supported box voxels around it, so the brain's edge is not darkened by
+    the zeros (or untrained values) outside the box mask; zero where no box voxel supports it.
+
+    >>> import nibabel as nib
+    >>> box = np.zeros((4, 4, 4), np.float32)
+    >>> box[:2] = 1.0                                      # brain in x < 2, value 1
+    >>> at = np.eye(4)
+    >>> at[0, 3] = 1.5                                     # a voxel halfway out of the brain
+    >>> edge = nib.Nifti1Image(np.zeros((1, 1, 1)), at)
+    >>> float(to_native(box, np.eye(4), edge)[0, 0, 0])
+    0.5
+    >>> float(to_native(box, np.eye(4), edge, support=box > 0)[0, 0, 0])
+    1.0
+    """
+    shape = like.shape[:3]
+    points = grid_points(shape, like.affine)
+    volume = np.asarray(volume, np.float32)
+    if support is None:
+        return sample(volume, box_affine, points).reshape(shape)
+    weight = np.asarray(support, np.float32)
+    value, total = sample(np.stack([volume * weight, weight]), box_affine, points)
+    return normalised(value, total).reshape(shape)
