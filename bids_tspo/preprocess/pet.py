@@ -122,17 +122,19 @@ def _numbers(value, key: str, path: Path) -> np.ndarray:
     return array
 
 
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, str) and value.strip().lower() in ("", "n/a"))
+
+
 def _number(sidecar: Mapping, key: str, default: float, path: Path) -> float:
     """An optional single sidecar number (``default`` when absent, empty or n/a)."""
     value = sidecar.get(key)
-    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "n/a")):
-        return default
-    return float(_numbers(value, key, path)[0])
+    return default if _missing(value) else float(_numbers(value, key, path)[0])
 
 
 def _required(sidecar: Mapping, key: str, path: Path):
     value = sidecar.get(key)
-    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "n/a")):
+    if _missing(value):
         raise InputDataError(f"{path}: sidecar has no {key}")
     return value
 
