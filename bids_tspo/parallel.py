@@ -103,26 +103,46 @@ def _preprocess(config: Config, session) -> tuple[str, Failure | None, float]:
 
 def preprocess_in_parallel(config: Config, sessions: list, workers: int,
                            threads: int) -> dict[str, Failure]:
-    """Preprocess ``sessions`` in ``workers`` processes; returns the failures by session."""
+    """Preprocess ``sessions`` in ``workers`` processes; returns the failures by session.
+
+    A worker killed from outside (out of memory) breaks the whole pool, and every session still
+    in it loses its result: those are then run again one per process, so only the session that
+    kills its process is reported, and the others finish."""
     LOG.info("preprocessing %d session(s) in %d processes of %d thread(s)", len(sessions),
              workers, threads)
     failures: dict[str, Failure] = {}
+    lost = _pool(config, sessions, workers, threads, failures)
+    if lost:
+        LOG.warning("a worker process died; running the %d unfinished session(s) one per "
+                    "process to find which", len(lost))
+    for session in lost:
+        if _pool(config, [session], 1, threads, failures):
+            failures[session.name] = Failure(
+                session.name, "unexpected failure: its worker process died (killed, out of "
+                              "memory?); rerun it with fewer --nprocs", EXIT_FAILURE)
+            LOG.error("%s: %s", session.name, failures[session.name].message)
+    return failures
+
+
+def _pool(config: Config, sessions: list, workers: int, threads: int,
+          failures: dict[str, Failure]) -> list:
+    """Run ``sessions`` in one process pool, recording failures; returns the sessions whose
+    result was lost because a worker process died."""
+    lost = []
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
                              initargs=(config, threads)) as pool:
         futures = {pool.submit(_preprocess, config, session): session for session in sessions}
         for future in tqdm(as_completed(futures), total=len(futures), desc="sessions",
-                           unit="session", disable=None):
+                           unit="session", disable=None if len(sessions) > 1 else True):
             try:
                 name, failure, seconds = future.result()
-            except BrokenProcessPool:  # a worker was killed (out of memory?): its pool is gone
-                name = futures[future].name
-                failure = Failure(name, "unexpected failure: its worker process died (killed, "
-                                        "out of memory?); rerun with fewer --nprocs",
-                                  EXIT_FAILURE)
+            except BrokenProcessPool:
+                lost.append(futures[future])
+                continue
             if failure is not None:
                 LOG.error("%s: %s", name, failure.message)
                 failures[name] = failure
             else:
                 LOG.info("%s preprocessed in %.1f s", name, seconds)
-    return failures
+    return sorted(lost, key=lambda s: s.name)

@@ -7,6 +7,7 @@ import os
 import platform
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -96,3 +97,28 @@ def test_freed_top_of_heap_kept_for_the_next_forward():
                          env={**os.environ, "BIDS_TSPO_MALLOC": ""}, check=True).stdout.split()
     assert out[0] == "True"
     assert int(out[1]) < 0.05 * int(out[2])   # pages of the block faulted in again
+
+
+def _dies_for_sub_01(config, session):
+    """Stands in for a session's preprocessing in a spawned worker: sub-01's kills its process
+    (as the kernel's out-of-memory killer would), the others finish."""
+    if session.name == "sub-01":
+        os._exit(9)
+    time.sleep(0.5)
+    return session.name, None, 0.5
+
+
+def test_killed_worker_is_found_and_the_others_finish(tmp_path, monkeypatch):
+    """A killed worker breaks the pool and every session in it loses its result; the unfinished
+    sessions run again one per process, so only the killer is reported."""
+    from types import SimpleNamespace
+
+    from bids_tspo import parallel
+    from bids_tspo.config import Config
+
+    monkeypatch.setattr(parallel, "_preprocess", _dies_for_sub_01)
+    config = Config(tmp_path, tmp_path / "out", "participant", tmp_path / "work")
+    sessions = [SimpleNamespace(name=f"sub-0{i}") for i in range(1, 5)]
+    failures = parallel.preprocess_in_parallel(config, sessions, workers=2, threads=1)
+    assert list(failures) == ["sub-01"]
+    assert failures["sub-01"].exit_code == 1 and "worker process died" in failures["sub-01"].message
