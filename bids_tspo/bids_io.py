@@ -22,7 +22,7 @@ from typing import Mapping
 
 import pandas as pd
 
-from .errors import InputDataError, MissingInputError
+from .errors import InputDataError, MissingInputError, describe
 
 LOG = logging.getLogger("bids_tspo.bids")
 
@@ -102,22 +102,23 @@ def json_problem(path: Path, what: str = "sidecar") -> str | None:
     except FileNotFoundError:
         return None
     except (OSError, UnicodeDecodeError, ValueError) as exc:
-        return f"{path}: {what} is not valid JSON ({str(exc).splitlines()[0][:120]})"
+        return f"{path}: {what} is not valid JSON ({describe(exc, 120)})"
     return None
 
 
-def _unreadable_sidecars(root: Path) -> list[Path]:
+def _unreadable_sidecars(root: Path) -> dict[Path, str]:
     """JSON files that pybids would index but cannot parse (it stops the whole layout on the
-    first); the rest of the dataset is indexed without them."""
+    first), with why; the rest of the dataset is indexed without them."""
     skip = {"derivatives", "sourcedata", "code", "models", "stimuli"}
-    found = []
-    for path in Path(root).rglob("*.json"):
+    found = {}
+    for path in sorted(Path(root).rglob("*.json")):
         parts = path.relative_to(root).parts
         if parts[0] in skip or any(p.startswith(".") for p in parts):
             continue
-        if json_problem(path) is not None:
-            found.append(path)
-    return sorted(found)
+        problem = json_problem(path)
+        if problem is not None:
+            found[path] = problem
+    return found
 
 
 def load_layout(bids_dir: Path, validate: bool = True):
@@ -134,8 +135,8 @@ def load_layout(bids_dir: Path, validate: bool = True):
     unreadable = _unreadable_sidecars(Path(bids_dir).absolute())
     if description.absolute() in unreadable:
         raise InputDataError(json_problem(description, "dataset description"))
-    for path in unreadable:
-        LOG.warning("%s (left out of the index)", json_problem(path))
+    for problem in unreadable.values():
+        LOG.warning("%s (left out of the index)", problem)
     indexer = BIDSLayoutIndexer(validate=validate,
                                 ignore=[*DEFAULT_LOCATIONS_TO_IGNORE, *unreadable])
     try:

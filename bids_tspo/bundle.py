@@ -21,7 +21,7 @@ from . import CITATION, __version__
 from .config import Config
 from .data import FOV_MM, SUVR_SCALE, target_units
 from .derivatives import write_json_atomic, write_text_atomic
-from .errors import InputDataError
+from .errors import InputDataError, describe
 from .model import TSPOUNet, UNetConfig, count_parameters
 
 
@@ -79,8 +79,7 @@ def load_bundle(path: Path, folds: list[int] | None = None) -> Bundle:
             state = torch.load(weights, map_location="cpu", weights_only=True)
             TSPOUNet(cfg).load_state_dict(state)
         except Exception as exc:  # noqa: BLE001 - corrupted or mismatched weights
-            raise InputDataError(f"{weights}: cannot be loaded ({type(exc).__name__}: "
-                                 f"{str(exc).splitlines()[0][:200]})") from None
+            raise InputDataError(f"{weights}: cannot be loaded ({describe(exc)})") from None
         states[int(k)] = state
     if not states:
         raise InputDataError(f"{meta_path}: lists no trained folds")

@@ -29,7 +29,7 @@ import torch
 
 from .bids_io import row_value
 from .derivatives import find_pet
-from .errors import InputDataError, MissingInputError
+from .errors import InputDataError, MissingInputError, describe
 from .resample import resample_to_grid
 
 LOG = logging.getLogger("bids_tspo.data")
@@ -231,9 +231,8 @@ def _read(path: Path) -> tuple[nib.Nifti1Image, np.ndarray]:
         img = nib.load(path)
         return img, np.asarray(img.dataobj, np.float32)
     except Exception as exc:  # noqa: BLE001 - nibabel/zlib raise many kinds for broken files
-        raise InputDataError(f"{path}: cannot be read ({type(exc).__name__}: "
-                             f"{str(exc).splitlines()[0][:120] if str(exc) else 'unreadable'}); "
-                             "rerun the participant level for this session") from None
+        raise InputDataError(f"{path}: cannot be read ({describe(exc, 120)}); rerun the "
+                             "participant level for this session") from None
 
 
 def _check_coverage(suv: Path, imaged: np.ndarray, brain: np.ndarray) -> None:

@@ -28,6 +28,19 @@ EXIT_CODES = {
 }
 
 
+def describe(exc: BaseException, limit: int = 200) -> str:
+    r"""An exception as one line, ``Type: first line of its message`` (the message cut at
+    ``limit`` characters; just ``Type`` when it has none).
+
+    >>> describe(ValueError("bad header\nmore detail"))
+    'ValueError: bad header'
+    >>> describe(EOFError())
+    'EOFError'
+    """
+    lines = str(exc).splitlines()
+    return type(exc).__name__ + (f": {lines[0][:limit]}" if lines else "")
+
+
 class BidsTspoError(Exception):
     """Base class of expected, user-facing errors."""
 

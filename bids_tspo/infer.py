@@ -20,7 +20,7 @@ import torch
 
 from .bundle import Bundle, load_bundle
 from .data import SUVR_SCALE
-from .errors import UsageError
+from .errors import UsageError, describe
 from .model import TSPOUNet, UNetConfig
 
 LOG = logging.getLogger("bids_tspo.infer")
@@ -122,8 +122,8 @@ class Network:
             try:
                 return self.call(x)
             except Exception as exc:  # noqa: BLE001 - e.g. no C++ compiler on this machine
-                LOG.warning("compiled network failed (%s: %s); falling back to eager mode",
-                            type(exc).__name__, str(exc).splitlines()[0][:200])
+                LOG.warning("compiled network failed (%s); falling back to eager mode",
+                            describe(exc))
                 self.call = self.module
         return self.module(x)
 

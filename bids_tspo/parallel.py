@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from tqdm import tqdm
 
 from .config import Config
-from .errors import EXIT_FAILURE, BidsTspoError
+from .errors import EXIT_FAILURE, BidsTspoError, describe
 from .resources import reuse_freed_memory
 
 LOG = logging.getLogger("bids_tspo.parallel")
@@ -87,9 +87,8 @@ def attempt(name: str, work: Callable[[], object]) -> Failure | None:
         return Failure(name, str(exc), exc.exit_code)
     except Exception as exc:  # noqa: BLE001 - one session's crash must not stop the others
         LOG.debug("%s failed", name, exc_info=True)
-        first = str(exc).splitlines()[0][:300] if str(exc) else ""
-        return Failure(name, f"unexpected failure: {type(exc).__name__}: {first} (traceback in "
-                             "the log file)", EXIT_FAILURE)
+        return Failure(name, f"unexpected failure: {describe(exc, 300)} (traceback in the log "
+                             "file)", EXIT_FAILURE)
     return None
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from ..errors import InputDataError
+from ..errors import InputDataError, describe
 
 
 def load_checked(path: Path, ndim: int | tuple[int, ...] = 3, what: str = "image"):
@@ -24,8 +24,7 @@ def load_checked(path: Path, ndim: int | tuple[int, ...] = 3, what: str = "image
         img = nib.load(str(path))
         data = np.asarray(img.dataobj, dtype=np.float32)
     except Exception as exc:  # noqa: BLE001 - nibabel raises many kinds for broken files
-        raise InputDataError(f"{path}: cannot be read as NIfTI ({type(exc).__name__}: "
-                             f"{str(exc).splitlines()[0] if str(exc) else 'unreadable'})") from None
+        raise InputDataError(f"{path}: cannot be read as NIfTI ({describe(exc)})") from None
     allowed = (ndim,) if isinstance(ndim, int) else ndim
     if data.ndim == 4 and data.shape[3] == 1 and 3 in allowed:
         data = data[..., 0]
