@@ -1,7 +1,8 @@
 """Command line of the BIDS-App: ``bids_tspo BIDS_DIR OUTPUT_DIR {participant,group} [options]``.
 
-The parser validates what it can on its own (types, ranges, label syntax) through parser-bound
-validators; :func:`build_config` checks the relations between options and the file system.
+The parser validates what it can on its own (types, ranges, label syntax) through the
+parser-bound validators of :mod:`bids_tspo.validators`; :func:`build_config` checks the
+relations between options and the file system.
 Exit codes follow ``shared/CONTRACT.md`` (see :mod:`bids_tspo.errors`): usage errors exit 64,
 never argparse's 2, and a user error prints one line, never a traceback.
 """
@@ -11,7 +12,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import logging
-import math
 import os
 import sys
 import tempfile
@@ -22,95 +22,26 @@ from .config import Config
 from .errors import (
     EXIT_CODES,
     EXIT_FAILURE,
-    EXIT_USAGE,
     BidsTspoError,
     MissingInputError,
     OutputError,
     UsageError,
 )
+from .validators import (
+    Parser,
+    expand_label_files,
+    image_size,
+    minutes,
+    nonnegative_int,
+    positive_float,
+    positive_int,
+)
 
 LOG = logging.getLogger("bids_tspo")
 
 
-class _Parser(argparse.ArgumentParser):
-    """ArgumentParser whose usage errors exit 64 (EX_USAGE) instead of 2."""
-
-    def error(self, message):  # noqa: D401 - argparse API
-        self.print_usage(sys.stderr)
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
-
-
-# ---------------------------------------------------------------- parser-bound validators
-def _bounded(cast, minimum: float, strict: bool, kind: str, problem: str):
-    """Parser-bound validator: ``cast`` the text, require ``>= minimum`` (``>`` if strict)."""
-
-    def validate(text: str):
-        try:
-            value = cast(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {kind}, got {text!r}") from None
-        if not math.isfinite(value) or value < minimum or (strict and value == minimum):
-            raise argparse.ArgumentTypeError(f"{problem}, got {text}")
-        return value
-
-    return validate
-
-
-_positive_int = _bounded(int, 1, False, "a whole number", "must be at least 1")
-_nonnegative_int = _bounded(int, 0, False, "a whole number", "cannot be negative")
-_positive_float = _bounded(float, 0, True, "a number", "must be a positive number")
-_minutes = _bounded(float, 0, False, "minutes as a number",
-                    "minutes after injection cannot be negative")
-
-
-def _image_size(text: str) -> int:
-    value = _positive_int(text)
-    if value % 8 or value < 16:
-        raise argparse.ArgumentTypeError(
-            f"must be a multiple of 8 and at least 16 (the U-Net halves it 3 times), got {value}"
-        )
-    return value
-
-
-def _label(prefix: str):
-    """Validator for BIDS labels given with or without their ``sub-``/``ses-`` prefix."""
-
-    def validate(text: str) -> str:
-        label = text.strip()
-        if label.startswith(prefix):
-            label = label[len(prefix):]
-        if not label or not label.isalnum():
-            raise argparse.ArgumentTypeError(
-                f"{text!r} is not a valid BIDS label (letters and digits only, optional {prefix!r})"
-            )
-        return label
-
-    return validate
-
-
-def _expand_label_files(values: list[str], prefix: str) -> tuple[str, ...]:
-    """Accept labels, or files with one label per line (blank lines and # comments ignored)."""
-    validate = _label(prefix)
-    labels: list[str] = []
-    for value in values:
-        path = Path(value)
-        if path.is_file():
-            lines = path.read_text().splitlines()
-            entries = [ln.split("#")[0].strip() for ln in lines]
-            try:
-                labels += [validate(e) for e in entries if e]
-            except argparse.ArgumentTypeError as exc:
-                raise UsageError(f"{path}: {exc}") from None
-        else:
-            try:
-                labels.append(validate(value))
-            except argparse.ArgumentTypeError as exc:
-                raise UsageError(f"label {exc}") from None
-    return tuple(dict.fromkeys(labels))  # unique, order kept
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = Parser(
         prog="bids_tspo",
         description="Synthetic TSPO ([11C]PBR28) PET from T1-weighted MRI with a 3D U-Net "
         "(Ferrante et al. 2025), as a BIDS-App.",
@@ -136,20 +67,20 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("Model and cross-validation")
     g.add_argument("--model", type=Path, metavar="DIR",
                    help="trained model bundle; participant: synthesise; group: evaluate only")
-    g.add_argument("--folds", type=_positive_int, default=5, metavar="K", help="CV folds (5)")
-    g.add_argument("--fold", type=_nonnegative_int, metavar="k",
+    g.add_argument("--folds", type=positive_int, default=5, metavar="K", help="CV folds (5)")
+    g.add_argument("--fold", type=nonnegative_int, metavar="k",
                    help="train only fold k (0-based): one job per fold on a cluster")
     g.add_argument("--splits", type=Path, metavar="FILE",
                    help="a splits.json to use instead of computing the folds")
 
     g = p.add_argument_group("Training")
-    g.add_argument("--epochs", type=_positive_int, default=50, metavar="N", help="(50)")
-    g.add_argument("--batch-size", "--batch_size", dest="batch_size", type=_positive_int,
+    g.add_argument("--epochs", type=positive_int, default=50, metavar="N", help="(50)")
+    g.add_argument("--batch-size", "--batch_size", dest="batch_size", type=positive_int,
                    default=2, metavar="B", help="(2)")
-    g.add_argument("--lr", type=_positive_float, default=1e-4, help="Adam learning rate (1e-4)")
-    g.add_argument("--image-size", "--image_size", dest="image_size", type=_image_size,
+    g.add_argument("--lr", type=positive_float, default=1e-4, help="Adam learning rate (1e-4)")
+    g.add_argument("--image-size", "--image_size", dest="image_size", type=image_size,
                    default=96, metavar="S", help="model input edge in voxels (96)")
-    g.add_argument("--seed", type=_nonnegative_int, default=42, help="random seed (42)")
+    g.add_argument("--seed", type=nonnegative_int, default=42, help="random seed (42)")
     g.add_argument("--continue-training", "--continue_training", dest="continue_training",
                    action="store_true",
                    help="train complete folds that made fewer than --epochs on to --epochs "
@@ -162,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
                    choices=["wholebrain", "cerebellum"], default="wholebrain",
                    help="SUVR denominator with --target suvr: whole brain (default) or "
                         "cerebellar grey matter (AAL hemispheres, warped to each subject)")
-    g.add_argument("--suv-window", "--suv_window", dest="suv_window", nargs=2, type=_minutes,
+    g.add_argument("--suv-window", "--suv_window", dest="suv_window", nargs=2, type=minutes,
                    default=[60.0, 90.0], metavar=("START", "END"),
                    help="minutes after injection averaged for SUV (60 90)")
     g.add_argument("--group-column", "--group_column", dest="group_column", default="group",
@@ -181,10 +112,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="synthesis arithmetic: auto = bfloat16 on CUDA and on CPUs with native "
                         "bfloat16 (AVX512-BF16/AMX; ~2x faster, maps within ~1e-3 of float32), "
                         "else float32; fp32 forces float32 (recorded in the map sidecars)")
-    g.add_argument("--nprocs", "--n_cpus", "--n-cpus", dest="nprocs", type=_positive_int,
+    g.add_argument("--nprocs", "--n_cpus", "--n-cpus", dest="nprocs", type=positive_int,
                    default=os.cpu_count() or 1, metavar="N",
                    help="sessions preprocessed at once, in separate processes (CPU count)")
-    g.add_argument("--omp-nthreads", "--omp_nthreads", dest="omp_nthreads", type=_positive_int,
+    g.add_argument("--omp-nthreads", "--omp_nthreads", dest="omp_nthreads", type=positive_int,
                    default=None, metavar="N",
                    help="threads per process (ANTs, torch); default: CPUs / processes, <= 8")
     g.add_argument("-w", "--work-dir", "--work_dir", dest="work_dir", type=Path, metavar="DIR",
@@ -251,8 +182,8 @@ def build_config(args: argparse.Namespace, argv: list[str]) -> Config:
         output_dir=output_dir,
         analysis_level=args.analysis_level,
         work_dir=work_dir,
-        participant_label=_expand_label_files(args.participant_label, "sub-"),
-        session_label=_expand_label_files(args.session_label, "ses-"),
+        participant_label=expand_label_files(args.participant_label, "sub-"),
+        session_label=expand_label_files(args.session_label, "ses-"),
         model=args.model.expanduser().resolve() if args.model else None,
         folds=args.folds,
         fold=args.fold,

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from . import __version__
-from .cli import _Parser, _nonnegative_int, _positive_int
+from .validators import Parser, nonnegative_int, positive_int
 from .cli import main as app_main
 from .phantom import make_phantom
 from .runlog import setup_logging
@@ -22,14 +22,14 @@ LOG = logging.getLogger("bids_tspo.demo")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="bids_tspo-demo", description=__doc__.splitlines()[0])
+    p = Parser(prog="bids_tspo-demo", description=__doc__.splitlines()[0])
     p.add_argument("out_dir", type=Path)
-    p.add_argument("--subjects", type=_positive_int, default=6)
+    p.add_argument("--subjects", type=positive_int, default=6)
     p.add_argument("--size", choices=["tiny", "small"], default="small")
-    p.add_argument("--seed", type=_nonnegative_int, default=0)
-    p.add_argument("--nprocs", type=_positive_int, default=2)
-    p.add_argument("--epochs", type=_positive_int, default=3)
-    p.add_argument("--image-size", type=_positive_int, default=48)
+    p.add_argument("--seed", type=nonnegative_int, default=0)
+    p.add_argument("--nprocs", type=positive_int, default=2)
+    p.add_argument("--epochs", type=positive_int, default=3)
+    p.add_argument("--image-size", type=positive_int, default=48)
     return p
 
 

@@ -7,7 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
-from ..cli import _Parser, _nonnegative_int, _positive_int
+from ..validators import Parser, nonnegative_int, positive_int
 from ..errors import EXIT_CANTCREAT, EXIT_USAGE
 from ..runlog import setup_logging
 from .writer import SIZES, make_phantom
@@ -16,13 +16,13 @@ LOG = logging.getLogger("bids_tspo.phantom")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="bids_tspo-phantom",
+    p = Parser(prog="bids_tspo-phantom",
                 description="Write a realistic synthetic BIDS dataset (T1w + 4D [11C]PBR28 PET). "
                             "Ground truth goes to OUT_BIDS_DIR/derivatives/phantom-truth/.")
     p.add_argument("out_bids_dir", type=Path)
-    p.add_argument("--subjects", type=_positive_int, default=None, metavar="N",
+    p.add_argument("--subjects", type=positive_int, default=None, metavar="N",
                    help="number of subjects (default: 6 for small/tiny, 24 for full)")
-    p.add_argument("--seed", type=_nonnegative_int, default=0, metavar="S")
+    p.add_argument("--seed", type=nonnegative_int, default=0, metavar="S")
     p.add_argument("--size", choices=sorted(SIZES), default="small",
                    help="tiny: 4 mm, for tests; small: 2 mm, seconds; full: 1 mm T1w")
     p.add_argument("--no-sessions", dest="with_sessions", action="store_false",
