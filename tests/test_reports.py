@@ -27,6 +27,10 @@ def test_group_report_is_self_contained(grouped):
     assert 'href="sub-01.html"' in html
     assert "match their own PET best" in html
     assert "the paper's Figure 3" in html and "the paper's Figure 4" in html
+    # empty cells (a one-session group's SD, an untestable region) show a dash, not "NaN";
+    # versions read as text, not as a Python dict
+    assert ">NaN<" not in html and "<td>–</td>" in html
+    assert re.search(r"Versions: bids_tspo [0-9.]+ · torch ", html)
 
 
 def test_participant_reports_and_figures(grouped):

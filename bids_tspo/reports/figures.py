@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -17,9 +18,11 @@ plt.rcParams.update({"font.size": 9, "axes.spines.top": False, "axes.spines.righ
                      "svg.fonttype": "none"})
 
 
-def svg_of(fig) -> str:
+def svg_of(fig, pad: float = 0.1) -> str:
+    """The figure as SVG text (closed after); ``pad`` inches around the tight bounding box:
+    more where long rotated labels end, since browsers' fonts run wider than matplotlib's."""
     buf = io.StringIO()
-    fig.savefig(buf, format="svg", bbox_inches="tight")
+    fig.savefig(buf, format="svg", bbox_inches="tight", pad_inches=pad)
     plt.close(fig)
     text = buf.getvalue()
     return text[text.index("<svg"):]
@@ -152,11 +155,12 @@ def region_bars(stats: pd.DataFrame) -> str:
                                              ("r_synth_t1w", "synthetic vs T1w", "#55A868"),
                                              ("r_true_t1w", "true vs T1w", "#DD8452")]):
         ax.bar(x + (i - 1) * 0.27, stats[col].astype(float), width=0.27, label=label, color=color)
-    ax.set_xticks(x, [r.replace("_", " ") for r in stats.region], rotation=60, ha="right")
+    ax.set_xticks(x, [r.replace("_", " ") for r in stats.region], rotation=60, ha="right",
+                  rotation_mode="anchor")
     ax.axhline(0, color="#333", lw=0.6)
     ax.set_ylabel("Pearson r")
-    ax.legend(frameon=False, ncol=3, fontsize=8)
-    return svg_of(fig)
+    ax.legend(frameon=False, ncol=3, fontsize=8, loc="lower left", bbox_to_anchor=(0, 1))
+    return svg_of(fig, pad=0.4)
 
 
 def training_curves(histories: dict[int, pd.DataFrame]) -> str:
@@ -166,7 +170,9 @@ def training_curves(histories: dict[int, pd.DataFrame]) -> str:
         if h.val_loss.notna().any():
             ax.plot(h.epoch, h.val_loss, ls="--", color=line.get_color(), label=f"fold {k} val")
     ax.set(xlabel="epoch", ylabel="loss (0.5 BCE + 0.5 MSE)")
-    ax.legend(frameon=False, fontsize=7, ncol=2)
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    ax.legend(frameon=False, fontsize=7, ncol=1 + len(histories) // 6, loc="upper left",
+              bbox_to_anchor=(1.01, 1))
     return svg_of(fig)
 
 

@@ -143,11 +143,36 @@ def _session_figures(out: Path, anat: Path, pet: Path, name: str, figdir: Path) 
             true = to_units(pet_target(np.asarray(suv.dataobj, np.float32), m,
                                        target, region), target)
         save("synthesis", "Synthetic PET",
-             "Rows: T1w, true PET (normalised as the model target), synthetic PET, their "
-             "difference, and the SD across fold models, on shared colour scales.",
+             _mosaic_caption(true is not None, sd is not None),
              figures.synthesis_mosaic(scale_t1(np.asarray(t1.dataobj, np.float32), m), true,
                                       synth, sd, m, meta.get("Units", "")))
     return made
+
+
+def _mosaic_caption(true: bool, sd: bool) -> str:
+    """The synthesis mosaic's caption, naming the rows it has.
+
+    >>> _mosaic_caption(False, True)
+    'Rows: T1w, synthetic PET and the SD across fold models, on shared colour scales.'
+    """
+    rows = ["T1w"] + (["true PET (normalised as the model target)"] if true else [])
+    rows += ["synthetic PET"] + (["their difference"] if true else [])
+    rows += ["the SD across fold models"] if sd else []
+    return f"Rows: {', '.join(rows[:-1])} and {rows[-1]}, on shared colour scales."
+
+
+def _table(frame: pd.DataFrame, index: bool = False) -> str:
+    """An HTML table of the report: 4 decimals, an empty cell (a single-session group's SD,
+    a test without enough sessions) as a dash, region names with spaces.
+
+    >>> html = _table(pd.DataFrame({"region": ["Left_Caudate"], "p": [float("nan")]}))
+    >>> "Left Caudate" in html and "<td>–</td>" in html
+    True
+    """
+    frame = frame.round(4)
+    if "region" in frame:
+        frame = frame.assign(region=frame.region.astype(str).str.replace("_", " "))
+    return frame.to_html(classes="data", border=0, index=index, na_rep="–")
 
 
 def participant_report(out: Path, subject: str) -> Path:
@@ -231,20 +256,19 @@ def group_report(out: Path) -> Path:
         cols = [c for c in ("pearson_r", "pearson_r_smooth", "mse", "mse_smooth", "normdiff",
                             "percdiff", "cnr_synth", "cnr_true", "ssim", "psnr")
                 if c in metrics]
-        summary = metrics.groupby("group")[cols].agg(["mean", "std"]).round(4)
-        tables["by_group"] = summary.to_html(classes="data", border=0)
+        tables["by_group"] = _table(metrics.groupby("group")[cols].agg(["mean", "std"]), True)
         cohort = metrics.groupby(["group", "genotype"]).agg(
             sessions=("bids_name", "count"), subjects=("participant_id", "nunique"))
-        tables["cohort"] = cohort.reset_index().to_html(classes="data", border=0, index=False)
+        tables["cohort"] = _table(cohort.reset_index())
         base = [c for c in ("pearson_r", "mse", "ssim") if f"baseline_{c}" in metrics]
-        tables["baseline"] = pd.DataFrame({
+        tables["baseline"] = _table(pd.DataFrame({
             "metric": base, "U-Net": [metrics[c].mean() for c in base],
             "training-mean baseline": [metrics[f"baseline_{c}"].mean() for c in base],
-        }).round(4).to_html(classes="data", border=0, index=False) if base else None
+        })) if base else None
     for name in ("cohort", "specificity"):
         t = _read_tsv(out / f"group_{name}.tsv")
         if t is not None:
-            tables[f"tsv_{name}"] = t.round(4).to_html(classes="data", border=0, index=False)
+            tables[f"tsv_{name}"] = _table(t)
             if name == "specificity" and len(t):
                 best = t.own_is_best_r.astype(str).str.lower().eq("true")
                 tables["own_best"] = (f"{int(best.sum())} of {len(t)} synthetic maps "
@@ -256,7 +280,7 @@ def group_report(out: Path) -> Path:
                 "mannwhitney_p"] + [c for c in stats if c.startswith(("mannwhitney_p_",
                                                                          "wilcoxon_p_"))]
         key = stats[stats.region.str.contains("|".join(KEY_REGIONS))]
-        tables["regions"] = key[keep].round(4).to_html(classes="data", border=0, index=False)
+        tables["regions"] = _table(key[keep])
     html = _ENV.get_template("group.html.j2").render(
         model=model, figs=figs, tables=tables,
         outliers=_outliers(metrics) if metrics is not None else [],
