@@ -1,0 +1,1 @@
+"""HTML reports: figures (matplotlib/nilearn SVG) and rendering (Jinja2 templates)."""
