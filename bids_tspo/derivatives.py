@@ -17,13 +17,15 @@ import json
 import os
 import tempfile
 from contextlib import contextmanager
+from functools import lru_cache
+from importlib import resources
 from pathlib import Path
 
 from . import CODE_URL, __version__
 from .bids_io import Session
 from .errors import OutputError
 
-BIDSIGNORE = "logs/\nmodels/\n*.html\n*/figures/\ngroup_*.tsv\n"
+BIDSIGNORE = "logs/\nmodels/\n*.html\n*/figures/\ngroup_*.tsv\ngroup_*.json\n"
 
 
 @contextmanager
@@ -150,6 +152,49 @@ def sidecar_path(nifti: Path) -> Path:
         if name.endswith(ext):
             return Path(nifti).with_name(name[: -len(ext)] + ".json")
     raise ValueError(f"not a NIfTI path: {nifti}")
+
+
+@lru_cache(maxsize=1)
+def _columns() -> dict:
+    return json.loads(resources.files("bids_tspo").joinpath("data/columns.json").read_text())
+
+
+def describe_column(table: str, column: str) -> dict | None:
+    """BIDS description (``LongName``, ``Description``, ``Units``) of a group-table column,
+    from ``data/columns.json``: metric names compose with ``baseline_``, ``_smooth`` and
+    ``_tpl``, and ``{}`` entries match a genotype or group label. None when unknown.
+
+    >>> describe_column("group_metrics", "baseline_pearson_r_smooth_tpl")["LongName"]
+    'Baseline Pearson r, true PET at 4 mm, template space'
+    >>> describe_column("group_region_stats", "wilcoxon_p_HC")["LongName"]
+    'Wilcoxon p, group HC'
+    """
+    spec, known = _columns(), _columns().get(table, {})
+    if column in known:
+        return dict(known[column])
+    for key, entry in known.items():
+        head, placeholder, tail = key.partition("{}")
+        label = column[len(head): len(column) - len(tail)]
+        if placeholder and column == head + label + tail and label:
+            return {k: v.replace("{}", label) for k, v in entry.items()}
+    for modifier, entry in spec["modifiers"].items():
+        prefix = modifier.endswith("_")
+        if column.startswith(modifier) if prefix else column.endswith(modifier):
+            inner = column[len(modifier):] if prefix else column[: -len(modifier)]
+            base = describe_column(table, inner)
+            if base is not None:
+                return base | {k: entry[k].replace("{}", base[k]) for k in entry}
+    return None
+
+
+def write_table(out: Path, table: str, frame) -> Path:
+    """``group_<table>.tsv`` (n/a for missing values) and its BIDS sidecar
+    ``group_<table>.json`` describing each column, both atomically."""
+    columns = {c: d for c in frame.columns if (d := describe_column(table, c)) is not None}
+    write_json_atomic(Path(out) / f"{table}.json", columns)
+    return write_text_atomic(Path(out) / f"{table}.tsv",
+                             frame.to_csv(sep="\t", index=False, na_rep="n/a",
+                                          float_format="%.6g"))
 
 
 def report_path(out: Path, subject: str) -> Path:

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from .data import SessionFiles, imaged_part, pet_target, scale_t1
-from .derivatives import find_pet, find_xfm, pet_path, write_text_atomic
+from .derivatives import find_pet, find_xfm, pet_path, write_table
 from .infer import to_units
 from .metrics import all_metrics, smooth
 from .preprocess.images import resample_with_transforms
@@ -95,7 +95,5 @@ def write_region_tables(out: Path, paired: list[SessionFiles], folds: dict[str, 
         tables["specificity"] = specificity(synths, trues, scored, subject_of)
         tables["cohort"] = cohort_summary(cohort)
     for key, table in tables.items():
-        name = "group_regions.tsv" if key == "regions" else f"group_{key}.tsv"
-        write_text_atomic(Path(out) / name, table.to_csv(sep="\t", index=False, na_rep="n/a",
-                                                         float_format="%.6g"))
+        write_table(out, f"group_{key}", table)
     return tables, tpl_metrics

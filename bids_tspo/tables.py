@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .derivatives import write_text_atomic
+from .derivatives import write_table
 
 ID_COLUMNS = ["bids_name", "participant_id", "session_id", "group", "genotype", "fold", "target"]
 KEY_METRICS = ["pearson_r", "pearson_r_smooth", "mse", "mae", "normdiff", "percdiff", "ssim",
@@ -47,6 +47,5 @@ def summarise(table: pd.DataFrame) -> dict:
 
 def write_metrics(out: Path, rows: list[dict], template: dict | None = None) -> dict:
     table = metrics_table(rows, template)
-    write_text_atomic(Path(out) / "group_metrics.tsv",
-                      table.to_csv(sep="\t", index=False, na_rep="n/a", float_format="%.6g"))
+    write_table(out, "group_metrics", table)
     return summarise(table)

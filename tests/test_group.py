@@ -66,6 +66,25 @@ def test_out_of_fold_maps_and_metrics(grouped, tiny_bids):
                 ).is_file()
 
 
+def test_every_group_table_has_a_sidecar_describing_its_columns(grouped):
+    tables = sorted(grouped.glob("group_*.tsv"))
+    assert {p.stem for p in tables} == {"group_metrics", "group_regions", "group_region_stats",
+                                        "group_specificity", "group_cohort"}
+    for tsv in tables:
+        columns = pd.read_csv(tsv, sep="\t", nrows=1).columns
+        sidecar = json.loads(tsv.with_suffix(".json").read_text())
+        assert list(sidecar) == list(columns), tsv.name
+        for name, about in sidecar.items():
+            assert about["LongName"] and len(about["Description"]) > 20, (tsv.name, name)
+            assert "{}" not in about["LongName"] + about["Description"], (tsv.name, name)
+    metrics = json.loads((grouped / "group_metrics.json").read_text())
+    assert metrics["baseline_mse_smooth"]["LongName"] == "Baseline MSE, true PET at 4 mm"
+    assert metrics["mse_smooth_tpl"]["LongName"] == "MSE, true PET at 4 mm, template space"
+    assert metrics["percdiff"]["Units"] == "%"
+    html = (grouped / "sub-02.html").read_text()  # the report card uses the same labels
+    assert "<th title=\"pearson_r_smooth: Voxelwise" in html and ">PercDiff</th>" in html
+
+
 def test_fold_jobs_then_group_equal_one_run(tiny_bids, preprocessed, grouped):
     root, out = preprocessed
     jobs = root / "jobs"

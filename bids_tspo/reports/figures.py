@@ -108,8 +108,10 @@ def synthesis_mosaic(t1: np.ndarray, true: np.ndarray | None, synth: np.ndarray,
     return svg_of(fig)
 
 
-def metric_boxplots(table: pd.DataFrame, metrics=("pearson_r", "mse", "ssim", "normdiff")) -> str:
-    """Per-group distributions of the model's metrics, with the baseline alongside."""
+def metric_boxplots(table: pd.DataFrame, metrics=("pearson_r", "mse", "ssim", "normdiff"),
+                    labels: dict[str, str] | None = None) -> str:
+    """Per-group distributions of the model's metrics, with the baseline alongside; panels
+    titled by ``labels`` (metric -> readable name) where given."""
     metrics = [m for m in metrics if m in table]
     fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics), 3), squeeze=False)
     groups = sorted(table.group.astype(str).unique())
@@ -124,7 +126,7 @@ def metric_boxplots(table: pd.DataFrame, metrics=("pearson_r", "mse", "ssim", "n
                        label="baseline mean")
             ax.legend(frameon=False, fontsize=7)
         ax.set_xticks(range(1, len(groups) + 1), groups)
-        ax.set_title(m)
+        ax.set_title((labels or {}).get(m, m))
     return svg_of(fig)
 
 

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from .. import CITATION, __version__
-from ..derivatives import find_pet, report_path, write_text_atomic
+from ..derivatives import describe_column, find_pet, report_path, write_text_atomic
 from ..errors import BidsTspoError
 from ..infer import to_units
 from . import figures
@@ -161,6 +161,21 @@ def _mosaic_caption(true: bool, sd: bool) -> str:
     return f"Rows: {', '.join(rows[:-1])} and {rows[-1]}, on shared colour scales."
 
 
+def _metric_rows(row: dict | None) -> list[dict]:
+    """A session's metrics for its report card: name, readable label and description (from
+    the group tables' column descriptions) and value."""
+    keys = ("pearson_r", "pearson_r_smooth", "mse", "normdiff", "percdiff", "ssim", "psnr",
+            "cnr_synth", "cnr_true", "baseline_pearson_r")
+    rows = []
+    for key in keys:
+        if row is not None and key in row:
+            about = describe_column("group_metrics", key) or {}
+            rows.append({"name": key, "label": about.get("LongName", key),
+                         "help": about.get("Description", ""), "units": about.get("Units", ""),
+                         "value": row[key]})
+    return rows
+
+
 def _table(frame: pd.DataFrame, index: bool = False) -> str:
     """An HTML table of the report: 4 decimals, an empty cell (a single-session group's SD,
     a test without enough sessions) as a dash, region names with spaces.
@@ -200,7 +215,7 @@ def participant_report(out: Path, subject: str) -> Path:
                         for p in suv],
                 "synth": _sidecar(pet / f"{name}_space-T1w_desc-synth_pet.nii.gz"),
                 "figures": _session_figures(out, anat, pet, name, figdir),
-                "metrics": row,
+                "metrics": _metric_rows(row),
             })
     html = _ENV.get_template("participant.html.j2").render(
         subject=subject, sessions=sessions, errors=_errors(out, f"sub-{subject}"),
@@ -238,7 +253,9 @@ def group_report(out: Path) -> Path:
     model = json.loads(bundle.read_text()) if bundle else None
     figs = {}
     if metrics is not None and len(metrics):
-        figs["metrics"] = figures.metric_boxplots(metrics)
+        figs["metrics"] = figures.metric_boxplots(metrics, labels={
+            c: (describe_column("group_metrics", c) or {}).get("LongName", c)
+            for c in metrics.columns})
     if stats is not None and len(stats):
         key = stats[stats.region.str.contains("|".join(KEY_REGIONS))]
         figs["region_bars"] = figures.region_bars(key)
