@@ -176,18 +176,24 @@ def _metric_rows(row: dict | None) -> list[dict]:
     return rows
 
 
-def _table(frame: pd.DataFrame, index: bool = False) -> str:
+def _table(frame: pd.DataFrame, index: bool = False, fold_after: int = 20) -> str:
     """An HTML table of the report: 4 decimals, an empty cell (a single-session group's SD,
-    a test without enough sessions) as a dash, region names with spaces.
+    a test without enough sessions) as a dash, region names with spaces; a table of more than
+    ``fold_after`` rows (one per session in a large cohort) is folded away until opened.
 
     >>> html = _table(pd.DataFrame({"region": ["Left_Caudate"], "p": [float("nan")]}))
-    >>> "Left Caudate" in html and "<td>–</td>" in html
+    >>> "Left Caudate" in html and "<td>–</td>" in html and "<details" not in html
+    True
+    >>> _table(pd.DataFrame({"r": range(30)})).startswith("<details><summary>30 rows")
     True
     """
     frame = frame.round(4)
     if "region" in frame:
         frame = frame.assign(region=frame.region.astype(str).str.replace("_", " "))
-    return frame.to_html(classes="data", border=0, index=index, na_rep="–")
+    html = frame.to_html(classes="data", border=0, index=index, na_rep="–")
+    if len(frame) > fold_after:
+        html = f"<details><summary>{len(frame)} rows (show)</summary>{html}</details>"
+    return html
 
 
 def participant_report(out: Path, subject: str) -> Path:
