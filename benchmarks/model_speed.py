@@ -1,6 +1,6 @@
 """Synthesis latency, training throughput and the roofline of the U-Net, vs MONAI baselines.
 
-    python benchmarks/model_speed.py [--device cpu|cuda] [--size 96] [--threads 2] [--repeats 3]
+    python benchmarks/model_speed.py [--device cpu|cuda] [--size 96] [--threads 2] [--repeats N]
                                      [--malloc app|app-1gib|system] [--only-synthesis]
                                      [--only-app-ensemble]
 
@@ -98,7 +98,10 @@ def flops_per_volume(net, size: int, device) -> tuple[float, float]:
     return float(counter.get_total_flops()), float(sum(written))
 
 
-def peak_flops(device, n: int = 2048, dtype=torch.float32) -> float:
+def peak_flops(device, n: int | None = None, dtype=torch.float32) -> float:
+    """FLOP/s of a large square matmul: 2048² on CPU, 8192² on CUDA (smaller ones leave a
+    GPU's tensor cores idle); float32 without TF32, as PyTorch's default."""
+    n = n or (8192 if device.type == "cuda" else 2048)
     a = torch.rand(n, n, device=device, dtype=dtype)
     seconds = timed(lambda: a @ a, device, repeats=5)
     return 2 * n**3 / seconds
@@ -157,12 +160,41 @@ def app_ensembles(result: dict, device, size: int, repeats: int) -> None:
         result["page_faults_per_app_ensemble"][precision] = faults
 
 
+def app_training_epochs(device, size: int, sessions: int = 48, epochs: int = 3) -> dict:
+    """The app's training path end to end (bids_tspo.train): augmented VolumeDataset, its
+    DataLoader with the app's worker count and pinned memory, channels-last, bf16 autocast
+    on CUDA. Volumes/s of each epoch: the first pays worker start-up and cuDNN autotuning, the
+    later ones show whether augmentation keeps up with the GPU."""
+    import numpy as np
+
+    from bids_tspo.data import VolumeDataset
+    from bids_tspo.train import TrainSettings, _loader, _run_epoch, loader_workers
+
+    rng = np.random.default_rng(0)
+    shape = (1, size, size, size)
+    items = [{"t1": rng.random(shape, dtype=np.float32), "pet": rng.random(shape, np.float32),
+              "mask": np.ones(shape, np.float32)} for _ in range(sessions)]
+    workers = loader_workers(device, 2, size)
+    settings = TrainSettings(batch_size=2, device=str(device), workers=workers)
+    model = TSPOUNet().to(device).to(memory_format=torch.channels_last_3d)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    rates = []
+    for epoch in range(epochs):
+        data = VolumeDataset(items, augment=True, seed=epoch)
+        start = time.perf_counter()
+        _run_epoch(model, _loader(data, settings, epoch, 0, 1, True, workers), device, optimizer)
+        sync(device)
+        rates.append(round(sessions / (time.perf_counter() - start), 2))
+    return {"sessions": sessions, "loader_workers": workers, "volumes_per_s_per_epoch": rates}
+
+
 def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--size", type=int, default=96)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=None,
+                   help="timed repeats per figure (median): 3 on CPU, 20 on CUDA")
     p.add_argument("--no-compile", action="store_true")
     p.add_argument("--only-synthesis", action="store_true")
     p.add_argument("--only-app-ensemble", action="store_true",
@@ -177,6 +209,7 @@ def main() -> int:
         resources.KEEP_FREED_BYTES = 1 << 30
     heap_reuse = args.malloc != "system" and reuse_freed_memory()
     device = torch.device(args.device)
+    args.repeats = args.repeats or (20 if device.type == "cuda" else 3)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # as the app (bids_tspo.infer.resolve_device)
     torch.set_num_threads(args.threads)
@@ -186,7 +219,9 @@ def main() -> int:
               "threads": args.threads, "machine": machine(),
               "malloc": (f"heap reuse (M_MMAP_MAX=0, trim above {resources.KEEP_FREED_BYTES} B)"
                          if heap_reuse else "system default"),
-              "gpu": torch.cuda.get_device_name(0) if device.type == "cuda" else None}
+              "gpu": torch.cuda.get_device_name(0) if device.type == "cuda" else None,
+              "cudnn": torch.backends.cudnn.version() if device.type == "cuda" else None,
+              "repeats": args.repeats}
 
     if args.only_app_ensemble:
         result["synthesis_s"], result["page_faults_per_app_ensemble"] = {}, {}
@@ -273,9 +308,21 @@ def main() -> int:
         seconds = timed(train_step_fn(model, xb, device, False, False), device, args.repeats)
         training[name] = {"volumes_per_s": round(2 / seconds, 3), "step_s": round(seconds, 3),
                           "parameters": count_parameters(model)}
+        if device.type == "cuda":  # the baselines at the app's CUDA setting too (fair ratio)
+            model = make().to(device).train()
+            seconds = timed(train_step_fn(model, xb, device, True, True), device, args.repeats)
+            training[f"{name}_bf16_channels_last"] = {"volumes_per_s": round(2 / seconds, 3),
+                                                      "step_s": round(seconds, 3)}
     training["TSPOUNet_parameters"] = count_parameters(TSPOUNet())
     eager = training["eager_fp32"]["step_s"]
     training["ratio_vs_BasicUNet"] = round(training["monai_BasicUNet"]["step_s"] / eager, 3)
+    # the app's own training setting (bids_tspo.train: channels-last everywhere, bf16 autocast
+    # on CUDA) against BasicUNet at the same setting: the per-epoch ratio of the issue
+    app, base = (("bf16_autocast", "monai_BasicUNet_bf16_channels_last")
+                 if device.type == "cuda" else ("channels_last", "monai_BasicUNet"))
+    training["app_setting"] = app
+    training["app_ratio_vs_BasicUNet"] = round(training[base]["step_s"]
+                                               / training[app]["step_s"], 3)
     result["training"] = training
     result["training_fraction_of_peak"] = round(3 * fwd_flops * 2 / eager / peak, 4)
     best = min(v["step_s"] for k, v in training.items()
@@ -284,6 +331,7 @@ def main() -> int:
         fwd_flops, written, best / 2, True, peak, bandwidth)
     if device.type == "cuda":
         result["training_peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+        result["app_training_epochs"] = app_training_epochs(device, size)
     _write(result, device, size)
     return 0
 
