@@ -78,9 +78,17 @@ def neutralise(pet: np.ndarray, mask: np.ndarray, factor: float | None) -> np.nd
     return np.clip(suvr / SUVR_SCALE * (mask > 0), 0.0, 1.0).astype(np.float32)
 
 
-def restore(pred: np.ndarray, factor: float | None) -> np.ndarray:
-    """Inverse of :func:`neutralise` on a prediction (model units, not clipped)."""
+def restore(pred, factor: float | None):
+    """Inverse of :func:`neutralise` on a prediction (model units, not clipped above); a numpy
+    array or a torch tensor (kept on its device), float32 in and out.
+
+    >>> (restore(np.array([0.5, 0.0], np.float32), 2.0) * SUVR_SCALE).round(4)  # 1 + (x-1)·2
+    array([2., 0.], dtype=float32)
+    >>> import torch
+    >>> restore(torch.tensor([0.5, 0.0]), 2.0).dtype
+    torch.float32
+    """
     if factor is None:
         return pred
     suvr = 1.0 + (pred * SUVR_SCALE - 1.0) * factor
-    return np.clip(suvr, 0.0, None).astype(np.float32) / SUVR_SCALE
+    return suvr.clip(0.0, None) / SUVR_SCALE

@@ -64,12 +64,18 @@ def synthesis_dtype(device: torch.device, precision: str = "auto") -> torch.dtyp
 
 
 @torch.no_grad()
-def predict(net: Network, t1: np.ndarray, device: torch.device, flips: bool = True,
-            batch_flips: bool | None = None) -> np.ndarray:
+def predict(net: Network, t1: np.ndarray | torch.Tensor, device: torch.device,
+            flips: bool = True, batch_flips: bool | None = None) -> np.ndarray:
     """One network on one box (1,S,S,S) -> (S,S,S), averaged with its left-right flip, in the
     network's synthesis arithmetic. The flip pair runs as one batch of 2 on CUDA (fuller
     kernels) and as two passes on CPU (no faster batched there, benchmarks/README.md);
     ``batch_flips`` overrides."""
+    return _forward(net, t1, device, flips, batch_flips).cpu().numpy()
+
+
+def _forward(net: Network, t1: np.ndarray | torch.Tensor, device: torch.device,
+             flips: bool = True, batch_flips: bool | None = None) -> torch.Tensor:
+    """:func:`predict`, leaving the (S,S,S) float32 result on ``device``."""
     x = torch.as_tensor(t1, dtype=torch.float32, device=device)[None]
     if flips:
         x = torch.cat([x, torch.flip(x, dims=[2])])
@@ -79,7 +85,7 @@ def predict(net: Network, t1: np.ndarray, device: torch.device, flips: bool = Tr
         out = (net(x) if batch_flips else torch.cat([net(v[None]) for v in x])).float()
     if flips:
         out = 0.5 * (out[:1] + torch.flip(out[1:], dims=[2]))
-    return out[0, 0].cpu().numpy()
+    return out[0, 0]
 
 
 class Network:
@@ -152,13 +158,18 @@ def ensemble(bundle: Bundle, item: dict, device: torch.device, folds: list[int] 
     from .genotype import restore
 
     net = net or Network(bundle.cfg, device)
+    t1 = torch.as_tensor(item["t1"], dtype=torch.float32, device=device)  # uploaded once
     preds = []
-    for k in folds if folds is not None else sorted(bundle.folds):
-        net.load(bundle.folds[k])
-        pred = predict(net, item["t1"], device, flips)
-        preds.append(restore(pred, bundle.genotype_factor(k, genotype)))
-    stack = np.stack(preds) * item["mask"][0]
-    return stack.mean(axis=0), stack.std(axis=0)
+    with torch.no_grad():
+        for k in folds if folds is not None else sorted(bundle.folds):
+            net.load(bundle.folds[k])
+            pred = _forward(net, t1, device, flips)
+            preds.append(restore(pred, bundle.genotype_factor(k, genotype)))
+        # on the device: one copy of two maps to the host (the stack on a GPU's host CPU
+        # took 20-100 ms, as long as the whole ensemble is meant to take there)
+        stack = torch.stack(preds) * torch.as_tensor(item["mask"][0], device=device)
+        mean, sd = stack.mean(dim=0), stack.std(dim=0, correction=0)
+    return mean.cpu().numpy(), sd.cpu().numpy()
 
 
 def to_units(volume: np.ndarray, target: str) -> np.ndarray:
