@@ -102,6 +102,8 @@ class Network:
                  precision: str = "auto"):
         self.module = TSPOUNet(cfg).to(device).eval().to(memory_format=torch.channels_last_3d)
         self.call = self.module
+        self.device = device
+        self._on_device: dict[int, tuple[dict, dict]] = {}
         self.dtype = synthesis_dtype(device, precision)
         LOG.info("synthesis arithmetic: %s", self.precision)
         if compile and device.type == "cpu" and self.dtype is not None:
@@ -121,6 +123,15 @@ class Network:
         return "bfloat16" if self.dtype is not None else "float32"
 
     def load(self, state: dict) -> None:
+        """Copy a fold's weights in. Bundles load to the CPU; on a GPU each state dict is
+        copied to the device once per run (kept with its source, so ``id`` stays unique), then
+        swapped in device to device: no ~100 small host copies per fold and session."""
+        if self.device.type != "cpu":
+            source, on_device = self._on_device.get(id(state), (None, None))
+            if source is not state:
+                on_device = {k: v.to(self.device) for k, v in state.items()}
+                self._on_device[id(state)] = (state, on_device)
+            state = on_device
         self.module.load_state_dict(state)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:

@@ -228,6 +228,26 @@ def test_flip_pair_batched_or_not_gives_one_symmetric_map():
     assert np.abs(single - paired).max() > 1e-4  # the flip really averaged something
 
 
+def test_fold_weights_copied_to_an_accelerator_once():
+    """Off the CPU, each fold's state dict is copied to the device the first time it is
+    loaded and reused after ("meta" stands in for a GPU: same code path, no memory)."""
+    from bids_tspo.infer import Network
+    from bids_tspo.model import TSPOUNet, UNetConfig
+
+    net = Network(UNetConfig(), torch.device("meta"), precision="fp32")
+    folds = [TSPOUNet().state_dict() for _ in range(2)]
+    for _ in range(3):
+        for state in folds:
+            net.load(state)
+    assert len(net._on_device) == 2
+    copies = [on_device for _, on_device in net._on_device.values()]
+    assert all(v.device.type == "meta" for c in copies for v in c.values())
+    assert all(v.device.type == "cpu" for v in folds[0].values())  # the bundle stays put
+    cpu = Network(UNetConfig(), torch.device("cpu"), precision="fp32")
+    cpu.load(folds[0])
+    assert not cpu._on_device  # on the CPU the bundle's tensors are loaded directly
+
+
 def test_compile_failure_falls_back_to_eager(monkeypatch, caplog):
     from bids_tspo.infer import Network
     from bids_tspo.model import TSPOUNet, UNetConfig
