@@ -115,9 +115,11 @@ def write_bundle_files(bundle_dir: Path, config: Config, cfg: UNetConfig, splits
                           "t1w": "1st-99th percentile in brain -> [0, 1], brain-masked",
                           "suv_window_min": list(config.suv_window)},
         "training": {"epochs": config.epochs, "batch_size": config.batch_size, "lr": config.lr,
-                     "optimizer": "Adam", "loss": "0.5 BCE + 0.5 MSE in the brain mask",
+                     "optimizer": "Adam",
+                     "loss": "0.5 BCE + 0.5 MSE in the brain inside the PET field of view",
                      "seed": config.seed, "folds": splits["k"],
-                     "splits": "subject-grouped, stratified by " + splits["stratified_by"]},
+                     "splits": "subject-grouped, stratified by " + splits["stratified_by"],
+                     "per_fold": fold_records(bundle_dir, done)},
         "folds_trained": done,
         "genotype_adjustment": {
             "column": config.genotype_column,
@@ -134,12 +136,32 @@ def write_bundle_files(bundle_dir: Path, config: Config, cfg: UNetConfig, splits
                  "genotypes": dict(Counter(f.genotype for f in paired)),
                  "excluded_sessions": excluded or {}},
         "versions": {"bids_tspo": __version__, "torch": torch.__version__,
-                     "python": platform.python_version()},
+                     "cuda": torch.version.cuda, "python": platform.python_version()},
         "metrics_summary": metrics or {},
         "citation": CITATION,
     }
     write_json_atomic(bundle_dir / "model.json", meta)
     write_text_atomic(bundle_dir / "README.md", model_card(meta))
+
+
+def fold_records(bundle_dir: Path, done: list[int]) -> dict[str, dict]:
+    """How each trained fold was trained: device, processes, epochs and wall time (from its
+    ``done.json`` and ``history.tsv``; a fold resumed or continued sums all its epochs)."""
+    records = {}
+    for k in done:
+        fold = Path(bundle_dir) / f"fold-{k}"
+        try:
+            summary = json.loads((fold / "done.json").read_text())
+            lines = (fold / "history.tsv").read_text().splitlines()
+        except (OSError, ValueError):
+            continue
+        column = lines[0].split("\t").index("seconds")
+        seconds = [float(line.split("\t")[column]) for line in lines[1:] if line.strip()]
+        records[str(k)] = {"device": summary.get("settings", {}).get("device"),
+                           "world_size": summary.get("world_size", 1),
+                           "epochs": len(seconds), "seconds": round(sum(seconds), 1),
+                           "best_score": summary.get("best_score")}
+    return records
 
 
 def model_card(meta: dict) -> str:

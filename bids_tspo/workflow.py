@@ -100,7 +100,8 @@ def run_participant(config: Config) -> int:
 
 def write_reports(config: Config, subjects: list[str], group: bool = False) -> None:
     """Participant (and group) reports; a report problem is logged, never fatal."""
-    from .reports.render import group_report, participant_report
+    from .reports.group import group_report
+    from .reports.render import participant_report
 
     for subject in subjects:
         try:

@@ -20,6 +20,10 @@ def test_bundle_is_self_describing(grouped):
     bundle = grouped / "models" / MODEL_ID
     meta = json.loads((bundle / "model.json").read_text())
     assert meta["folds_trained"] == [0, 1]
+    per_fold = meta["training"]["per_fold"]
+    assert set(per_fold) == {"0", "1"}
+    assert all(f["device"] == "cpu" and f["world_size"] == 1 and f["epochs"] == 1
+               and f["seconds"] > 0 for f in per_fold.values())
     assert meta["architecture"]["channels"] == 32
     assert meta["normalisation"]["target"] == "minmax"
     adjustment = meta["genotype_adjustment"]

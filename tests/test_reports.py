@@ -31,6 +31,8 @@ def test_group_report_is_self_contained(grouped):
     # versions read as text, not as a Python dict
     assert ">NaN<" not in html and "<td>–</td>" in html
     assert re.search(r"Versions: bids_tspo [0-9.]+ · torch ", html)
+    assert re.search(r"Trained on cpu \(1 process\): [0-9.]+ s per epoch, [0-9.]+ s for 2 folds",
+                     html)
 
 
 def test_participant_reports_and_figures(grouped):

@@ -1,7 +1,6 @@
-"""HTML reports from the outputs in OUTPUT_DIR (jinja2).
-
-* :func:`participant_report`: ``sub-<l>.html`` with figures in ``sub-<l>/figures/*.svg``.
-* :func:`group_report`: ``group_report.html``, self-contained (figures inlined as SVG).
+"""HTML reports from the outputs in OUTPUT_DIR (jinja2): what both reports share, and
+:func:`participant_report` (``sub-<l>.html`` with figures in ``sub-<l>/figures/*.svg``); the
+self-contained group report is :func:`bids_tspo.reports.group.group_report`.
 
 Both read only what is on disk, so ``--reports-only`` can regenerate them at any time.
 """
@@ -25,7 +24,7 @@ from ..infer import to_units
 from . import figures
 
 LOG = logging.getLogger("bids_tspo.reports")
-_ENV = jinja2.Environment(loader=jinja2.PackageLoader("bids_tspo", "reports/templates"),
+ENV = jinja2.Environment(loader=jinja2.PackageLoader("bids_tspo", "reports/templates"),
                           autoescape=jinja2.select_autoescape(["html", "j2"]))
 METHODS = ("T1w images were bias-corrected (N4) and brain-extracted with ANTs and registered to "
            "the MNI152 template (affine + SyN). PET frames in the SUV window were averaged, "
@@ -39,11 +38,11 @@ def _sidecar(path: Path) -> dict:
     return json.loads(side.read_text()) if side.is_file() else {}
 
 
-def _read_tsv(path: Path) -> pd.DataFrame | None:
+def read_tsv(path: Path) -> pd.DataFrame | None:
     return pd.read_csv(path, sep="\t") if Path(path).is_file() else None
 
 
-def _errors(out: Path, prefix: str | None = None) -> list[dict]:
+def run_errors(out: Path, prefix: str | None = None) -> list[dict]:
     found = []
     for summary in sorted((Path(out) / "logs").glob("summary_*.json")):
         for failure in json.loads(summary.read_text()).get("failed", []):
@@ -176,32 +175,12 @@ def _metric_rows(row: dict | None) -> list[dict]:
     return rows
 
 
-def _table(frame: pd.DataFrame, index: bool = False, fold_after: int = 20) -> str:
-    """An HTML table of the report: 4 decimals, an empty cell (a single-session group's SD,
-    a test without enough sessions) as a dash, region names with spaces; a table of more than
-    ``fold_after`` rows (one per session in a large cohort) is folded away until opened.
-
-    >>> html = _table(pd.DataFrame({"region": ["Left_Caudate"], "p": [float("nan")]}))
-    >>> "Left Caudate" in html and "<td>–</td>" in html and "<details" not in html
-    True
-    >>> _table(pd.DataFrame({"r": range(30)})).startswith("<details><summary>30 rows")
-    True
-    """
-    frame = frame.round(4)
-    if "region" in frame:
-        frame = frame.assign(region=frame.region.astype(str).str.replace("_", " "))
-    html = frame.to_html(classes="data", border=0, index=index, na_rep="–")
-    if len(frame) > fold_after:
-        html = f"<details><summary>{len(frame)} rows (show)</summary>{html}</details>"
-    return html
-
-
 def participant_report(out: Path, subject: str) -> Path:
     """Write ``sub-<subject>.html`` (+ figures) from what exists in OUTPUT_DIR."""
     out = Path(out)
     root = out / f"sub-{subject}"
     figdir = root / "figures"
-    metrics = _read_tsv(out / "group_metrics.tsv")
+    metrics = read_tsv(out / "group_metrics.tsv")
     sessions = []
     for anat in sorted(root.glob("**/anat")):
         for t1 in sorted(anat.glob("*_desc-preproc_T1w.nii.gz")):
@@ -223,91 +202,8 @@ def participant_report(out: Path, subject: str) -> Path:
                 "figures": _session_figures(out, anat, pet, name, figdir),
                 "metrics": _metric_rows(row),
             })
-    html = _ENV.get_template("participant.html.j2").render(
-        subject=subject, sessions=sessions, errors=_errors(out, f"sub-{subject}"),
+    html = ENV.get_template("participant.html.j2").render(
+        subject=subject, sessions=sessions, errors=run_errors(out, f"sub-{subject}"),
         version=__version__, citation=CITATION, methods=METHODS,
         date=time.strftime("%Y-%m-%d %H:%M"))
     return write_text_atomic(report_path(out, subject), html)
-
-
-def _outliers(table: pd.DataFrame, columns=("pearson_r", "mse", "normdiff")) -> list[dict]:
-    flagged = []
-    for col in columns:
-        if col not in table:
-            continue
-        values = table[col].astype(float)
-        med = values.median()
-        mad = (values - med).abs().median() * 1.4826
-        if mad == 0 or np.isnan(mad):
-            continue
-        for _, row in table[(values - med).abs() > 3 * mad].iterrows():
-            flagged.append({"bids_name": row.bids_name, "subject": row.participant_id,
-                            "metric": col, "value": float(row[col]), "median": float(med)})
-    return flagged
-
-
-def group_report(out: Path) -> Path:
-    """Write ``group_report.html`` (self-contained) from the group tables and the bundle."""
-    from ..stats import KEY_REGIONS
-
-    out = Path(out)
-    metrics = _read_tsv(out / "group_metrics.tsv")
-    regions = _read_tsv(out / "group_regions.tsv")
-    stats = _read_tsv(out / "group_region_stats.tsv")
-    bundles = sorted((out / "models").glob("*/model.json"), key=lambda p: p.stat().st_mtime)
-    bundle = bundles[-1] if bundles else None  # the bundle the latest group run wrote
-    model = json.loads(bundle.read_text()) if bundle else None
-    figs = {}
-    if metrics is not None and len(metrics):
-        figs["metrics"] = figures.metric_boxplots(metrics, labels={
-            c: (describe_column("group_metrics", c) or {}).get("LongName", c)
-            for c in metrics.columns})
-    if stats is not None and len(stats):
-        key = stats[stats.region.str.contains("|".join(KEY_REGIONS))]
-        figs["region_bars"] = figures.region_bars(key)
-        figs["scatter"] = [figures.region_scatter_ba(regions, r) for r in key.region[:6]]
-        top = list(key.region[:4])
-        figs["groups"] = figures.group_comparison(regions, top)
-        figs["median_split"] = figures.median_split(regions, top)
-    if bundle is not None:
-        histories = {int(p.parent.name.split("-")[1]): pd.read_csv(p, sep="\t")
-                     for p in sorted(bundle.parent.glob("fold-*/history.tsv"))}
-        if histories:
-            figs["curves"] = figures.training_curves(histories)
-    tables = {}
-    if metrics is not None:
-        cols = [c for c in ("pearson_r", "pearson_r_smooth", "mse", "mse_smooth", "normdiff",
-                            "percdiff", "cnr_synth", "cnr_true", "ssim", "psnr")
-                if c in metrics]
-        tables["by_group"] = _table(metrics.groupby("group")[cols].agg(["mean", "std"]), True)
-        cohort = metrics.groupby(["group", "genotype"]).agg(
-            sessions=("bids_name", "count"), subjects=("participant_id", "nunique"))
-        tables["cohort"] = _table(cohort.reset_index())
-        base = [c for c in ("pearson_r", "mse", "ssim") if f"baseline_{c}" in metrics]
-        tables["baseline"] = _table(pd.DataFrame({
-            "metric": base, "U-Net": [metrics[c].mean() for c in base],
-            "training-mean baseline": [metrics[f"baseline_{c}"].mean() for c in base],
-        })) if base else None
-    for name in ("cohort", "specificity"):
-        t = _read_tsv(out / f"group_{name}.tsv")
-        if t is not None:
-            tables[f"tsv_{name}"] = _table(t)
-            if name == "specificity" and len(t):
-                best = t.own_is_best_r.astype(str).str.lower().eq("true")
-                tables["own_best"] = (f"{int(best.sum())} of {len(t)} synthetic maps "
-                                      f"({100 * best.mean():.0f} %) match their own PET best; "
-                                      f"mean r own {t.r_own.mean():.3f} vs others "
-                                      f"{t.r_others_mean.mean():.3f}")
-    if stats is not None:
-        keep = ["region", "pearson_r", "pearson_p", "ba_bias", "ba_loa_low", "ba_loa_high",
-                "mannwhitney_p"] + [c for c in stats if c.startswith(("mannwhitney_p_",
-                                                                         "wilcoxon_p_"))]
-        key = stats[stats.region.str.contains("|".join(KEY_REGIONS))]
-        tables["regions"] = _table(key[keep])
-    html = _ENV.get_template("group.html.j2").render(
-        model=model, figs=figs, tables=tables,
-        outliers=_outliers(metrics) if metrics is not None else [],
-        subjects=sorted(p.name[4:-5] for p in out.glob("sub-*.html")),
-        errors=_errors(out), version=__version__, citation=CITATION, methods=METHODS,
-        n_sessions=0 if metrics is None else len(metrics), date=time.strftime("%Y-%m-%d %H:%M"))
-    return write_text_atomic(out / "group_report.html", html)

@@ -1,0 +1,141 @@
+"""The group report: ``group_report.html``, self-contained (figures inlined as SVG), from the
+group tables, the model bundle and the run summaries in OUTPUT_DIR."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .. import CITATION, __version__
+from ..derivatives import describe_column, write_text_atomic
+from . import figures
+from .render import ENV, METHODS, read_tsv, run_errors
+
+
+def _table(frame: pd.DataFrame, index: bool = False, fold_after: int = 20) -> str:
+    """An HTML table of the report: 4 decimals, an empty cell (a single-session group's SD,
+    a test without enough sessions) as a dash, region names with spaces; a table of more than
+    ``fold_after`` rows (one per session in a large cohort) is folded away until opened.
+
+    >>> html = _table(pd.DataFrame({"region": ["Left_Caudate"], "p": [float("nan")]}))
+    >>> "Left Caudate" in html and "<td>–</td>" in html and "<details" not in html
+    True
+    >>> _table(pd.DataFrame({"r": range(30)})).startswith("<details><summary>30 rows")
+    True
+    """
+    frame = frame.round(4)
+    if "region" in frame:
+        frame = frame.assign(region=frame.region.astype(str).str.replace("_", " "))
+    html = frame.to_html(classes="data", border=0, index=index, na_rep="–")
+    if len(frame) > fold_after:
+        html = f"<details><summary>{len(frame)} rows (show)</summary>{html}</details>"
+    return html
+
+
+def _training_note(model: dict | None) -> str | None:
+    """One line on where and how long the folds trained, from model.json.
+
+    >>> _training_note({"training": {"per_fold": {"0": {"device": "cuda:0", "world_size": 2,
+    ...     "epochs": 50, "seconds": 600.0}, "1": {"device": "cuda:0", "world_size": 2,
+    ...     "epochs": 50, "seconds": 660.0}}}})
+    'Trained on cuda:0 (2 processes): 12.6 s per epoch, 21.0 min for 2 folds.'
+    """
+    folds = ((model or {}).get("training") or {}).get("per_fold") or {}
+    epochs = sum(f["epochs"] for f in folds.values())
+    if not epochs:
+        return None
+    seconds = sum(f["seconds"] for f in folds.values())
+    devices = ", ".join(sorted({str(f["device"]) for f in folds.values()}))
+    world = max(f.get("world_size", 1) for f in folds.values())
+    total = f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
+    return (f"Trained on {devices} ({world} process{'es' if world > 1 else ''}): "
+            f"{seconds / epochs:.1f} s per epoch, {total} for {len(folds)} "
+            f"fold{'s' if len(folds) > 1 else ''}.")
+
+
+def _outliers(table: pd.DataFrame, columns=("pearson_r", "mse", "normdiff")) -> list[dict]:
+    flagged = []
+    for col in columns:
+        if col not in table:
+            continue
+        values = table[col].astype(float)
+        med = values.median()
+        mad = (values - med).abs().median() * 1.4826
+        if mad == 0 or np.isnan(mad):
+            continue
+        for _, row in table[(values - med).abs() > 3 * mad].iterrows():
+            flagged.append({"bids_name": row.bids_name, "subject": row.participant_id,
+                            "metric": col, "value": float(row[col]), "median": float(med)})
+    return flagged
+
+
+def group_report(out: Path) -> Path:
+    """Write ``group_report.html`` (self-contained) from the group tables and the bundle."""
+    from ..stats import KEY_REGIONS
+
+    out = Path(out)
+    metrics = read_tsv(out / "group_metrics.tsv")
+    regions = read_tsv(out / "group_regions.tsv")
+    stats = read_tsv(out / "group_region_stats.tsv")
+    bundles = sorted((out / "models").glob("*/model.json"), key=lambda p: p.stat().st_mtime)
+    bundle = bundles[-1] if bundles else None  # the bundle the latest group run wrote
+    model = json.loads(bundle.read_text()) if bundle else None
+    figs = {}
+    if metrics is not None and len(metrics):
+        figs["metrics"] = figures.metric_boxplots(metrics, labels={
+            c: (describe_column("group_metrics", c) or {}).get("LongName", c)
+            for c in metrics.columns})
+    if stats is not None and len(stats):
+        key = stats[stats.region.str.contains("|".join(KEY_REGIONS))]
+        figs["region_bars"] = figures.region_bars(key)
+        figs["scatter"] = [figures.region_scatter_ba(regions, r) for r in key.region[:6]]
+        top = list(key.region[:4])
+        figs["groups"] = figures.group_comparison(regions, top)
+        figs["median_split"] = figures.median_split(regions, top)
+    if bundle is not None:
+        histories = {int(p.parent.name.split("-")[1]): pd.read_csv(p, sep="\t")
+                     for p in sorted(bundle.parent.glob("fold-*/history.tsv"))}
+        if histories:
+            figs["curves"] = figures.training_curves(histories)
+    tables = {}
+    if metrics is not None:
+        cols = [c for c in ("pearson_r", "pearson_r_smooth", "mse", "mse_smooth", "normdiff",
+                            "percdiff", "cnr_synth", "cnr_true", "ssim", "psnr")
+                if c in metrics]
+        tables["by_group"] = _table(metrics.groupby("group")[cols].agg(["mean", "std"]), True)
+        cohort = metrics.groupby(["group", "genotype"]).agg(
+            sessions=("bids_name", "count"), subjects=("participant_id", "nunique"))
+        tables["cohort"] = _table(cohort.reset_index())
+        base = [c for c in ("pearson_r", "mse", "ssim") if f"baseline_{c}" in metrics]
+        tables["baseline"] = _table(pd.DataFrame({
+            "metric": base, "U-Net": [metrics[c].mean() for c in base],
+            "training-mean baseline": [metrics[f"baseline_{c}"].mean() for c in base],
+        })) if base else None
+    for name in ("cohort", "specificity"):
+        t = read_tsv(out / f"group_{name}.tsv")
+        if t is not None:
+            tables[f"tsv_{name}"] = _table(t)
+            if name == "specificity" and len(t):
+                best = t.own_is_best_r.astype(str).str.lower().eq("true")
+                tables["own_best"] = (f"{int(best.sum())} of {len(t)} synthetic maps "
+                                      f"({100 * best.mean():.0f} %) match their own PET best; "
+                                      f"mean r own {t.r_own.mean():.3f} vs others "
+                                      f"{t.r_others_mean.mean():.3f}")
+    if stats is not None:
+        keep = ["region", "pearson_r", "pearson_p", "ba_bias", "ba_loa_low", "ba_loa_high",
+                "mannwhitney_p"] + [c for c in stats if c.startswith(("mannwhitney_p_",
+                                                                         "wilcoxon_p_"))]
+        key = stats[stats.region.str.contains("|".join(KEY_REGIONS))]
+        tables["regions"] = _table(key[keep])
+    html = ENV.get_template("group.html.j2").render(
+        model=model, figs=figs, tables=tables,
+        outliers=_outliers(metrics) if metrics is not None else [],
+        training_note=_training_note(model),
+        subjects=sorted(p.name[4:-5] for p in out.glob("sub-*.html")),
+        errors=run_errors(out), version=__version__, citation=CITATION, methods=METHODS,
+        n_sessions=0 if metrics is None else len(metrics), date=time.strftime("%Y-%m-%d %H:%M"))
+    return write_text_atomic(out / "group_report.html", html)
