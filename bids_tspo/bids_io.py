@@ -22,6 +22,7 @@ from typing import Mapping
 
 import pandas as pd
 
+from .bids_filters import pybids_filters
 from .errors import InputDataError, MissingInputError, describe
 
 LOG = logging.getLogger("bids_tspo.bids")
@@ -232,13 +233,18 @@ def check_labels(layout, participants: tuple[str, ...], sessions: tuple[str, ...
 
 
 def select_sessions(layout, participants: tuple[str, ...] = (),
-                    sessions: tuple[str, ...] = ()) -> tuple[list[Session], list[str]]:
-    """Build the selected :class:`Session` records.
+                    sessions: tuple[str, ...] = (), filters: dict | None = None
+                    ) -> tuple[list[Session], list[str]]:
+    """Build the selected :class:`Session` records; ``filters`` (see :func:`read_filters`)
+    narrow the T1w and PET queries.
 
     Returns ``(sessions, missing)``: ``missing`` lists the selected subjects (or subject
     sessions) that have no T1w image; they are reported, the others are processed.
     """
     check_labels(layout, participants, sessions)
+    filters = filters or {}
+    t1w_filters = pybids_filters(layout, filters.get("t1w", {}))
+    pet_filters = pybids_filters(layout, filters.get("pet", {}))
     bids_dir = Path(layout.root)
     table = participants_table(bids_dir)
     subjects = list(participants) or sorted(layout.get_subjects())
@@ -255,7 +261,7 @@ def select_sessions(layout, participants: tuple[str, ...] = (),
             query = {"subject": subject}
             if ses is not None:
                 query["session"] = ses
-            t1w = _files(layout, suffix="T1w", datatype="anat", **query)
+            t1w = _files(layout, suffix="T1w", datatype="anat", **query, **t1w_filters)
             name = f"sub-{subject}" + (f"_ses-{ses}" if ses else "")
             if not t1w:
                 missing.append(name)
@@ -266,7 +272,7 @@ def select_sessions(layout, participants: tuple[str, ...] = (),
                 PetImage(Path(f.path), MappingProxyType(dict(f.get_metadata())),
                          MappingProxyType({k: str(v) for k, v in f.get_entities().items()}),
                          json_problem(_own_sidecar(Path(f.path))))
-                for f in _files(layout, suffix="pet", datatype="pet", **query)
+                for f in _files(layout, suffix="pet", datatype="pet", **query, **pet_filters)
             )
             found.append(Session(
                 subject=subject,

@@ -18,6 +18,7 @@ import tempfile
 from pathlib import Path
 
 from . import __version__
+from .bids_filters import read_filters
 from .config import Config
 from .errors import (
     EXIT_CODES,
@@ -61,6 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--session-label", "--session_label", dest="session_label", nargs="+",
                    metavar="L", default=[],
                    help="session labels (with or without 'ses-'), or a file with one per line")
+    g.add_argument("--bids-filter-file", "--bids_filter_file", dest="bids_filter_file",
+                   type=Path, metavar="FILE",
+                   help="JSON choosing the T1w and PET of each session by BIDS entities, e.g. "
+                        '{"pet": {"tracer": "PBR28"}, "t1w": {"acquisition": "mprage"}}; '
+                        'null: the entity must be absent, "*": any value')
     g.add_argument("--skip-bids-validation", "--skip_bids_validation", action="store_true",
                    help="index the dataset without BIDS validation")
 
@@ -170,6 +176,9 @@ def build_config(args: argparse.Namespace, argv: list[str]) -> Config:
         raise MissingInputError(f"--model {args.model}: no such model folder")
     if args.splits is not None and not args.splits.is_file():
         raise MissingInputError(f"--splits {args.splits}: no such file")
+    if args.bids_filter_file is not None and not args.bids_filter_file.is_file():
+        raise MissingInputError(f"--bids-filter-file {args.bids_filter_file}: no such file")
+    filters = read_filters(args.bids_filter_file) if args.bids_filter_file else {}
     for folder, what in ((output_dir, "OUTPUT_DIR"), (work_dir, "work directory")):
         try:
             folder.mkdir(parents=True, exist_ok=True)
@@ -184,6 +193,7 @@ def build_config(args: argparse.Namespace, argv: list[str]) -> Config:
         work_dir=work_dir,
         participant_label=expand_label_files(args.participant_label, "sub-"),
         session_label=expand_label_files(args.session_label, "ses-"),
+        bids_filters=filters,
         model=args.model.expanduser().resolve() if args.model else None,
         folds=args.folds,
         fold=args.fold,

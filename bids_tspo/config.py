@@ -26,6 +26,7 @@ class Config:
     work_dir: Path
     participant_label: tuple[str, ...] = ()
     session_label: tuple[str, ...] = ()
+    bids_filters: dict = field(default_factory=dict)  # --bids-filter-file (bids_tspo.bids_filters)
     model: Path | None = None
     folds: int = 5
     fold: int | None = None

@@ -118,6 +118,10 @@ def discover(output_dir: Path, table: dict[str, dict] | None = None,
         if not mask.is_file():
             continue
         suvs = find_pet(t1w.parent.parent / "pet", name, desc="suv", space="T1w")
+        if len(suvs) > 1:
+            LOG.warning("%s: %d SUV maps (%s); training and evaluation use the first; choose one "
+                        "with --bids-filter-file at the participant level", name, len(suvs),
+                        ", ".join(p.name for p in suvs))
         ent = dict(part.split("-", 1) for part in name.split("_"))
         row = table.get(ent["sub"], {})
         found.append(SessionFiles(name, ent["sub"], ent.get("ses"), t1w, mask,

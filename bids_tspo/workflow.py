@@ -54,7 +54,8 @@ def _process_participant_session(config: Config, session: Session, synthesis=Non
 
 def run_participant(config: Config) -> int:
     layout = load_layout(config.bids_dir, validate=not config.skip_bids_validation)
-    sessions, missing = select_sessions(layout, config.participant_label, config.session_label)
+    sessions, missing = select_sessions(layout, config.participant_label, config.session_label,
+                                        config.bids_filters)
     synthesis = None
     genotypes: dict[str, str] = {}
     if config.model is not None:

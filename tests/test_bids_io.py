@@ -65,6 +65,15 @@ def test_runs_tracers_and_missing_t1w(tiny_bids_nosessions, tmp_path):
                                                   "sub-01_run-2_T1w.nii.gz"]
     assert sessions[0].primary_t1w.name == "sub-01_run-1_T1w.nii.gz"
     assert sorted(p.tracer for p in sessions[0].pet) == ["FEPPA", "PBR28"]
+    # a BIDS filter file picks one tracer and one T1w run; null: the entity must be absent
+    picked, missing = select_sessions(load_layout(root), filters={"pet": {"tracer": "PBR28"},
+                                                                  "t1w": {"run": 2}})
+    assert [p.tracer for p in picked[0].pet] == ["PBR28"]
+    assert [p.name for p in picked[0].t1w] == ["sub-01_run-2_T1w.nii.gz"]
+    assert missing == ["sub-02"]  # its T1w has no run-2: reported, as a session without T1w
+    none, missing = select_sessions(load_layout(root), filters={"t1w": {"run": None},
+                                                                "pet": {"tracer": "*"}})
+    assert missing == ["sub-01"] and [s.name for s in none] == ["sub-02"]
 
 
 def test_subject_with_pet_but_no_t1w(tiny_bids, tmp_path):

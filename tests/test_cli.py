@@ -133,3 +133,23 @@ def test_config_and_command_line_written_to_logs(tiny_bids, tmp_path):
     assert json.loads(configs[0].read_text())["participant_label"] == ["99"]
     assert "--participant-label 99" in commands[0].read_text()
     assert "unknown participant" in next((out / "logs").glob("*.log")).read_text()
+
+
+@pytest.mark.parametrize("content, code, message", [
+    (None, 66, "no such file"),
+    ("{not json", 64, "not a readable JSON filter file"),
+    ('{"bold": {"task": "rest"}}', 64, "unknown key(s) 'bold'"),
+    ('{"pet": {"subject": "01"}}', 64, "which the app sets itself"),
+    ('{"pet": {"tracer": {"a": 1}}}', 64, "must be a label, a list of labels"),
+    ('{"pet": {"trc": "PBR28"}}', 64, "unknown BIDS entity trc (BIDS entities: acquisition"),
+])
+def test_bad_bids_filter_files(tiny_bids, tmp_path, capsys, content, code, message):
+    """A filter file that is missing (66) or malformed (64) is named on one line."""
+    path = tmp_path / "filters.json"
+    if content is not None:
+        path.write_text(content)
+    got = main([str(tiny_bids), str(tmp_path / "out"), "participant", "--participant-label",
+                "01", "--bids-filter-file", str(path), "-w", str(tmp_path / "w")])
+    err = capsys.readouterr().err
+    assert got == code and message in err and "Traceback" not in err
+    assert str(path) in err or "--bids-filter-file" in err
