@@ -41,6 +41,7 @@ RUN apt-get update && apt-get install -y --no-install-recommends gcc g++ \
 COPY --from=build /opt/venv /opt/venv
 COPY --from=build /opt/templateflow /opt/templateflow
 ENV PATH=/opt/venv/bin:$PATH \
+    BIDS_TSPO_IMAGE=bids_tspo:${VERSION}-${VARIANT} \
     TEMPLATEFLOW_HOME=/opt/templateflow \
     MPLCONFIGDIR=/tmp/matplotlib \
     OMP_NUM_THREADS=1 \

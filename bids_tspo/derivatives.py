@@ -65,12 +65,35 @@ def save_nifti_atomic(img, dest: Path) -> Path:
     return Path(dest)
 
 
+def container(env=None) -> dict | None:
+    """``GeneratedBy.Container`` (BIDS): Singularity/Apptainer when running in one, Docker in
+    the image of our Dockerfile (which sets ``BIDS_TSPO_IMAGE``), else None.
+
+    >>> container({"BIDS_TSPO_IMAGE": "bids_tspo:0.1.0-cuda"})
+    {'Type': 'docker', 'Tag': 'bids_tspo:0.1.0-cuda'}
+    >>> container({"BIDS_TSPO_IMAGE": "bids_tspo:0.1.0-cuda", "APPTAINER_CONTAINER": "/i/t.sif"})
+    {'Type': 'singularity', 'Tag': 'bids_tspo:0.1.0-cuda', 'URI': 'file:///i/t.sif'}
+    >>> container({}) is None
+    True
+    """
+    env = os.environ if env is None else env
+    image = env.get("APPTAINER_CONTAINER") or env.get("SINGULARITY_CONTAINER")
+    tag = env.get("BIDS_TSPO_IMAGE")
+    if image:
+        return ({"Type": "singularity"} | ({"Tag": tag} if tag else {})
+                | {"URI": Path(image).as_uri() if Path(image).is_absolute() else image})
+    return {"Type": "docker", "Tag": tag} if tag else None
+
+
 def dataset_description(bids_dir: Path | None = None, name: str = "bids_tspo") -> dict:
+    generated = {"Name": "bids_tspo", "Version": __version__, "CodeURL": CODE_URL}
+    if (box := container()) is not None:
+        generated["Container"] = box
     desc = {
         "Name": f"{name} derivatives",
         "BIDSVersion": "1.9.0",
         "DatasetType": "derivative",
-        "GeneratedBy": [{"Name": "bids_tspo", "Version": __version__, "CodeURL": CODE_URL}],
+        "GeneratedBy": [generated],
     }
     if bids_dir is not None:
         desc["SourceDatasets"] = [{"URL": Path(bids_dir).resolve().as_uri()}]

@@ -35,6 +35,8 @@ def test_entrypoint_user_and_labels():
     for label in ("title", "description", "version", "source", "licenses"):
         assert f"org.opencontainers.image.{label}=" in runtime, label
     assert "TEMPLATEFLOW_HOME=/opt/templateflow" in runtime
+    # the derivatives' GeneratedBy.Container names the image (bids_tspo.derivatives.container)
+    assert "BIDS_TSPO_IMAGE=bids_tspo:${VERSION}-${VARIANT}" in runtime
 
 
 def test_python_dependencies_match_pyproject():
