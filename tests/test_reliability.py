@@ -11,6 +11,7 @@ import sys
 
 import nibabel as nib
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -163,15 +164,31 @@ def test_unexpected_error_in_one_session_others_processed(tiny_bids, tmp_path, c
 
 
 def test_rerun_skips_finished_and_clean_workdir_recomputes(tiny_bids, tmp_path):
-    args = [str(tiny_bids), str(tmp_path / "out"), "participant", "--participant-label", "01",
+    bids = tmp_path / "bids"
+    shutil.copytree(tiny_bids, bids, ignore=shutil.ignore_patterns("derivatives"))
+    args = [str(bids), str(tmp_path / "out"), "participant", "--participant-label", "01",
             "--sloppy", "-w", str(tmp_path / "w"), "--omp-nthreads", "2"]
     assert main(args) == 0
     t1 = tmp_path / "out/sub-01/ses-01/anat/sub-01_ses-01_desc-preproc_T1w.nii.gz"
+    suv = next((tmp_path / "out/sub-01/ses-01/pet").glob("*space-T1w_desc-suv_pet.json"))
     stamp = t1.stat().st_mtime_ns
     assert main(args) == 0
     assert t1.stat().st_mtime_ns == stamp
     log = sorted((tmp_path / "out/logs").glob("*.log"))[-1].read_text()
     assert "already preprocessed" in log
+    # a corrected input (the body weight where it came from) is processed again
+    meta = json.loads(suv.read_text())
+    source, column = meta["BodyWeightSource"].split()[:2]
+    assert meta["BodyWeight"] != 81.5 and source in ("participants.tsv", "sessions.tsv"), meta
+    tsv = (bids / "participants.tsv" if source == "participants.tsv"
+           else bids / "sub-01" / "sub-01_sessions.tsv")
+    table = pd.read_csv(tsv, sep="\t", dtype=str)
+    table.loc[table.iloc[:, 0].isin(["sub-01", "ses-01"]), column] = "81.5"
+    table.to_csv(tsv, sep="\t", index=False)
+    assert main(args) == 0
+    assert t1.stat().st_mtime_ns != stamp
+    assert json.loads(suv.read_text())["BodyWeight"] == 81.5
+    stamp = t1.stat().st_mtime_ns
     assert main(args + ["--clean-workdir"]) == 0
     assert t1.stat().st_mtime_ns != stamp
 

@@ -6,6 +6,7 @@ sidecar, unreadable image) leaves nothing half-written for that session.
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import time
@@ -55,7 +56,8 @@ def preprocess_session(config: Config, session: Session) -> list[Path]:
     work = config.work_dir / "participant" / session.name
     if config.clean_workdir and work.exists():
         shutil.rmtree(work)
-    done = finished_outputs(work / "done.json", preset["name"], config)
+    inputs = input_record(session)
+    done = finished_outputs(work / "done.json", preset["name"], config, inputs)
     if done is not None:
         LOG.info("%s: already preprocessed (%d outputs; --clean-workdir recomputes)",
                  session.name, len(done))
@@ -114,6 +116,7 @@ def preprocess_session(config: Config, session: Session) -> list[Path]:
     write_json_atomic(work / "timings.json", timings)
     write_json_atomic(work / "done.json", {"preset": preset["name"],
                                            "suv_window": list(config.suv_window),
+                                           "inputs": inputs,
                                            "outputs": [str(p) for p in written]})
     LOG.debug("%s timings: %s", session.name, timings)
     return written
@@ -142,11 +145,27 @@ def _brain_coverage(fov: np.ndarray, brain_mask: nib.Nifti1Image, name: str, pet
     return coverage
 
 
-def finished_outputs(marker: Path, preset: str, config: Config) -> list[Path] | None:
-    """The outputs of a finished session when its marker matches the settings and every
-    output still exists; otherwise None (the session is processed)."""
-    import json
+def input_record(session: Session) -> dict:
+    """What a session's outputs were made from: the T1w and PET images (path, size,
+    modification time), each PET's merged sidecar and the participants/sessions rows (body
+    weight). A rerun reprocesses a session when any of it changed: another T1w or PET chosen
+    (``--bids-filter-file``), an image replaced, a sidecar or a weight corrected."""
+    def stamp(path: Path) -> list:
+        st = Path(path).stat()
+        return [str(path), st.st_size, st.st_mtime_ns]
 
+    return json.loads(json.dumps({
+        "t1w": stamp(session.primary_t1w),
+        "pet": [stamp(pet.path) + [dict(pet.sidecar)] for pet in session.pet],
+        "rows": [dict(session.participant), dict(session.session_row)],
+    }, default=str))  # as read back from done.json (lists, str keys)
+
+
+def finished_outputs(marker: Path, preset: str, config: Config,
+                     inputs: dict | None = None) -> list[Path] | None:
+    """The outputs of a finished session when its marker matches the settings and the inputs
+    (:func:`input_record`) and every output still exists; otherwise None (the session is
+    processed)."""
     if not marker.is_file():
         return None
     try:
@@ -155,7 +174,8 @@ def finished_outputs(marker: Path, preset: str, config: Config) -> list[Path] | 
         return None
     outputs = [Path(p) for p in record.get("outputs", [])]
     same = (record.get("preset") == preset
-            and record.get("suv_window") == list(config.suv_window))
+            and record.get("suv_window") == list(config.suv_window)
+            and (inputs is None or record.get("inputs") == inputs))
     if same and outputs and all(p.is_file() for p in outputs):
         return outputs
     return None
