@@ -193,6 +193,27 @@ def test_rerun_skips_finished_and_clean_workdir_recomputes(tiny_bids, tmp_path):
     assert t1.stat().st_mtime_ns != stamp
 
 
+def test_filter_file_rerun_replaces_outputs_of_unselected_pet(tiny_bids, tmp_path):
+    """Two tracers in a session: both are processed; rerun with a filter file choosing one,
+    the other's SUV maps, field-of-view mask and sidecars leave OUTPUT_DIR."""
+    bids = tmp_path / "bids"
+    shutil.copytree(tiny_bids, bids, ignore=shutil.ignore_patterns("derivatives"))
+    pet = bids / "sub-01" / "ses-01" / "pet"
+    for src in sorted(pet.glob("*trc-PBR28*")):
+        shutil.copy(src, src.with_name(src.name.replace("trc-PBR28", "trc-FEPPA")))
+    args = [str(bids), str(tmp_path / "out"), "participant", "--participant-label", "01",
+            "--sloppy", "-w", str(tmp_path / "w"), "--omp-nthreads", "2"]
+    assert main(args) == 0
+    out_pet = tmp_path / "out" / "sub-01" / "ses-01" / "pet"
+    feppa = sorted(p.name for p in out_pet.glob("*trc-FEPPA*"))
+    assert len(feppa) == 6  # SUV on the T1w grid and in the template, FOV mask; + sidecars
+    filters = tmp_path / "filters.json"
+    filters.write_text(json.dumps({"pet": {"tracer": "PBR28"}}))
+    assert main(args + ["--bids-filter-file", str(filters)]) == 0
+    assert not list(out_pet.glob("*trc-FEPPA*"))
+    assert len(list(out_pet.glob("*trc-PBR28*"))) == 6
+
+
 def test_concurrent_participant_runs_share_one_output(tiny_bids, tmp_path):
     out = tmp_path / "out"
     procs = [subprocess.Popen([sys.executable, "-m", "bids_tspo", str(tiny_bids), str(out),

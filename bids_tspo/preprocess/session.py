@@ -54,6 +54,7 @@ def preprocess_session(config: Config, session: Session) -> list[Path]:
     preset = load_preset(config.sloppy)
     template = resolve_template(preset["template_resolution"])
     work = config.work_dir / "participant" / session.name
+    previous = _recorded_outputs(work / "done.json")
     if config.clean_workdir and work.exists():
         shutil.rmtree(work)
     inputs = input_record(session)
@@ -113,6 +114,7 @@ def preprocess_session(config: Config, session: Session) -> list[Path]:
         with atomic_path(dst) as tmp:
             shutil.copyfile(src, tmp)
         written.append(dst)
+    _remove_stale(previous, written, config.output_dir, session.name)
     write_json_atomic(work / "timings.json", timings)
     write_json_atomic(work / "done.json", {"preset": preset["name"],
                                            "suv_window": list(config.suv_window),
@@ -179,6 +181,28 @@ def finished_outputs(marker: Path, preset: str, config: Config,
     if same and outputs and all(p.is_file() for p in outputs):
         return outputs
     return None
+
+
+def _recorded_outputs(marker: Path) -> list[Path]:
+    try:
+        return [Path(p) for p in json.loads(marker.read_text()).get("outputs", [])]
+    except (OSError, ValueError):
+        return []
+
+
+def _remove_stale(previous: list[Path], written: list[Path], output_dir: Path,
+                  name: str) -> None:
+    """Outputs of this session's previous run that this run did not write again (a PET no
+    longer selected, say) are removed with their sidecars: OUTPUT_DIR describes one run."""
+    keep = {Path(p) for p in written}
+    for path in previous:
+        inside = Path(output_dir) in path.parents and path.name.startswith(name)
+        if path in keep or not inside or not path.is_file():
+            continue
+        LOG.info("%s: removing %s (not produced by this run's inputs)", name, path.name)
+        path.unlink()
+        if path.name.endswith((".nii", ".nii.gz")) and sidecar_path(path).is_file():
+            sidecar_path(path).unlink()
 
 
 def _as_uint8(img: nib.Nifti1Image) -> nib.Nifti1Image:
