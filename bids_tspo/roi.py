@@ -84,7 +84,10 @@ def write_region_tables(out: Path, paired: list[SessionFiles], folds: dict[str, 
                                                  synth, t1w)]
         scores = all_metrics(synth, true, imaged, zooms, seed=seed)
         tpl_metrics[files.name] = {f"{k}_tpl": v for k, v in scores.items()}
-        synths[files.name], trues[files.name], scored[files.name] = synth, smooth_true, imaged
+        # kept for the subject-specificity table, as vectors over the template brain (a
+        # quarter of the full grid: all sessions' maps are held at once)
+        synths[files.name], trues[files.name], scored[files.name] = (
+            synth[tpl_mask], smooth_true[tpl_mask], imaged[tpl_mask])
         subject_of[files.name] = files.subject
         cohort["original"].append(float(true[imaged].mean()))
         cohort["synthesized"].append(float(synth[imaged].mean()))
