@@ -4,6 +4,7 @@ participant synthesis with --model, bundle errors."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import nibabel as nib
@@ -135,6 +136,11 @@ def test_participant_synthesis_with_model_mri_only(tiny_bids, grouped, tmp_path)
     assert mean.max() <= 1 and mean.max() > 0 and sd.max() > 0 and sd.min() >= 0
     meta = json.loads((pet / "sub-04_ses-01_space-T1w_desc-synthstd_pet.json").read_text())
     assert meta["FoldsUsed"] == [0, 1] and "CrossValidationFold" not in meta
+    # the MRI-only report states the fold models' agreement: the map's own uncertainty
+    html = (out / "sub-04.html").read_text()
+    spread = re.search(r"Fold models agree to a mean SD of ([0-9.e-]+) in the brain", html)
+    inside = mean > 0
+    assert spread and abs(float(spread.group(1)) - sd[inside].mean()) < 0.2 * sd[inside].mean()
 
 
 def test_broken_bundles_are_refused(tiny_bids, grouped, tmp_path, capsys):

@@ -202,9 +202,13 @@ def test_filter_file_rerun_replaces_outputs_of_unselected_pet(tiny_bids, tmp_pat
     for src in sorted(pet.glob("*trc-PBR28*")):
         shutil.copy(src, src.with_name(src.name.replace("trc-PBR28", "trc-FEPPA")))
     args = [str(bids), str(tmp_path / "out"), "participant", "--participant-label", "01",
-            "--sloppy", "-w", str(tmp_path / "w"), "--omp-nthreads", "2"]
+            "--sloppy", "-w", str(tmp_path / "w"), "--omp-nthreads", "2",
+            "--suv-window", "55", "90"]
     assert main(args) == 0
     out_pet = tmp_path / "out" / "sub-01" / "ses-01" / "pet"
+    suv = json.loads(next(out_pet.glob("*trc-PBR28_space-T1w_desc-suv_pet.json")).read_text())
+    assert suv["SUVWindow"] == [55, 90]
+    assert "SUV (55–90 min) over the T1w" in (tmp_path / "out" / "sub-01.html").read_text()
     feppa = sorted(p.name for p in out_pet.glob("*trc-FEPPA*"))
     assert len(feppa) == 6  # SUV on the T1w grid and in the template, FOV mask; + sidecars
     filters = tmp_path / "filters.json"

@@ -41,6 +41,7 @@ def test_participant_reports_and_figures(grouped):
     for src in re.findall(r'<img src="([^"]+)"', html):
         assert (grouped / src).is_file() and src.endswith(".svg")
     assert "out-of-fold" in html and "Brain extraction" in html and "Synthetic PET" in html
+    assert "SUV (60–90 min) over the T1w" in html  # the window the SUV sidecar records
     assert "MRI only" in (grouped / "sub-04.html").read_text()
     # registration QC number in the caption: a real correlation, high on the phantom
     values = [float(v) for v in re.findall(r"both smoothed at 4 mm: r = ([-0-9.]+)", html)]

@@ -124,8 +124,10 @@ def _session_figures(out: Path, anat: Path, pet: Path, name: str, figdir: Path) 
     suv_path = next(iter(find_pet(pet, name, desc="suv", space="T1w")), None)
     suv = _display_grid(suv_path) if suv_path is not None else None
     if suv is not None:
+        window = _sidecar(suv_path).get("SUVWindow") or ["?", "?"]
         save("coreg", "PET to T1w coregistration",
-             "SUV (60–90 min) over the T1w; green: the brain outline.",
+             f"SUV ({'–'.join(f'{v:g}' if isinstance(v, (int, float)) else str(v) for v in window)}"
+             " min) over the T1w; green: the brain outline.",
              figures.coreg_check(t1, suv, mask))
     synth_path = pet / f"{name}_space-T1w_desc-synth_pet.nii.gz"
     if synth_path.is_file():
@@ -142,7 +144,7 @@ def _session_figures(out: Path, anat: Path, pet: Path, name: str, figdir: Path) 
             true = to_units(pet_target(np.asarray(suv.dataobj, np.float32), m,
                                        target, region), target)
         save("synthesis", "Synthetic PET",
-             _mosaic_caption(true is not None, sd is not None),
+             _mosaic_caption(true is not None, sd is not None) + _agreement(synth, sd, m),
              figures.synthesis_mosaic(scale_t1(np.asarray(t1.dataobj, np.float32), m), true,
                                       synth, sd, m, meta.get("Units", "")))
     return made
@@ -158,6 +160,21 @@ def _mosaic_caption(true: bool, sd: bool) -> str:
     rows += ["synthetic PET"] + (["their difference"] if true else [])
     rows += ["the SD across fold models"] if sd else []
     return f"Rows: {', '.join(rows[:-1])} and {rows[-1]}, on shared colour scales."
+
+
+def _agreement(synth: np.ndarray, sd: np.ndarray | None, brain: np.ndarray) -> str:
+    """How much the fold models agree, in words for the caption (the uncertainty of an
+    MRI-only synthesis, where no true PET can be compared).
+
+    >>> brain = np.ones(4, bool)
+    >>> _agreement(np.full(4, 0.5), np.full(4, 0.01), brain)
+    ' Fold models agree to a mean SD of 0.01 in the brain (2.0 % of the mean synthetic value).'
+    """
+    if sd is None or not brain.any():
+        return ""
+    mean, spread = float(synth[brain].mean()), float(sd[brain].mean())
+    return (f" Fold models agree to a mean SD of {spread:.3g} in the brain "
+            f"({100 * spread / max(mean, 1e-9):.1f} % of the mean synthetic value).")
 
 
 def _metric_rows(row: dict | None) -> list[dict]:
