@@ -103,6 +103,13 @@ def test_accuracy_against_phantom_truth(participant_run, tiny_bids):
     r = np.corrcoef(suv[true_mask], smooth[true_mask])[0, 1]
     bias = suv[true_mask].mean() / smooth[true_mask].mean() - 1
     assert r >= 0.9 and abs(bias) < 0.05, (r, bias)
+    # the QC numbers recorded in the T1w sidecar: the brain volume is the mask's
+    side = out / "sub-02/ses-02/anat/sub-02_ses-02_desc-preproc_T1w.json"
+    qc = json.loads(side.read_text())["QualityControl"]
+    zooms = nib.load(out / "sub-02/ses-02/anat/sub-02_ses-02_desc-brain_mask.nii.gz").header
+    voxel_ml = float(np.prod(zooms.get_zooms()[:3])) / 1000
+    assert abs(qc["BrainVolume"] - mask.sum() * voxel_ml) < 0.1
+    assert 0.7 < qc["TemplateCorrelation"] <= 1 and qc["TemplateCorrelationFWHM"] == 4.0
 
 
 def test_bad_subject_does_not_stop_others(tiny_bids, tmp_path):

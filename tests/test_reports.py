@@ -3,6 +3,7 @@ render in headless Chromium that is not blank."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -19,8 +20,8 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 def test_group_report_is_self_contained(grouped):
     html = (grouped / "group_report.html").read_text()
-    for section in ("Summary", "Cohort", "Image metrics", "Regions", "Subject specificity",
-                    "Training", "Flagged sessions", "Participant reports"):
+    for section in ("Summary", "Cohort", "Preprocessing QC", "Image metrics", "Regions",
+                    "Subject specificity", "Training", "Flagged sessions", "Participant reports"):
         assert section in html, section
     assert html.count("<svg") >= 4
     assert not re.search(r'(src|href)="https?://', html) and "<link" not in html
@@ -33,6 +34,32 @@ def test_group_report_is_self_contained(grouped):
     assert re.search(r"Versions: bids_tspo [0-9.]+ · torch ", html)
     assert re.search(r"Trained on cpu \(1 process\): [0-9.]+ s per epoch, [0-9.]+ s for 2 folds",
                      html)
+
+
+def test_preprocessing_qc_flags(tmp_path):
+    """The group report's QC table reads the sidecars and flags a poor registration (absolute
+    and against the cohort), an odd brain volume and a PET missing part of the brain."""
+    from bids_tspo.reports.group import preprocessing_qc
+
+    values = {"01": (0.92, 1500, 1.0), "02": (0.91, 1480, 0.999), "03": (0.93, 1520, 1.0),
+              "04": (0.90, 1510, None), "05": (0.84, 1490, 1.0), "06": (0.92, 2600, 1.0),
+              "07": (0.75, 1505, 0.9)}
+    for label, (r, volume, coverage) in values.items():
+        anat, pet = tmp_path / f"sub-{label}" / "anat", tmp_path / f"sub-{label}" / "pet"
+        anat.mkdir(parents=True)
+        (anat / f"sub-{label}_desc-preproc_T1w.json").write_text(json.dumps(
+            {"QualityControl": {"TemplateCorrelation": r, "BrainVolume": volume}}))
+        if coverage is not None:
+            pet.mkdir()
+            (pet / f"sub-{label}_trc-PBR28_space-T1w_desc-suv_pet.json").write_text(
+                json.dumps({"BrainCoverage": coverage}))
+    table = preprocessing_qc(tmp_path)
+    flagged = dict(zip(table.session, table.flagged_for))
+    assert list(table.session[:3]) == ["sub-05", "sub-06", "sub-07"]  # flagged first
+    assert flagged == {"sub-01": "", "sub-02": "", "sub-03": "", "sub-04": "",
+                       "sub-05": "registration", "sub-06": "brain volume",
+                       "sub-07": "registration, PET coverage"}
+    assert np.isnan(table.set_index("session").pet_brain_coverage["sub-04"])  # MRI only
 
 
 def test_participant_reports_and_figures(grouped):

@@ -25,6 +25,7 @@ from .anat import AnatResult, preprocess_anat
 from .images import field_of_view, load_checked, resample_with_transforms, to_ants
 from .pet import body_weight, compute_suv
 from .presets import load_preset
+from .qc import anat_qc
 
 LOG = logging.getLogger("bids_tspo.preprocess")
 PET_TEMPLATE_RES = 2
@@ -66,12 +67,13 @@ def preprocess_session(config: Config, session: Session) -> list[Path]:
     measured = [_measured_suv(config, session, pet) for pet in session.pet]  # bad PET: fail fast
     LOG.info("%s: T1w %s (preset %s)", session.name, session.primary_t1w.name, preset["name"])
     anat = preprocess_anat(session.primary_t1w, template, preset, work / "anat", config.seed)
+    qc = anat_qc(session.name, anat.t1w, anat.brain_mask, anat.to_template)
     t1_uri = bids_uri(session.primary_t1w, config.bids_dir)
     out = config.output_dir
     pending: list[tuple[object, Path, dict | None]] = [
         (anat.t1w, anat_path(out, session, desc="preproc", suffix="T1w"),
          {"Sources": [t1_uri], "SkullStripped": False, "Units": "arbitrary",
-          "BiasCorrection": "N4 (ANTs)"}),
+          "BiasCorrection": "N4 (ANTs)", "QualityControl": qc}),
         (_as_uint8(anat.brain_mask), anat_path(out, session, desc="brain", suffix="mask"),
          {"Sources": [t1_uri], "SkullStripped": False, "Units": "binary", "Type": "Brain",
           "Method": "template mask warped by affine + SyN (ANTs), cleaned"}),

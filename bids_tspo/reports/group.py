@@ -57,20 +57,70 @@ def _training_note(model: dict | None) -> str | None:
             f"fold{'s' if len(folds) > 1 else ''}.")
 
 
+def _far_from_median(values: pd.Series, k: float = 3.0, least: int = 5) -> pd.Series:
+    """True where a value lies more than ``k`` robust SDs (1.4826 MAD) from the median; all
+    False with fewer than ``least`` values or no spread.
+
+    >>> _far_from_median(pd.Series([1.0, 1.1, 0.9, 1.0, 1.05, 5.0])).tolist()
+    [False, False, False, False, False, True]
+    """
+    values = values.astype(float)
+    med = values.median()
+    mad = (values - med).abs().median() * 1.4826
+    if values.notna().sum() < least or mad == 0 or np.isnan(mad):
+        return pd.Series(False, index=values.index)
+    return (values - med).abs() > k * mad
+
+
 def _outliers(table: pd.DataFrame, columns=("pearson_r", "mse", "normdiff")) -> list[dict]:
     flagged = []
     for col in columns:
         if col not in table:
             continue
-        values = table[col].astype(float)
-        med = values.median()
-        mad = (values - med).abs().median() * 1.4826
-        if mad == 0 or np.isnan(mad):
-            continue
-        for _, row in table[(values - med).abs() > 3 * mad].iterrows():
+        med = table[col].astype(float).median()
+        for _, row in table[_far_from_median(table[col], least=2)].iterrows():
             flagged.append({"bids_name": row.bids_name, "subject": row.participant_id,
                             "metric": col, "value": float(row[col]), "median": float(med)})
     return flagged
+
+
+MIN_TEMPLATE_R = 0.8      # real 3T MPRAGE 0.91, Colin27 0.96 (preprocess.qc)
+MIN_PET_COVERAGE = 0.95   # fraction of the brain mask inside the PET field of view
+
+
+def preprocessing_qc(out: Path) -> pd.DataFrame:
+    """One row per preprocessed session from its sidecars: T1w-template r, brain volume, the
+    least PET brain coverage, and why it is flagged (r under 0.8 or far below the cohort,
+    brain volume beyond 3 MAD, PET covering under 95 % of the brain); flagged rows first."""
+    rows = []
+    for side in sorted(Path(out).glob("sub-*/**/anat/*_desc-preproc_T1w.json")):
+        name = side.name.split("_desc-")[0]
+        qc = json.loads(side.read_text()).get("QualityControl", {})
+        pets = sorted((side.parent.parent / "pet").glob(f"{name}_*space-T1w_desc-suv_pet.json"))
+        coverage = [c for p in pets if (c := json.loads(p.read_text()).get("BrainCoverage"))
+                    is not None]
+        rows.append({"session": name, "template_r": qc.get("TemplateCorrelation", np.nan),
+                     "brain_volume_ml": qc.get("BrainVolume", np.nan),
+                     "pet_brain_coverage": min(coverage) if coverage else np.nan})
+    table = pd.DataFrame(rows, columns=["session", "template_r", "brain_volume_ml",
+                                        "pet_brain_coverage"])
+    r = table.template_r.astype(float)
+    checks = {"registration": (r < MIN_TEMPLATE_R) | (_far_from_median(r) & (r < r.median())),
+              "brain volume": _far_from_median(table.brain_volume_ml),
+              "PET coverage": table.pet_brain_coverage.astype(float) < MIN_PET_COVERAGE}
+    table["flagged_for"] = [", ".join(k for k, hits in checks.items() if hits.iloc[i])
+                            for i in range(len(table))]
+    return table.sort_values(by=["flagged_for", "session"], key=lambda c: c.str.len() == 0
+                             if c.name == "flagged_for" else c,
+                             kind="stable").reset_index(drop=True)
+
+
+def _qc_summary(out: Path) -> dict | None:
+    table = preprocessing_qc(out)
+    if not len(table):
+        return None
+    return {"sessions": len(table), "flagged": int((table["flagged_for"] != "").sum()),
+            "table": _table(table)}
 
 
 def group_report(out: Path) -> Path:
@@ -135,6 +185,7 @@ def group_report(out: Path) -> Path:
         model=model, figs=figs, tables=tables,
         outliers=_outliers(metrics) if metrics is not None else [],
         training_note=_training_note(model),
+        qc=_qc_summary(out),
         subjects=sorted(p.name[4:-5] for p in out.glob("sub-*.html")),
         errors=run_errors(out), version=__version__, citation=CITATION, methods=METHODS,
         n_sessions=0 if metrics is None else len(metrics), date=time.strftime("%Y-%m-%d %H:%M"))

@@ -87,6 +87,7 @@ def _session_figures(out: Path, anat: Path, pet: Path, name: str, figdir: Path) 
     from ..data import pet_target, scale_t1
     from ..metrics import template_similarity
     from ..preprocess.images import resample_with_transforms
+    from ..preprocess.qc import FWHM_MM, QC_TEMPLATE_RES
     from ..templates import resolve_template
 
     made = []
@@ -108,13 +109,14 @@ def _session_figures(out: Path, anat: Path, pet: Path, name: str, figdir: Path) 
          figures.mask_contour(t1, mask))
     xfm = next(iter(sorted(anat.glob(f"{name}_from-T1w_to-*_mode-image_xfm.h5"))), None)
     if xfm is not None:
-        tpl_img, tpl_mask = resolve_template(2).load()
+        tpl_img, tpl_mask = resolve_template(QC_TEMPLATE_RES).load()
         warped = resample_with_transforms(raw_data, raw.affine, tpl_img, [xfm])
-        inside = np.asarray(tpl_mask.dataobj) > 0.5
-        r = template_similarity(np.asarray(warped.dataobj, np.float32),
-                                np.asarray(tpl_img.dataobj, np.float32), inside,
-                                tpl_img.header.get_zooms()[:3])
-        LOG.info("%s: T1w-template correlation in the template brain (4 mm): %.3f", name, r)
+        r = _sidecar(t1_path).get("QualityControl", {}).get("TemplateCorrelation")
+        if r is None:  # outputs of an earlier version: computed here
+            r = template_similarity(np.asarray(warped.dataobj, np.float32),
+                                    np.asarray(tpl_img.dataobj, np.float32),
+                                    np.asarray(tpl_mask.dataobj) > 0.5,
+                                    tpl_img.header.get_zooms()[:3], FWHM_MM)
         save("registration", "Template registration",
              "T1w warped to the template; blue: the template's brain outline. Correlation with "
              f"the template inside its brain mask, both smoothed at 4 mm: r = {r:.3f} (standard "
