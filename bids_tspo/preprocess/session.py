@@ -67,7 +67,9 @@ def preprocess_session(config: Config, session: Session) -> list[Path]:
     measured = [_measured_suv(config, session, pet) for pet in session.pet]  # bad PET: fail fast
     LOG.info("%s: T1w %s (preset %s)", session.name, session.primary_t1w.name, preset["name"])
     anat = preprocess_anat(session.primary_t1w, template, preset, work / "anat", config.seed)
+    started = time.monotonic()
     qc = anat_qc(session.name, anat.t1w, anat.brain_mask, anat.to_template)
+    qc_seconds = round(time.monotonic() - started, 2)
     t1_uri = bids_uri(session.primary_t1w, config.bids_dir)
     out = config.output_dir
     pending: list[tuple[object, Path, dict | None]] = [
@@ -78,7 +80,7 @@ def preprocess_session(config: Config, session: Session) -> list[Path]:
          {"Sources": [t1_uri], "SkullStripped": False, "Units": "binary", "Type": "Brain",
           "Method": "template mask warped by affine + SyN (ANTs), cleaned"}),
     ]
-    timings = dict(anat.timings)
+    timings = dict(anat.timings) | {"qc": qc_seconds}
     tpl_pet = resolve_template(PET_TEMPLATE_RES)
     tpl_like = tpl_pet.load()[1]
     for pet, (weight, suv, seconds) in zip(session.pet, measured):
