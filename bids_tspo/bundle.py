@@ -19,7 +19,8 @@ import torch
 
 from . import CITATION, __version__
 from .config import Config
-from .data import FOV_MM, SUVR_SCALE, target_units
+from .data import FOV_MM
+from .targets import SUVR_SCALE, target_units
 from .derivatives import write_json_atomic, write_text_atomic
 from .errors import InputDataError, describe
 from .model import TSPOUNet, UNetConfig, count_parameters

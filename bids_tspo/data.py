@@ -4,10 +4,7 @@ Each session is resampled (trilinear) into a brain-centred, RAS-aligned box of
 ``image_size``³ voxels covering a fixed 192 mm field of view (96³ at 2 mm by default). The box
 affine is kept, so predictions map back onto the exact T1w grid (:func:`to_native`).
 
-* T1w: 1st→0 / 99th→1 percentile scaling inside the brain (no clipping), then brain-masked.
-* PET target ``minmax`` (the paper): per-volume min–max inside the brain; ``suvr``: SUV over its
-  mean in the reference region (whole brain, or cerebellum: :mod:`bids_tspo.reference`),
-  divided by ``SUVR_SCALE`` to sit in the sigmoid's range.
+The T1w scaling and the PET target normalisation are :mod:`bids_tspo.targets`.
 
 >>> grid = ModelGrid.around(np.ones((4, 4, 4)), np.eye(4), size=32)
 >>> grid.shape, float(grid.affine[0, 0])
@@ -31,11 +28,11 @@ from .bids_io import row_value
 from .derivatives import find_pet
 from .errors import InputDataError, MissingInputError, describe
 from .resample import resample_to_grid
+from .targets import pet_target, scale_t1, suv_stats
 
 LOG = logging.getLogger("bids_tspo.data")
 FOV_MM = 192.0
-SUVR_SCALE = 3.0
-CACHE_VERSION = 4
+CACHE_VERSION = 5
 MIN_IMAGED_FRACTION = 0.1  # of the brain mask inside the PET field of view, to train or score
 
 
@@ -129,54 +126,6 @@ def discover(output_dir: Path, table: dict[str, dict] | None = None,
                                   row_value(row, group_column),
                                   row_value(row, genotype_column, genotype=True)))
     return found
-
-
-def scale_t1(t1: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    inside = t1[mask > 0]
-    p1, p99 = np.percentile(inside, [1, 99]) if inside.size else (0.0, 1.0)
-    return ((t1 - p1) / max(p99 - p1, 1e-6) * (mask > 0)).astype(np.float32)
-
-
-def pet_target(suv: np.ndarray, mask: np.ndarray, target: str,
-               reference: np.ndarray | None = None) -> np.ndarray:
-    """SUV -> model units in [0, 1] inside ``mask``; ``reference`` (boolean, same grid) is the
-    SUVR denominator region (default: the whole mask)."""
-    inside = suv[mask > 0]
-    if target == "minmax":
-        lo, hi = inside.min(), inside.max()
-        out = (suv - lo) / max(hi - lo, 1e-6)
-    elif target == "suvr":
-        denominator = suv[reference].mean() if reference is not None else inside.mean()
-        out = suv / max(denominator, 1e-6) / SUVR_SCALE
-    else:
-        raise ValueError(f"unknown target {target!r}")
-    return np.clip(out * (mask > 0), 0.0, 1.0).astype(np.float32)
-
-
-def imaged_part(suv: np.ndarray, brain: np.ndarray) -> np.ndarray:
-    """``brain`` where a resampled SUV map has data: resampling fills 0 outside the PET field
-    of view (used in template space, where no field-of-view mask is written).
-
-    >>> imaged_part(np.array([0.0, 0.4, 1.2]), np.array([True, True, False])).tolist()
-    [False, True, False]
-    """
-    return brain & (suv > 0)
-
-
-def suv_stats(suv: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """[mean SUV, SD of SUV / mean] inside ``mask`` on the native grid: what the genotype
-    factors need, kept with the cached arrays so a group run does not reread every SUV map.
-
-    >>> suv_stats(np.array([1.0, 3.0, 9.0]), np.array([True, True, False])).tolist()
-    [2.0, 0.5]
-    """
-    inside = np.asarray(suv, np.float64)[mask]
-    mean = inside.mean() if inside.size else 0.0
-    return np.array([mean, (inside / max(mean, 1e-9)).std() if inside.size else 0.0])
-
-
-def target_units(target: str) -> str:
-    return "normalised 0-1 (min-max in brain)" if target == "minmax" else "SUVR"
 
 
 def _fingerprint(files: SessionFiles, size: int, target: str, reference: str) -> str:

@@ -17,7 +17,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .data import SessionFiles, imaged_part, pet_target
+from .data import SessionFiles
+from .targets import imaged_part, pet_target
 from .derivatives import find_pet, find_xfm
 from .bundle import Bundle
 from .infer import Network, ensemble, native_maps, to_units, write_maps
@@ -65,7 +66,7 @@ def training_mean(out: Path, train: list[SessionFiles], target: str, tpl_mask: n
             affine = img.affine
             suv = np.asarray(img.dataobj, np.float32)
             imaged = imaged_part(suv, tpl_mask)
-            value = pet_target(suv, imaged, target, None if region is None else region & imaged)
+            value = pet_target(suv, imaged, target, region)
             total = value if total is None else total + value
             count = imaged.astype(np.float32) if count is None else count + imaged
     if total is None:

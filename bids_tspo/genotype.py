@@ -24,7 +24,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from .data import SUVR_SCALE
+from .targets import SUVR_SCALE
 
 UNKNOWN = ("n/a", "")
 

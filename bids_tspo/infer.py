@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from .bundle import Bundle, load_bundle
-from .data import SUVR_SCALE
+from .targets import SUVR_SCALE
 from .errors import UsageError, describe
 from .model import TSPOUNet, UNetConfig
 
@@ -211,7 +211,7 @@ def write_maps(out: Path, files, maps: dict[str, np.ndarray], t1, brain: np.ndar
     template voxel lies mostly inside it."""
     import nibabel as nib
 
-    from .data import target_units
+    from .targets import target_units
     from .derivatives import (find_xfm, pet_path, save_nifti_atomic, sidecar_path,
                               synth_sidecar, write_json_atomic)
     from .preprocess.images import resample_normalised

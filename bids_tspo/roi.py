@@ -13,7 +13,8 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
-from .data import SessionFiles, imaged_part, pet_target, scale_t1
+from .data import SessionFiles
+from .targets import imaged_part, pet_target, scale_t1
 from .derivatives import find_pet, find_xfm, pet_path, write_table
 from .infer import to_units
 from .metrics import all_metrics, smooth
@@ -47,7 +48,7 @@ def _session_images(out: Path, files: SessionFiles, target: str, tpl_img, tpl_ma
         return None
     suv = np.asarray(nib.load(suv_paths[0]).dataobj, np.float32)
     imaged = imaged_part(suv, tpl_mask)
-    true = to_units(pet_target(suv, imaged, target, None if region is None else region & imaged),
+    true = to_units(pet_target(suv, imaged, target, region),
                     target)
     synth = np.asarray(nib.load(synth_path).dataobj, np.float32) * tpl_mask
     t1 = nib.load(files.t1w)

@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 
 from bids_tspo.cli import main
-from bids_tspo.data import SUVR_SCALE, SessionFiles, discover, pet_target, prepare
+from bids_tspo.data import SessionFiles, discover, prepare
+from bids_tspo.targets import SUVR_SCALE, pet_target
 from bids_tspo.genotype import genotype_factors, neutralise, restore
 from bids_tspo.reference import reference_region
 from bids_tspo.templates import resolve_template

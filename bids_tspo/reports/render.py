@@ -84,7 +84,7 @@ def _reference(anat: Path, name: str, reference: str, brain: np.ndarray):
 
 
 def _session_figures(out: Path, anat: Path, pet: Path, name: str, figdir: Path) -> list[dict]:
-    from ..data import pet_target, scale_t1
+    from ..targets import pet_target, scale_t1
     from ..metrics import template_similarity
     from ..preprocess.images import resample_with_transforms
     from ..preprocess.qc import FWHM_MM, QC_TEMPLATE_RES
