@@ -15,6 +15,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pandas as pd
 import torch
 
 from . import CITATION, __version__
@@ -153,14 +154,12 @@ def fold_records(bundle_dir: Path, done: list[int]) -> dict[str, dict]:
         fold = Path(bundle_dir) / f"fold-{k}"
         try:
             summary = json.loads((fold / "done.json").read_text())
-            lines = (fold / "history.tsv").read_text().splitlines()
-        except (OSError, ValueError):
+            seconds = pd.read_csv(fold / "history.tsv", sep="\t")["seconds"]
+        except (OSError, ValueError, KeyError):
             continue
-        column = lines[0].split("\t").index("seconds")
-        seconds = [float(line.split("\t")[column]) for line in lines[1:] if line.strip()]
         records[str(k)] = {"device": summary.get("settings", {}).get("device"),
                            "world_size": summary.get("world_size", 1),
-                           "epochs": len(seconds), "seconds": round(sum(seconds), 1),
+                           "epochs": len(seconds), "seconds": round(float(seconds.sum()), 1),
                            "best_score": summary.get("best_score")}
     return records
 

@@ -48,8 +48,7 @@ def _session_images(out: Path, files: SessionFiles, target: str, tpl_img, tpl_ma
         return None
     suv = np.asarray(nib.load(suv_paths[0]).dataobj, np.float32)
     imaged = imaged_part(suv, tpl_mask)
-    true = to_units(pet_target(suv, imaged, target, region),
-                    target)
+    true = to_units(pet_target(suv, imaged, target, region), target)
     synth = np.asarray(nib.load(synth_path).dataobj, np.float32) * tpl_mask
     t1 = nib.load(files.t1w)
     t1_tpl = resample_with_transforms(np.asarray(t1.dataobj, np.float32), t1.affine, tpl_img,

@@ -11,7 +11,7 @@ import logging
 import os
 import time
 
-from .bids_io import Session, load_layout, participants_table, row_value, select_sessions
+from .bids_io import Session, load_layout, row_value, select_sessions
 from .config import Config
 from .derivatives import init_output_dir, write_json_atomic
 from .errors import EXIT_NOINPUT, EXIT_OK
@@ -57,15 +57,12 @@ def run_participant(config: Config) -> int:
     sessions, missing = select_sessions(layout, config.participant_label, config.session_label,
                                         config.bids_filters)
     synthesis = None
-    genotypes: dict[str, str] = {}
     if config.model is not None:
         from .infer import Synthesis
 
         synthesis = Synthesis.load(config.model, config.device, config.compile,
                                    config.precision)
         bundle = synthesis.bundle
-        genotypes = {sub: row_value(row, config.genotype_column, genotype=True)
-                     for sub, row in participants_table(config.bids_dir).items()}
         LOG.info("synthesis with model %s (folds %s)", bundle.model_id, sorted(bundle.folds))
     init_output_dir(config.output_dir, config.bids_dir)
     failures = [Failure(name, f"{name}: no T1w image (anat/*_T1w.nii[.gz])", EXIT_NOINPUT)
@@ -88,7 +85,8 @@ def run_participant(config: Config) -> int:
     for session in todo:
         start = time.monotonic()
         failure = attempt(session.name, lambda: _process_participant_session(
-            config, session, synthesis, genotypes.get(session.subject, "n/a")))
+            config, session, synthesis,
+            row_value(session.participant, config.genotype_column, genotype=True)))
         if failure is not None:
             LOG.error("%s: %s", session.name, failure.message)
             failures.append(failure)

@@ -22,9 +22,19 @@ QC_TEMPLATE_RES = 2
 FWHM_MM = 4.0
 
 
-def template_correlation(t1w: nib.Nifti1Image, to_template: Path) -> tuple[str, float]:
-    """(template name, r) of a T1w and its T1w->template transform (see module docstring)."""
+def warped_correlation(warped: nib.Nifti1Image, tpl_img: nib.Nifti1Image,
+                       tpl_mask: nib.Nifti1Image) -> float:
+    """r of a T1w already warped onto the QC template grid (see module docstring)."""
     from ..metrics import template_similarity
+
+    return template_similarity(np.asarray(warped.dataobj, np.float32),
+                               np.asarray(tpl_img.dataobj, np.float32),
+                               np.asarray(tpl_mask.dataobj) > 0.5,
+                               tpl_img.header.get_zooms()[:3], FWHM_MM)
+
+
+def template_correlation(t1w: nib.Nifti1Image, to_template: Path) -> tuple[str, float]:
+    """(template name, r) of a T1w and its T1w->template transform."""
     from ..templates import resolve_template
     from .images import resample_with_transforms
 
@@ -32,11 +42,7 @@ def template_correlation(t1w: nib.Nifti1Image, to_template: Path) -> tuple[str, 
     tpl_img, tpl_mask = template.load()
     warped = resample_with_transforms(np.asarray(t1w.dataobj, np.float32), t1w.affine, tpl_img,
                                       [str(to_template)])
-    r = template_similarity(np.asarray(warped.dataobj, np.float32),
-                            np.asarray(tpl_img.dataobj, np.float32),
-                            np.asarray(tpl_mask.dataobj) > 0.5, tpl_img.header.get_zooms()[:3],
-                            FWHM_MM)
-    return template.name, r
+    return template.name, warped_correlation(warped, tpl_img, tpl_mask)
 
 
 def brain_volume_ml(mask: nib.Nifti1Image) -> float:

@@ -110,9 +110,8 @@ def preprocessing_qc(out: Path) -> pd.DataFrame:
               "PET coverage": table.pet_brain_coverage.astype(float) < MIN_PET_COVERAGE}
     table["flagged_for"] = [", ".join(k for k, hits in checks.items() if hits.iloc[i])
                             for i in range(len(table))]
-    return table.sort_values(by=["flagged_for", "session"], key=lambda c: c.str.len() == 0
-                             if c.name == "flagged_for" else c,
-                             kind="stable").reset_index(drop=True)
+    flagged = table["flagged_for"] != ""  # rows are in session order (sorted sidecars)
+    return pd.concat([table[flagged], table[~flagged]]).reset_index(drop=True)
 
 
 def _qc_summary(out: Path) -> dict | None:
@@ -120,6 +119,7 @@ def _qc_summary(out: Path) -> dict | None:
     if not len(table):
         return None
     return {"sessions": len(table), "flagged": int((table["flagged_for"] != "").sum()),
+            "min_r": MIN_TEMPLATE_R, "min_coverage": round(100 * MIN_PET_COVERAGE),
             "table": _table(table)}
 
 
@@ -139,8 +139,9 @@ def group_report(out: Path) -> Path:
         figs["metrics"] = figures.metric_boxplots(metrics, labels={
             c: (describe_column("group_metrics", c) or {}).get("LongName", c)
             for c in metrics.columns})
-    if stats is not None and len(stats):
-        key = stats[stats.region.str.contains("|".join(KEY_REGIONS))]
+    key = (stats[stats.region.str.contains("|".join(KEY_REGIONS))] if stats is not None
+           else None)
+    if key is not None and len(stats):
         figs["region_bars"] = figures.region_bars(key)
         figs["scatter"] = [figures.region_scatter_ba(regions, r) for r in key.region[:6]]
         top = list(key.region[:4])
@@ -179,7 +180,6 @@ def group_report(out: Path) -> Path:
         keep = ["region", "pearson_r", "pearson_p", "ba_bias", "ba_loa_low", "ba_loa_high",
                 "mannwhitney_p"] + [c for c in stats if c.startswith(("mannwhitney_p_",
                                                                          "wilcoxon_p_"))]
-        key = stats[stats.region.str.contains("|".join(KEY_REGIONS))]
         tables["regions"] = _table(key[keep])
     html = ENV.get_template("group.html.j2").render(
         model=model, figs=figs, tables=tables,

@@ -25,7 +25,7 @@ from . import figures
 
 LOG = logging.getLogger("bids_tspo.reports")
 ENV = jinja2.Environment(loader=jinja2.PackageLoader("bids_tspo", "reports/templates"),
-                          autoescape=jinja2.select_autoescape(["html", "j2"]))
+                         autoescape=jinja2.select_autoescape(["html", "j2"]))
 METHODS = ("T1w images were bias-corrected (N4) and brain-extracted with ANTs and registered to "
            "the MNI152 template (affine + SyN). PET frames in the SUV window were averaged, "
            "converted to SUV and rigidly coregistered to the T1w. A 3D U-Net (Ferrante et al. "
@@ -85,9 +85,8 @@ def _reference(anat: Path, name: str, reference: str, brain: np.ndarray):
 
 def _session_figures(out: Path, anat: Path, pet: Path, name: str, figdir: Path) -> list[dict]:
     from ..targets import pet_target, scale_t1
-    from ..metrics import template_similarity
     from ..preprocess.images import resample_with_transforms
-    from ..preprocess.qc import FWHM_MM, QC_TEMPLATE_RES
+    from ..preprocess.qc import QC_TEMPLATE_RES, warped_correlation
     from ..templates import resolve_template
 
     made = []
@@ -113,10 +112,7 @@ def _session_figures(out: Path, anat: Path, pet: Path, name: str, figdir: Path) 
         warped = resample_with_transforms(raw_data, raw.affine, tpl_img, [xfm])
         r = _sidecar(t1_path).get("QualityControl", {}).get("TemplateCorrelation")
         if r is None:  # outputs of an earlier version: computed here
-            r = template_similarity(np.asarray(warped.dataobj, np.float32),
-                                    np.asarray(tpl_img.dataobj, np.float32),
-                                    np.asarray(tpl_mask.dataobj) > 0.5,
-                                    tpl_img.header.get_zooms()[:3], FWHM_MM)
+            r = warped_correlation(warped, tpl_img, tpl_mask)
         save("registration", "Template registration",
              "T1w warped to the template; blue: the template's brain outline. Correlation with "
              f"the template inside its brain mask, both smoothed at 4 mm: r = {r:.3f} (standard "
@@ -126,10 +122,10 @@ def _session_figures(out: Path, anat: Path, pet: Path, name: str, figdir: Path) 
     suv_path = next(iter(find_pet(pet, name, desc="suv", space="T1w")), None)
     suv = _display_grid(suv_path) if suv_path is not None else None
     if suv is not None:
-        window = _sidecar(suv_path).get("SUVWindow") or ["?", "?"]
+        window = _sidecar(suv_path).get("SUVWindow")
+        span = f" ({window[0]:g}–{window[1]:g} min)" if window else ""
         save("coreg", "PET to T1w coregistration",
-             f"SUV ({'–'.join(f'{v:g}' if isinstance(v, (int, float)) else str(v) for v in window)}"
-             " min) over the T1w; green: the brain outline.",
+             f"SUV{span} over the T1w; green: the brain outline.",
              figures.coreg_check(t1, suv, mask))
     synth_path = pet / f"{name}_space-T1w_desc-synth_pet.nii.gz"
     if synth_path.is_file():
