@@ -60,7 +60,8 @@ def main() -> int:
     from bids_tspo.data import VolumeDataset, discover, prepare
     from bids_tspo.model import TSPOUNet, UNetConfig
     from bids_tspo.parallel import limit_threads
-    from bids_tspo.train import masked_loss
+    from bids_tspo.augment import BatchAugment
+    from bids_tspo.train import epoch_seed, masked_loss
 
     limit_threads(args.threads)
     out = args.workdir / "out"
@@ -90,15 +91,16 @@ def main() -> int:
 
     curve, step, start = [], 0, time.monotonic()
     for epoch in range(args.epochs):
-        data = VolumeDataset(train, augment=True, seed=args.seed * 1000 + epoch)
+        data, augment = VolumeDataset(train), BatchAugment(epoch_seed(args.seed, epoch))
         model.train()
         for batch in torch.utils.data.DataLoader(
                 data, batch_size=2, shuffle=True,
                 generator=torch.Generator().manual_seed(epoch)):
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step)
-            t1 = batch["t1"].contiguous(memory_format=torch.channels_last_3d)
-            loss = masked_loss(model(t1), batch["pet"], batch["mask"])
+            t1, pet, mask = augment(batch["t1"], batch["pet"], batch["mask"])
+            t1 = t1.contiguous(memory_format=torch.channels_last_3d)
+            loss = masked_loss(model(t1), pet, mask)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

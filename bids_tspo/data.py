@@ -206,41 +206,16 @@ def loss_mask(item: dict) -> np.ndarray:
 
 
 class VolumeDataset(torch.utils.data.Dataset):
-    """Prepared sessions as tensors ``{"t1", "pet", "mask"}`` of shape (1, S, S, S)."""
+    """Prepared sessions as tensors ``{"t1", "pet", "mask"}`` of shape (1, S, S, S); training
+    augments whole batches on the device (:mod:`bids_tspo.augment`)."""
 
-    def __init__(self, items: list[dict], augment: bool = False, seed: int = 0):
+    def __init__(self, items: list[dict]):
         self.items = [it for it in items if it.get("pet") is not None]
-        self.transform = _augmentation(seed) if augment else None
 
     def __len__(self) -> int:
         return len(self.items)
 
     def __getitem__(self, index: int) -> dict:
         item = self.items[index]
-        sample_ = {k: torch.as_tensor(item[k]) for k in ("t1", "pet")}
-        sample_["mask"] = torch.as_tensor(loss_mask(item))
-        if self.transform is not None:
-            sample_ = self.transform(sample_)
-            sample_ = {k: torch.as_tensor(v) for k, v in sample_.items()}
-            sample_["mask"] = (sample_["mask"] > 0.5).float()
-        return sample_
-
-
-def _augmentation(seed: int):
-    """Augmentation (MONAI): left-right flips; rotations up to ±0.2 rad (~11°) about each axis
-    and ±8 % scaling, since heads differ in pose and size in native space (a model trained on
-    a handful of poses loses ~0.04 in r on its own training subjects turned by 15°); T1w
-    intensity and gamma jitter."""
-    from monai.transforms import (Compose, RandAdjustContrastd, RandAffined, RandFlipd,
-                                  RandScaleIntensityd)
-
-    keys = ["t1", "pet", "mask"]
-    aug = Compose([
-        RandFlipd(keys, prob=0.5, spatial_axis=0),
-        RandAffined(keys, prob=0.5, rotate_range=(0.2, 0.2, 0.2), scale_range=(0.08,) * 3,
-                    mode=("bilinear", "bilinear", "nearest"), padding_mode="zeros"),
-        RandScaleIntensityd(["t1"], factors=0.1, prob=0.5),
-        RandAdjustContrastd(["t1"], gamma=(0.8, 1.25), prob=0.3),
-    ])
-    aug.set_random_state(seed=seed)
-    return aug
+        return {"t1": torch.as_tensor(item["t1"]), "pet": torch.as_tensor(item["pet"]),
+                "mask": torch.as_tensor(loss_mask(item))}

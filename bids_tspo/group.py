@@ -31,8 +31,7 @@ from .splits import load_splits, make_splits
 from .resources import check_training_memory
 from .roi import write_region_tables
 from .tables import write_metrics
-from .train import (TrainSettings, distributed, few_steps_warning, is_complete, loader_workers,
-                    train_fold)
+from .train import TrainSettings, distributed, few_steps_warning, is_complete, train_fold
 
 LOG = logging.getLogger("bids_tspo.group")
 
@@ -154,9 +153,7 @@ def run_group_level(config: Config) -> tuple[list[str], list[Failure]]:
         write_json_atomic(bundle_dir / "splits.json", splits)
     factors = genotype_factors(paired, splits, items)
     settings = TrainSettings(config.epochs, config.batch_size, config.lr, config.seed,
-                             str(device), augment=True, progress=True,
-                             workers=loader_workers(device, config.batch_size,
-                                                    config.image_size))
+                             str(device), augment=True, progress=True)
     warned = False
     for fold in splits["folds"]:
         k = fold["fold"]

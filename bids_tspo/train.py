@@ -31,6 +31,7 @@ import torch
 from torch.nn import functional as F
 from tqdm import tqdm
 
+from .augment import BatchAugment
 from .data import VolumeDataset
 from .model import TSPOUNet, UNetConfig
 
@@ -47,31 +48,6 @@ class TrainSettings:
     device: str = "cpu"
     augment: bool = True
     progress: bool = True
-    workers: int = 0  # DataLoader processes augmenting the training part (see loader_workers)
-
-
-def loader_workers(device: torch.device, batch_size: int, image_size: int, most: int = 8,
-                   shm_bytes: float | None = None) -> int:
-    """Augmenting processes per rank: none on CPU (the cores train), on CUDA up to ``most``,
-    leaving one CPU per rank. A 96³ MONAI augmentation (flip, affine with p 0.5, intensity)
-    takes ~50 ms per volume on one core of the build machine, 2.5x a GPU step per volume at
-    the 50 volumes/s goal: 4 workers would feed ~80 volumes/s, 8 give headroom. Workers hand
-    batches (t1, pet and mask in float32) over in shared memory (``/dev/shm``; Docker gives
-    64 MB unless told otherwise), so each needs room for its two prefetched batches, twice
-    over; fewer workers (with a warning) where that is short."""
-    if device.type != "cuda":
-        return 0
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    per_rank = (cpus or 1) // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
-    workers = max(0, min(most, per_rank - 1))
-    shm = _shared_memory_bytes() if shm_bytes is None else shm_bytes
-    batch_bytes = 3 * 4 * batch_size * image_size**3
-    fit = workers if shm is None else int(shm // (4 * batch_bytes))
-    if fit < workers:
-        LOG.warning("only %.0f MB of shared memory (/dev/shm): %d data loader worker(s) instead "
-                    "of %d; give the container more (docker run --shm-size 2g, or --ipc=host)",
-                    shm / 2**20, fit, workers)
-    return min(workers, fit)
 
 
 # The paper's folds: ~163 training scans (80 % of 204), batch 2, 50 epochs: ~4,100 steps.
@@ -96,14 +72,6 @@ def few_steps_warning(sessions: int, batch_size: int, epochs: int) -> str | None
     return (f"{steps} optimiser steps per fold ({sessions} training session(s), batch "
             f"{batch_size}, {epochs} epochs), the paper made ~{PAPER_STEPS}: the network may "
             f"stay undertrained; consider --epochs {more} or more")
-
-
-def _shared_memory_bytes() -> float | None:
-    try:
-        st = os.statvfs("/dev/shm")
-    except (OSError, AttributeError):
-        return None
-    return float(st.f_bavail * st.f_frsize)
 
 
 def masked_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -135,17 +103,8 @@ def distributed() -> tuple[int, int]:
     return dist.get_rank(), world
 
 
-def _seed_worker(worker_id: int) -> None:
-    """Each DataLoader process draws its own augmentations: its seed comes from the loader's
-    seeded generator (so runs repeat), not from the dataset copy every worker inherits."""
-    info = torch.utils.data.get_worker_info()
-    seed_everything(info.seed)
-    if getattr(info.dataset, "transform", None) is not None:
-        info.dataset.transform.set_random_state(seed=info.seed % 2**32)
-
-
-def _loader(dataset, settings: TrainSettings, epoch: int, rank: int, world: int, shuffle: bool,
-            workers: int = 0):
+def _loader(dataset, settings: TrainSettings, epoch: int, rank: int, world: int, shuffle: bool):
+    """Batches of in-memory arrays (no worker processes: augmentation runs on the device)."""
     generator = torch.Generator().manual_seed(settings.seed * 1000 + epoch)
     sampler = None
     if world > 1:
@@ -156,8 +115,7 @@ def _loader(dataset, settings: TrainSettings, epoch: int, rank: int, world: int,
         sampler.set_epoch(epoch)
     return torch.utils.data.DataLoader(dataset, batch_size=settings.batch_size,
                                        shuffle=shuffle and sampler is None, sampler=sampler,
-                                       generator=generator, num_workers=workers,
-                                       worker_init_fn=_seed_worker if workers else None,
+                                       generator=generator,
                                        pin_memory=settings.device.startswith("cuda"))
 
 
@@ -167,13 +125,16 @@ def _atomic_save(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def _run_epoch(model, loader, device, optimizer=None) -> float:
+def _run_epoch(model, loader, device, optimizer=None,
+               augment: BatchAugment | None = None) -> float:
     training = optimizer is not None
     model.train(training)
     total, count = torch.zeros((), device=device), 0  # summed on the device: no sync per step
     use_bf16 = device.type == "cuda"
     for batch in loader:
         t1, pet, mask = (batch[k].to(device, non_blocking=True) for k in ("t1", "pet", "mask"))
+        if augment is not None:
+            t1, pet, mask = augment(t1, pet, mask)
         t1 = t1.contiguous(memory_format=torch.channels_last_3d)
         with torch.set_grad_enabled(training), \
                 torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
@@ -185,6 +146,16 @@ def _run_epoch(model, loader, device, optimizer=None) -> float:
         total += loss.detach().float() * len(t1)
         count += len(t1)
     return float(total) / max(count, 1)
+
+
+def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
+    """The augmentation seed of one epoch on one rank: a resumed run draws what an
+    uninterrupted one would have drawn, and DDP ranks draw differently.
+
+    >>> epoch_seed(42, 0), epoch_seed(42, 1), epoch_seed(42, 0, rank=1)
+    (43008000, 43009024, 43008001)
+    """
+    return (seed * 1000 + epoch) * 1024 + rank
 
 
 def is_complete(fold_dir: Path) -> bool:
@@ -217,18 +188,18 @@ def train_fold(fold_dir: Path, train_items: list[dict], val_items: list[dict],
     if world > 1:
         net = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
-    val_set = VolumeDataset(val_items)
+    train_set, val_set = VolumeDataset(train_items), VolumeDataset(val_items)
     bar = tqdm(range(start_epoch, settings.epochs), desc=f"{fold_dir.name}", unit="epoch",
                disable=True if not settings.progress or rank != 0 else None,  # None: TTY only
                initial=start_epoch,
                total=settings.epochs)
     for epoch in bar:
         seed_everything(settings.seed * 1000 + epoch)
-        train_set = VolumeDataset(train_items, augment=settings.augment,
-                                  seed=settings.seed * 1000 + epoch)
+        augment = (BatchAugment(epoch_seed(settings.seed, epoch, rank)) if settings.augment
+                   else None)
         start = time.monotonic()
-        train_loss = _run_epoch(net, _loader(train_set, settings, epoch, rank, world, True,
-                                             settings.workers), device, optimizer)
+        train_loss = _run_epoch(net, _loader(train_set, settings, epoch, rank, world, True),
+                                device, optimizer, augment)
         val_loss = (_run_epoch(model, _loader(val_set, settings, epoch, 0, 1, False), device)
                     if len(val_set) else float("nan"))
         history.append({"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss,

@@ -12,8 +12,7 @@ import torch
 import torch.multiprocessing as mp
 
 from bids_tspo.model import UNetConfig
-from bids_tspo.train import (TrainSettings, _loader, is_complete, loader_workers, masked_loss,
-                             train_fold)
+from bids_tspo.train import TrainSettings, is_complete, masked_loss, train_fold
 
 CFG = UNetConfig(channels=8, groups=4, out_groups=4)
 
@@ -51,40 +50,6 @@ class Killed(Exception):
 
 def _weights(path):
     return torch.load(path / "weights.pt", weights_only=True)
-
-
-def test_loader_workers_augment_independently_and_reproducibly():
-    """With DataLoader processes, every worker inherits a copy of the dataset and its
-    augmentation's random state; unless reseeded each would repeat the others' flips and
-    affines. Same (seed, epoch): same batches."""
-    from bids_tspo.data import VolumeDataset
-
-    item = _items(n=1, size=16)[0]
-    dataset = VolumeDataset([dict(item) for _ in range(8)], augment=True, seed=5)
-    settings = TrainSettings(batch_size=1, seed=3)
-
-    def epoch(k):
-        loader = _loader(dataset, settings, k, 0, 1, shuffle=False, workers=2)
-        return [batch["t1"] for batch in loader]   # worker 0: items 0,2,4,..; worker 1: 1,3,..
-
-    first = epoch(0)
-    assert all(torch.equal(a, b) for a, b in zip(first, epoch(0)))
-    assert not all(torch.equal(first[i], first[i + 1]) for i in range(0, 8, 2))
-    assert not all(torch.equal(a, b) for a, b in zip(first, epoch(1)))
-
-
-def test_loader_workers_only_feed_gpus(monkeypatch):
-    batch = (2, 96)                                          # batch 2 at 96³
-    assert loader_workers(torch.device("cpu"), *batch, shm_bytes=1e12) == 0
-    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
-    gpu = torch.device("cuda", 0)
-    assert loader_workers(gpu, *batch, shm_bytes=1e12) == 8
-    assert loader_workers(gpu, *batch, shm_bytes=64 * 2**20) == 0   # Docker's default /dev/shm
-    assert loader_workers(gpu, *batch, shm_bytes=200 * 2**20) == 2
-    monkeypatch.setenv("LOCAL_WORLD_SIZE", "8")
-    assert loader_workers(gpu, *batch, shm_bytes=1e12) == 1   # 2 CPUs per rank: one to spare
-    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
-    assert loader_workers(gpu, *batch, shm_bytes=1e12) == 0
 
 
 def test_loss_leaves_autocast_for_binary_cross_entropy(monkeypatch):
