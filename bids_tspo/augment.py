@@ -8,9 +8,10 @@ gamma-adjusted with γ in [0.8, 1.25] (p 0.3). T1w, PET target and loss mask sha
 
 The random draws come from a seeded CPU generator, so one seed gives the same augmentations
 on a CPU and on a GPU; the resampling is one MONAI ``AffineTransform`` (``grid_sample``) call
-for the batch, on the batch's device. On a GPU this takes well under a millisecond per 96³
-sample, against ~50 ms per sample for MONAI's per-sample dictionary transforms on one CPU
-core, which needed DataLoader processes (and Docker shared memory) to keep up.
+for the batch, on the batch's device, so on a GPU it is a handful of small kernels per step
+(``benchmarks/model_speed.py`` times it). On one core of the build machine a 96³ sample takes
+~80 ms, as long as MONAI's per-sample dictionary transforms, which therefore needed
+DataLoader processes (and Docker shared memory) to keep up with a GPU.
 
 >>> augment = BatchAugment(seed=0)
 >>> t1, pet, mask = torch.rand(3, 2, 1, 16, 16, 16)
