@@ -33,6 +33,18 @@ GAMMA = (0.8, 1.25)
 P_FLIP, P_AFFINE, P_INTENSITY, P_GAMMA = 0.5, 0.5, 0.5, 0.3
 
 
+def describe() -> dict:
+    """The augmentation as recorded in a model bundle's ``model.json``.
+
+    >>> describe()["rotate_rad"], describe()["p_flip"]
+    (0.2, 0.5)
+    """
+    return {"p_flip": P_FLIP, "flip_axis": "left-right", "p_affine": P_AFFINE,
+            "rotate_rad": ROTATE_RAD, "scale": SCALE, "p_t1w_intensity": P_INTENSITY,
+            "t1w_intensity": INTENSITY, "p_t1w_gamma": P_GAMMA, "t1w_gamma": list(GAMMA),
+            "where": "whole batches on the training device (bids_tspo.augment)"}
+
+
 @dataclass(frozen=True)
 class Draw:
     """One batch's random parameters (CPU tensors, one entry per sample)."""

@@ -19,6 +19,7 @@ import pandas as pd
 import torch
 
 from . import CITATION, __version__
+from .augment import describe as augmentation
 from .config import Config
 from .data import FOV_MM
 from .targets import SUVR_SCALE, target_units
@@ -121,6 +122,7 @@ def write_bundle_files(bundle_dir: Path, config: Config, cfg: UNetConfig, splits
                      "loss": "0.5 BCE + 0.5 MSE in the brain inside the PET field of view",
                      "seed": config.seed, "folds": splits["k"],
                      "splits": "subject-grouped, stratified by " + splits["stratified_by"],
+                     "augmentation": augmentation(),
                      "per_fold": fold_records(bundle_dir, done)},
         "folds_trained": done,
         "genotype_adjustment": {
@@ -164,6 +166,16 @@ def fold_records(bundle_dir: Path, done: list[int]) -> dict[str, dict]:
     return records
 
 
+def _augmentation_text(aug: dict | None) -> str:
+    """One sentence for the model card (bundles written before it was recorded: none)."""
+    if not aug:
+        return "Augmentation: not recorded."
+    return (f"Augmentation per sample: left-right flips (p {aug['p_flip']}); rotations up to "
+            f"±{aug['rotate_rad']} rad and scaling by ±{aug['scale']:.0%} (p {aug['p_affine']}); "
+            f"T1w intensity ±{aug['t1w_intensity']:.0%} (p {aug['p_t1w_intensity']}) and gamma "
+            f"{aug['t1w_gamma'][0]}–{aug['t1w_gamma'][1]} (p {aug['p_t1w_gamma']}).")
+
+
 def model_card(meta: dict) -> str:
     data, train, norm = meta["data"], meta["training"], meta["normalisation"]
     metrics = "\n".join(f"| {k} | {v:.4g} |" for k, v in meta["metrics_summary"].items()
@@ -186,6 +198,7 @@ genotypes {data['genotypes']}.
 ## Training
 {train['folds']}-fold cross-validation, {train['splits']}; {train['epochs']} epochs, batch
 {train['batch_size']}, Adam lr {train['lr']}, loss {train['loss']}, seed {train['seed']}.
+{_augmentation_text(train.get('augmentation'))}
 Folds trained: {meta['folds_trained']}.
 
 ## Output

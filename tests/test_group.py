@@ -34,7 +34,9 @@ def test_bundle_is_self_describing(grouped):
         assert set(factors) == {"0", "1"}
         assert all(f.get("HAB", 1.0) == 1.0 for f in factors.values())
     assert "pearson_r" in " ".join(meta["metrics_summary"])
-    assert "not for diagnosis" in (bundle / "README.md").read_text()
+    assert meta["training"]["augmentation"]["rotate_rad"] > 0
+    card = (bundle / "README.md").read_text()
+    assert "not for diagnosis" in card and "Augmentation per sample: left-right flips" in card
     for k in (0, 1):
         state = torch.load(bundle / f"fold-{k}" / "weights.pt", weights_only=True)
         assert state and all(isinstance(v, torch.Tensor) for v in state.values())
