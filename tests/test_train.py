@@ -120,6 +120,30 @@ def test_resume_after_kill_reaches_same_weights(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_training_bf16_augmented_and_resumable(tmp_path):
+    """The CUDA path for real: pinned batches, augmentation on the GPU, bfloat16 autocast with
+    the loss outside it; a resumed run still reaches the uninterrupted run's weights."""
+    items = _items(n=5, size=24)
+    settings = TrainSettings(epochs=2, batch_size=2, lr=1e-3, seed=5, progress=False,
+                             device="cuda")
+    summary = train_fold(tmp_path / "full", items[:4], items[4:], CFG, settings)
+    assert np.isfinite(summary["best_score"])
+
+    def kill_after_first(epoch):
+        if epoch == 0:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train_fold(tmp_path / "resumed", items[:4], items[4:], CFG, settings,
+                   on_epoch_end=kill_after_first)
+    train_fold(tmp_path / "resumed", items[:4], items[4:], CFG, settings)
+    assert len((tmp_path / "resumed" / "history.tsv").read_text().splitlines()) == 3
+    a, b = _weights(tmp_path / "full"), _weights(tmp_path / "resumed")
+    # cuDNN's backward is not bit-exact; Adam moves each weight by at most ~lr per step
+    assert all(torch.allclose(a[k], b[k], atol=1e-2) for k in a)
+
+
 def test_resume_with_a_new_learning_rate_uses_it(tmp_path):
     """A run extended with another --lr (a second, slower phase) trains at that rate; the
     optimiser state saved in the checkpoint would otherwise bring the old one back."""
