@@ -10,6 +10,7 @@ import shutil
 import nibabel as nib
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 
 from bids_tspo.cli import main
@@ -238,6 +239,28 @@ def test_flip_pair_batched_or_not_gives_one_symmetric_map():
     np.testing.assert_allclose(mirrored[::-1], paired, atol=1e-5)
     single = predict(net, t1, cpu, flips=False)
     assert np.abs(single - paired).max() > 1e-4  # the flip really averaged something
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_synthesis_matches_cpu_float32():
+    """CUDA synthesis (bfloat16, the flip pair batched, fold weights cached on the GPU) gives
+    the float32 CPU map within bfloat16's rounding."""
+    from bids_tspo.infer import Network, predict
+    from bids_tspo.model import TSPOUNet, UNetConfig
+
+    torch.manual_seed(0)
+    state = TSPOUNet().state_dict()
+    t1 = np.random.default_rng(0).random((1, 32, 32, 32), dtype=np.float32)
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    reference = Network(UNetConfig(), cpu, precision="fp32")
+    reference.load(state)
+    net = Network(UNetConfig(), gpu)
+    assert net.precision == "bfloat16"
+    for _ in range(2):
+        net.load(state)
+        out = predict(net, t1, gpu)
+    assert len(net._on_device) == 1
+    assert np.abs(out - predict(reference, t1, cpu)).max() < 0.02
 
 
 def test_fold_weights_copied_to_an_accelerator_once():
