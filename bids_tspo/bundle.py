@@ -9,6 +9,7 @@ metrics summary), ``splits.json``, ``fold-<k>/weights.pt`` + ``history.tsv`` and
 from __future__ import annotations
 
 import json
+import math
 import platform
 import time
 from collections import Counter
@@ -170,10 +171,12 @@ def _augmentation_text(aug: dict | None) -> str:
     """One sentence for the model card (bundles written before it was recorded: none)."""
     if not aug:
         return "Augmentation: not recorded."
+    degrees = math.degrees(aug["rotate_rad"])
     return (f"Augmentation per sample: left-right flips (p {aug['p_flip']}); rotations up to "
-            f"±{aug['rotate_rad']} rad and scaling by ±{aug['scale']:.0%} (p {aug['p_affine']}); "
-            f"T1w intensity ±{aug['t1w_intensity']:.0%} (p {aug['p_t1w_intensity']}) and gamma "
-            f"{aug['t1w_gamma'][0]}–{aug['t1w_gamma'][1]} (p {aug['p_t1w_gamma']}).")
+            f"±{aug['rotate_rad']} rad (~{degrees:.0f}°) and scaling by ±{aug['scale']:.0%} "
+            f"(p {aug['p_affine']}); T1w intensity ±{aug['t1w_intensity']:.0%} "
+            f"(p {aug['p_t1w_intensity']}) and gamma {aug['t1w_gamma'][0]}–{aug['t1w_gamma'][1]} "
+            f"(p {aug['p_t1w_gamma']}).")
 
 
 def model_card(meta: dict) -> str:
