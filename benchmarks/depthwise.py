@@ -116,17 +116,16 @@ def depthwise_as_shifted_sum():
         SeparableConv3d.forward = original
 
 
-def network(device, size: int, repeats: int) -> dict:
+def network(device, size: int, repeats: int):
     """The compiled network, depthwise convolutions as the library's or as the shifted sum:
     one forward (batch 2, the flip pair) and one training step (batch 2, Adam), bfloat16
-    autocast on CUDA, float32 on CPU (the app's training settings)."""
+    autocast on CUDA, float32 on CPU (the app's training settings). Yields (name, timings)."""
     autocast = dict(device_type=device.type, dtype=torch.bfloat16,
                     enabled=device.type == "cuda")
     x = torch.rand(2, 1, size, size, size, device=device).contiguous(
         memory_format=torch.channels_last_3d)
     target = torch.rand_like(x)
     mask = torch.ones_like(x)
-    out = {}
     for name, patch in (("conv3d", contextlib.nullcontext), ("shifted_sum",
                                                               depthwise_as_shifted_sum)):
         torch.manual_seed(0)
@@ -152,11 +151,9 @@ def network(device, size: int, repeats: int) -> dict:
             forward()
             train_step()
             sync(device)
-            out[name] = {"compile_s": round(time.perf_counter() - start, 1),
+            yield name, {"compile_s": round(time.perf_counter() - start, 1),
                          "forward_ms": round(timed(forward, device, repeats) * 1000, 1),
                          "train_step_ms": round(timed(train_step, device, repeats) * 1000, 1)}
-        print("network", name, json.dumps(out[name]), flush=True)
-    return out
 
 
 def main() -> int:
@@ -175,15 +172,25 @@ def main() -> int:
                "batch": 2, "repeats": repeats, "heap_reuse": results_heap_reuse, "timings": {}}
     if device.type == "cuda":
         results["gpu"] = torch.cuda.get_device_name(device)
+    out = Path(__file__).parent / "results" / f"depthwise_{device.type}_{args.size}.json"
+
+    def write(complete: bool) -> None:  # after each part: a run cut off keeps what it has
+        results["complete"] = complete
+        out.write_text(json.dumps(results, indent=2) + "\n")
+
     for dtype in (torch.float32, torch.bfloat16):
         for channels in (32, 64):
             key = f"{str(dtype).split('.')[-1]}_{channels}ch"
             results["timings"][key] = measure(device, args.size, channels, dtype, repeats)
             print(key, json.dumps(results["timings"][key]), flush=True)
+            write(False)
     if not args.no_network:
-        results["network_compiled"] = network(device, args.size, repeats)
-    out = Path(__file__).parent / "results" / f"depthwise_{device.type}_{args.size}.json"
-    out.write_text(json.dumps(results, indent=2) + "\n")
+        results["network_compiled"] = {}
+        for name, timings in network(device, args.size, repeats):
+            results["network_compiled"][name] = timings
+            print("network", name, json.dumps(timings), flush=True)
+            write(False)
+    write(True)
     print(out)
     return 0
 

@@ -281,8 +281,11 @@ def main() -> int:
                              "ensemble_5x2_flips": round(ens, 4),
                              "flip_pair_sequential": round(flips_seq, 4),
                              "flip_pair_batched": round(flips_batched, 4)}
+    suffix = "_synthesis" if args.only_synthesis else ""
+    _write(result, device, size, suffix, partial=True)
     result["page_faults_per_app_ensemble"] = {}
     app_ensembles(result, device, size, max(1, args.repeats // 2))
+    _write(result, device, size, suffix, partial=True)
     if device.type == "cuda":
         result["synthesis_s"]["ensemble_vmap_5_folds_batched_flips"] = vmap_ensemble(
             device, size, args.repeats)
@@ -322,6 +325,7 @@ def main() -> int:
         "inference_fp32": roofline(fwd_flops, written, one, False, peak, bandwidth),
     }
 
+    _write(result, device, size, partial=True)
     xb = torch.rand(2, 1, size, size, size, device=device)
     variants = {"eager_fp32": dict(bf16=False, channels_last=False),
                 "channels_last": dict(bf16=False, channels_last=True),
@@ -331,6 +335,8 @@ def main() -> int:
         model = TSPOUNet().to(device).train()
         seconds = timed(train_step_fn(model, xb, device, **opts), device, args.repeats)
         training[name] = {"volumes_per_s": round(2 / seconds, 3), "step_s": round(seconds, 3)}
+        result["training"] = training
+        _write(result, device, size, partial=True)
     if not args.no_compile:
         try:
             model = torch.compile(TSPOUNet().to(device).train())
@@ -373,15 +379,19 @@ def main() -> int:
     return 0
 
 
-def _write(result: dict, device, size: int, suffix: str = "") -> None:
+def _write(result: dict, device, size: int, suffix: str = "", partial: bool = False) -> None:
+    """Write the results; ``partial``: so far (a run cut off by a time limit keeps them),
+    marked ``"complete": false`` and not printed."""
     result["date"] = time.strftime("%Y-%m-%d %H:%M:%S")
+    result["complete"] = not partial
     if result["malloc"] == "system default" and device.type == "cpu":
         suffix += "_system_malloc"
     elif result["malloc"].endswith(f"{1 << 30} B)") and device.type == "cpu":
         suffix += "_trim_1gib"
     dest = Path(__file__).parent / "results" / f"model_speed_{device.type}_{size}{suffix}.json"
     dest.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=1))
+    if not partial:
+        print(json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":
