@@ -7,6 +7,9 @@ times the same operation, with the same weights, four ways, at the shapes the ne
 
 * ``conv3d``: ``nn.Conv3d(groups=C)`` on a contiguous (NCDHW) tensor;
 * ``conv3d_channels_last``: the same on a channels-last (NDHWC) tensor, as the app runs it;
+* ``conv3d_channels_last_own_backward``: the same forward with the app's own backward
+  (``bids_tspo.depthwise``: flipped-kernel input gradient, grouped-convolution weight
+  gradient; the app uses it for CPU training);
 * ``shifted_sum``: the sum of 27 shifted copies of the zero-padded input, each times its
   per-channel weight (plain tensor arithmetic, 27 passes over memory in eager mode);
 * ``shifted_sum_compiled``: the same under ``torch.compile``, which can fuse the 27 terms into
@@ -37,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from model_speed import sync, timed  # noqa: E402
 from preprocess import machine  # noqa: E402
 
+from bids_tspo.depthwise import _DepthwiseGrad  # noqa: E402
 from bids_tspo.model import SeparableConv3d, TSPOUNet  # noqa: E402
 from bids_tspo.resources import reuse_freed_memory  # noqa: E402
 from bids_tspo.train import masked_loss  # noqa: E402
@@ -64,6 +68,8 @@ def variants(channels: int):
     return conv, {
         "conv3d": lambda x: conv(x.contiguous()),
         "conv3d_channels_last": lambda x: conv(x.contiguous(memory_format=torch.channels_last_3d)),
+        "conv3d_channels_last_own_backward": lambda x: _DepthwiseGrad.apply(
+            x.contiguous(memory_format=torch.channels_last_3d), conv.weight, conv.bias),
         "shifted_sum": lambda x: shifted_sum(x, conv.weight, conv.bias),
         "shifted_sum_compiled": lambda x: compiled(x, conv.weight, conv.bias),
     }

@@ -33,6 +33,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .depthwise import DepthwiseConv3d
+
 
 @dataclass(frozen=True)
 class UNetConfig:
@@ -67,7 +69,7 @@ class SeparableConv3d(nn.Module):
 
     def __init__(self, cin: int, cout: int):
         super().__init__()
-        self.depthwise = nn.Conv3d(cin, cin, 3, padding=1, groups=cin)
+        self.depthwise = DepthwiseConv3d(cin)
         self.pointwise = nn.Conv3d(cin, cout, 1)
 
     def forward(self, x):

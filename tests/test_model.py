@@ -50,3 +50,42 @@ def test_blocks():
 def test_config_round_trip():
     cfg = UNetConfig(channels=16, separable=False)
     assert UNetConfig.from_dict(cfg.to_dict()) == cfg
+
+
+@pytest.mark.parametrize("batch, channels, channels_last", [(2, 8, True), (3, 40, True),
+                                                             (1, 64, False)])
+def test_depthwise_backward_equals_the_library_convolution(batch, channels, channels_last):
+    """The CPU training backward of the depthwise convolution (flipped-kernel input gradient,
+    chunked grouped-convolution weight gradient, summed bias gradient) gives the library's
+    gradients; 40 channels cross a chunk boundary."""
+    from bids_tspo.depthwise import CHUNK, DepthwiseConv3d, _DepthwiseGrad
+
+    assert 40 % CHUNK  # the 40-channel case ends in a partial chunk
+    torch.manual_seed(0)
+    conv = DepthwiseConv3d(channels)
+    reference = torch.nn.Conv3d(channels, channels, 3, padding=1, groups=channels)
+    reference.load_state_dict(conv.state_dict())   # same parameters, same keys
+    x = torch.randn(batch, channels, 10, 12, 9)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last_3d)
+    upstream = torch.randn(batch, channels, 10, 12, 9)
+    grads = []
+    for module in (conv, reference):
+        xi = x.clone().requires_grad_()
+        (module(xi) * upstream).sum().backward()
+        grads.append((xi.grad, module.weight.grad, module.bias.grad))
+    for ours, theirs in zip(*grads):
+        assert torch.allclose(ours, theirs, rtol=1e-4, atol=1e-4)
+    # the custom path runs only where it is faster: CPU training without autocast
+    calls = []
+    original = _DepthwiseGrad.apply
+    _DepthwiseGrad.apply = lambda *a: calls.append(1) or original(*a)
+    try:
+        conv(x)
+        with torch.no_grad():
+            conv(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            conv(x)
+    finally:
+        _DepthwiseGrad.apply = original
+    assert len(calls) == 1
