@@ -15,11 +15,13 @@ times the same operation, with the same weights, four ways, at the shapes the ne
 * ``shifted_sum_compiled``: the same under ``torch.compile``, which can fuse the 27 terms into
   one stencil kernel (a Triton kernel on CUDA).
 
-Every variant is checked against ``conv3d`` before it is timed. The whole network is then
-compiled both ways (``network``: the depthwise convolutions of ``SeparableConv3d`` left to the
-convolution library, or written as the shifted sum while compiling) and timed for a forward
-pass and a training step at batch 2, since inductor fuses a stencil with the GroupNorm + Swish
-before it and may recompute those per tap. Writes ``results/depthwise_<device>_<size>.json``.
+Every variant is checked against ``conv3d`` before it is timed. The whole network's eager
+float32 training step is timed with the library's depthwise backward and with the app's own
+(``network_eager_fp32``). The whole network is then compiled both ways
+(``network_compiled``: the depthwise convolutions left to the convolution library, or written
+as the shifted sum while compiling) and timed for a forward pass and a training step at batch
+2, since inductor fuses a stencil with the GroupNorm + Swish before it and may recompute
+those per tap. Writes ``results/depthwise_<device>_<size>.json``.
 
     python benchmarks/depthwise.py [--device cuda] [--size 96] [--threads 2] [--no-network]
 """
@@ -40,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from model_speed import sync, timed  # noqa: E402
 from preprocess import machine  # noqa: E402
 
-from bids_tspo.depthwise import _DepthwiseGrad  # noqa: E402
+from bids_tspo.depthwise import DepthwiseConv3d, _DepthwiseGrad  # noqa: E402
 from bids_tspo.model import SeparableConv3d, TSPOUNet  # noqa: E402
 from bids_tspo.resources import reuse_freed_memory  # noqa: E402
 from bids_tspo.train import masked_loss  # noqa: E402
@@ -162,13 +164,55 @@ def network(device, size: int, repeats: int):
                          "train_step_ms": round(timed(train_step, device, repeats) * 1000, 1)}
 
 
+@contextlib.contextmanager
+def depthwise_backward(own: bool):
+    """Every ``DepthwiseConv3d`` with the app's own backward (``own``, on any device) or the
+    library's."""
+    original = DepthwiseConv3d.forward
+
+    def forward(self, x):
+        if own and torch.is_grad_enabled():
+            return _DepthwiseGrad.apply(x, self.weight, self.bias)
+        return torch.nn.Conv3d.forward(self, x)
+
+    DepthwiseConv3d.forward = forward
+    try:
+        yield
+    finally:
+        DepthwiseConv3d.forward = original
+
+
+def eager_training(device, size: int, repeats: int):
+    """Eager float32 channels-last training steps (batch 2, Adam) of the whole network with
+    the library's depthwise backward and with the app's own; yields (name, timings)."""
+    x = torch.rand(2, 1, size, size, size, device=device).contiguous(
+        memory_format=torch.channels_last_3d)
+    target, mask = torch.rand_like(x), torch.ones_like(x)
+    for own in (False, True):
+        torch.manual_seed(0)
+        model = TSPOUNet().to(device).to(memory_format=torch.channels_last_3d)
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+
+        def train_step():
+            loss = masked_loss(model(x), target, mask)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+
+        with depthwise_backward(own):
+            seconds = timed(train_step, device, repeats)
+        yield ("own_backward" if own else "library_backward"), {
+            "train_step_ms": round(seconds * 1000, 1)}
+
+
 def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--size", type=int, default=96)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeats", type=int, default=None, help="3 on CPU, 20 on CUDA")
-    p.add_argument("--no-network", action="store_true", help="the single convolutions only")
+    p.add_argument("--no-network", action="store_true",
+                   help="no compiled networks (the single convolutions and eager steps only)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     results_heap_reuse = reuse_freed_memory()   # as the app (benchmarks/README: the allocator)
@@ -190,6 +234,11 @@ def main() -> int:
             results["timings"][key] = measure(device, args.size, channels, dtype, repeats)
             print(key, json.dumps(results["timings"][key]), flush=True)
             write(False)
+    results["network_eager_fp32"] = {}
+    for name, timings in eager_training(device, args.size, repeats):
+        results["network_eager_fp32"][name] = timings
+        print("eager network", name, json.dumps(timings), flush=True)
+        write(False)
     if not args.no_network:
         results["network_compiled"] = {}
         for name, timings in network(device, args.size, repeats):
