@@ -107,21 +107,27 @@ def measure(device, size: int, channels: int, dtype, repeats: int) -> dict:
 
 
 @contextlib.contextmanager
+def patched_forward(cls, forward):
+    """``cls.forward`` replaced by ``forward`` inside the block."""
+    original = cls.forward
+    cls.forward = forward
+    try:
+        yield original
+    finally:
+        cls.forward = original
+
+
 def depthwise_as_shifted_sum():
     """``SeparableConv3d`` computes its depthwise part as the shifted sum while compiling."""
-    original = SeparableConv3d.forward
+    library = SeparableConv3d.forward
 
     def forward(self, x):
         if torch.compiler.is_compiling():
             dw = self.depthwise
             return self.pointwise(shifted_sum(x, dw.weight, dw.bias))
-        return original(self, x)
+        return library(self, x)
 
-    SeparableConv3d.forward = forward
-    try:
-        yield
-    finally:
-        SeparableConv3d.forward = original
+    return patched_forward(SeparableConv3d, forward)
 
 
 def network(device, size: int, repeats: int):
@@ -164,22 +170,16 @@ def network(device, size: int, repeats: int):
                          "train_step_ms": round(timed(train_step, device, repeats) * 1000, 1)}
 
 
-@contextlib.contextmanager
 def depthwise_backward(own: bool):
     """Every ``DepthwiseConv3d`` with the app's own backward (``own``, on any device) or the
     library's."""
-    original = DepthwiseConv3d.forward
 
     def forward(self, x):
         if own and torch.is_grad_enabled():
             return _DepthwiseGrad.apply(x, self.weight, self.bias)
         return torch.nn.Conv3d.forward(self, x)
 
-    DepthwiseConv3d.forward = forward
-    try:
-        yield
-    finally:
-        DepthwiseConv3d.forward = original
+    return patched_forward(DepthwiseConv3d, forward)
 
 
 def eager_training(device, size: int, repeats: int):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from dataclasses import replace
@@ -98,22 +99,29 @@ def test_each_local_rank_gets_its_own_gpu(monkeypatch):
         resolve_device("auto")
 
 
-def test_resume_after_kill_reaches_same_weights(tmp_path):
-    items = _items()
-    settings = TrainSettings(epochs=3, batch_size=2, lr=1e-3, seed=5, progress=False)
-    train_fold(tmp_path / "full", items[:3], items[3:], CFG, settings)
+def _full_and_resumed(tmp_path, items, settings, validation: int = 1):
+    """The fold trained in one go into ``full``, and into ``resumed`` killed after the first
+    epoch and resumed; returns the two folders."""
+    train, val = items[:-validation], items[-validation:]
+    train_fold(tmp_path / "full", train, val, CFG, settings)
 
     def kill_after_first(epoch):
         if epoch == 0:
             raise Killed
 
     with pytest.raises(Killed):
-        train_fold(tmp_path / "resumed", items[:3], items[3:], CFG, settings,
+        train_fold(tmp_path / "resumed", train, val, CFG, settings,
                    on_epoch_end=kill_after_first)
     assert not is_complete(tmp_path / "resumed")
     assert not list((tmp_path / "resumed").glob(".*.tmp"))
-    train_fold(tmp_path / "resumed", items[:3], items[3:], CFG, settings)
+    train_fold(tmp_path / "resumed", train, val, CFG, settings)
     assert is_complete(tmp_path / "resumed")
+    return tmp_path / "full", tmp_path / "resumed"
+
+
+def test_resume_after_kill_reaches_same_weights(tmp_path):
+    settings = TrainSettings(epochs=3, batch_size=2, lr=1e-3, seed=5, progress=False)
+    _full_and_resumed(tmp_path, _items(), settings)
     history = (tmp_path / "resumed" / "history.tsv").read_text().splitlines()
     assert len(history) == 4  # header + 3 epochs, none repeated
     a, b = _weights(tmp_path / "full"), _weights(tmp_path / "resumed")
@@ -124,20 +132,10 @@ def test_resume_after_kill_reaches_same_weights(tmp_path):
 def test_cuda_training_bf16_augmented_and_resumable(tmp_path):
     """The CUDA path for real: pinned batches, augmentation on the GPU, bfloat16 autocast with
     the loss outside it; a resumed run still reaches the uninterrupted run's weights."""
-    items = _items(n=5, size=24)
     settings = TrainSettings(epochs=2, batch_size=2, lr=1e-3, seed=5, progress=False,
                              device="cuda")
-    summary = train_fold(tmp_path / "full", items[:4], items[4:], CFG, settings)
-    assert np.isfinite(summary["best_score"])
-
-    def kill_after_first(epoch):
-        if epoch == 0:
-            raise Killed
-
-    with pytest.raises(Killed):
-        train_fold(tmp_path / "resumed", items[:4], items[4:], CFG, settings,
-                   on_epoch_end=kill_after_first)
-    train_fold(tmp_path / "resumed", items[:4], items[4:], CFG, settings)
+    full, _ = _full_and_resumed(tmp_path, _items(n=5, size=24), settings)
+    assert np.isfinite(json.loads((full / "done.json").read_text())["best_score"])
     assert len((tmp_path / "resumed" / "history.tsv").read_text().splitlines()) == 3
     a, b = _weights(tmp_path / "full"), _weights(tmp_path / "resumed")
     # cuDNN's backward is not bit-exact; Adam moves each weight by at most ~lr per step
