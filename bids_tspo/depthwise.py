@@ -1,10 +1,10 @@
 """The depthwise 3³ convolution of the separable blocks, with a faster CPU backward pass.
 
 Forward passes are the library's ``Conv3d(groups=C)`` everywhere. Its CPU backward (oneDNN,
-PyTorch 2.13) is what makes CPU training slow: profiled at 64³, batch 2, it took 30x its
+PyTorch 2.13) is what made CPU training slow: profiled at 64³, batch 2, it took 30x its
 forward for the 64-channel stages, and the depthwise backward passes over half of a whole
-training step. The same gradients are
-cheaper as three plain operations (``benchmarks/README.md``, "The depthwise backward"):
+training step. The same gradients are cheaper as three plain operations (a training step
+1.9-2.1x faster; ``benchmarks/README.md``, "The depthwise backward"):
 
 * input: the same depthwise convolution of the output gradient with the kernel flipped
   (~6x faster than the library's input gradient);
