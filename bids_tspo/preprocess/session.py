@@ -55,11 +55,13 @@ def preprocess_session(config: Config, session: Session) -> list[Path]:
     preset = load_preset(config.sloppy)
     template = resolve_template(preset["template_resolution"])
     work = config.work_dir / "participant" / session.name
-    previous = _recorded_outputs(work / "done.json")
+    record = _read_marker(work / "done.json")
+    previous = [Path(p) for p in record.get("outputs", [])]  # removed if not written again
     if config.clean_workdir and work.exists():
         shutil.rmtree(work)
+        record = {}
     inputs = input_record(session)
-    done = finished_outputs(work / "done.json", preset["name"], config, inputs)
+    done = finished_outputs(record, preset["name"], config, inputs)
     if done is not None:
         LOG.info("%s: already preprocessed (%d outputs; --clean-workdir recomputes)",
                  session.name, len(done))
@@ -167,17 +169,11 @@ def input_record(session: Session) -> dict:
     }, default=str))  # as read back from done.json (lists, str keys)
 
 
-def finished_outputs(marker: Path, preset: str, config: Config,
+def finished_outputs(record: dict, preset: str, config: Config,
                      inputs: dict | None = None) -> list[Path] | None:
-    """The outputs of a finished session when its marker matches the settings and the inputs
-    (:func:`input_record`) and every output still exists; otherwise None (the session is
-    processed)."""
-    if not marker.is_file():
-        return None
-    try:
-        record = json.loads(marker.read_text())
-    except ValueError:
-        return None
+    """The outputs of a finished session when its marker (``done.json`` as read by
+    :func:`_read_marker`) matches the settings and the inputs (:func:`input_record`) and every
+    output still exists; otherwise None (the session is processed)."""
     outputs = [Path(p) for p in record.get("outputs", [])]
     same = (record.get("preset") == preset
             and record.get("suv_window") == list(config.suv_window)
@@ -187,11 +183,13 @@ def finished_outputs(marker: Path, preset: str, config: Config,
     return None
 
 
-def _recorded_outputs(marker: Path) -> list[Path]:
+def _read_marker(marker: Path) -> dict:
+    """A session's ``done.json``; empty when missing or unreadable (the session is redone)."""
     try:
-        return [Path(p) for p in json.loads(marker.read_text()).get("outputs", [])]
+        record = json.loads(marker.read_text())
     except (OSError, ValueError):
-        return []
+        return {}
+    return record if isinstance(record, dict) else {}
 
 
 def _remove_stale(previous: list[Path], written: list[Path], output_dir: Path,
