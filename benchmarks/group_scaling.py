@@ -25,18 +25,29 @@ def pet_sessions(out: Path) -> list[Path]:
     return sorted(out.glob("sub-*/**/pet/*_space-T1w_desc-suv_pet.nii.gz"))
 
 
+def _n_pet(folder: Path) -> int:
+    return len(list(folder.glob("**/pet/*_space-T1w_desc-suv_pet.nii.gz")))
+
+
 def subset(out: Path, dest: Path, n_sessions: int) -> int:
-    """Copy the derivatives of the first subjects until ``n_sessions`` PET sessions."""
+    """Copy the derivatives of the first subjects, session folder by session folder, until
+    exactly ``n_sessions`` PET sessions (a subject's second session is left out when only one
+    more is wanted; subjects without session folders are copied whole)."""
     dest.mkdir(parents=True)
     for name in ("dataset_description.json", ".bidsignore"):
         if (out / name).is_file():
             shutil.copy(out / name, dest / name)
     count = 0
     for sub in sorted(p for p in out.glob("sub-*") if p.is_dir()):
+        sessions = sorted(p for p in sub.glob("ses-*") if p.is_dir())
+        parts = [p for p in sessions if _n_pet(p)] or [sub]
+        for part in parts:
+            if count + _n_pet(part) > n_sessions:
+                continue
+            shutil.copytree(part, dest / part.relative_to(out))
+            count += _n_pet(part)
         if count >= n_sessions:
             break
-        shutil.copytree(sub, dest / sub.name)
-        count += len(list(sub.glob("**/pet/*_space-T1w_desc-suv_pet.nii.gz")))
     return count
 
 

@@ -2,7 +2,7 @@
 
     python benchmarks/model_speed.py [--device cpu|cuda] [--size 96] [--threads 2] [--repeats N]
                                      [--malloc app|app-1gib|system] [--only-synthesis]
-                                     [--only-app-ensemble]
+                                     [--only-app-ensemble] [--only-work]
 
 Measures, in one run (so the ratios are fair):
 1. synthesis latency per session: one model (1 forward) and the 5-fold ensemble with flips
@@ -12,7 +12,9 @@ Measures, in one run (so the ratios are fair):
    autocast (CUDA) and torch.compile, next to MONAI BasicUNet and UNet configured to a
    comparable parameter count;
 3. FLOPs per volume (torch's FlopCounterMode), bytes of activations written, the machine's
-   measured peak (large GEMM) and the fraction of it that inference and training reach.
+   measured peak (large GEMM) and the fraction of it that inference and training reach; the
+   same counts for the baselines, and each training variant's achieved GFLOP/s, so that the
+   ratio against BasicUNet splits into work (FLOPs, bytes) and speed per FLOP.
 Writes ``benchmarks/results/model_speed_<device>_<size>.json``.
 """
 
@@ -96,6 +98,35 @@ def flops_per_volume(net, size: int, device) -> tuple[float, float]:
     for h in hooks:
         h.remove()
     return float(counter.get_total_flops()), float(sum(written))
+
+
+def work_per_volume(size: int, device) -> dict:
+    """Parameters, forward GFLOP and MiB of module outputs written per volume of TSPOUNet and
+    of each baseline: what "equal parameters" leaves unequal (counts, no timing)."""
+    work = {}
+    for name, make in {"TSPOUNet": TSPOUNet, **baselines()}.items():
+        net = make().to(device).eval()
+        flops, written = flops_per_volume(net, size, device)
+        work[name] = {"parameters": count_parameters(net),
+                      "forward_gflop": round(flops / 1e9, 2),
+                      "activations_written_mib": round(written / 2**20, 1)}
+    return work
+
+
+def per_flop(training: dict, work: dict) -> None:
+    """Add each variant's achieved training GFLOP/s (3 x forward FLOPs per volume) and the
+    work and per-FLOP speed ratios of the app's setting against BasicUNet at the same one."""
+    for name, entry in training.items():
+        if isinstance(entry, dict) and "step_s" in entry:
+            model = next((m for m in work if name.startswith(m)), "TSPOUNet")
+            entry["achieved_gflops"] = round(3 * work[model]["forward_gflop"] * 2
+                                             / entry["step_s"], 1)
+    app, base = work["TSPOUNet"], work["monai_BasicUNet"]
+    training["flop_ratio_vs_BasicUNet"] = round(app["forward_gflop"] / base["forward_gflop"], 2)
+    training["bytes_ratio_vs_BasicUNet"] = round(
+        app["activations_written_mib"] / base["activations_written_mib"], 2)
+    training["app_per_flop_speed_vs_BasicUNet"] = round(
+        training["app_ratio_vs_BasicUNet"] * training["flop_ratio_vs_BasicUNet"], 3)
 
 
 def peak_flops(device, n: int | None = None, dtype=torch.float32) -> float:
@@ -234,6 +265,9 @@ def main() -> int:
     p.add_argument("--only-app-ensemble", action="store_true",
                    help="only the app's ensemble (fp32, bf16) in this fresh process, with page "
                         "faults and peak RSS")
+    p.add_argument("--only-work", action="store_true",
+                   help="only the networks' parameters, FLOPs and activation bytes per volume "
+                        "(device-independent counts) into model_speed_work_<size>.json")
     p.add_argument("--malloc", choices=("app", "app-1gib", "system"), default="app",
                    help="app: large blocks reuse the heap as the app sets it up; app-1gib: the "
                         "same with the earlier 1 GiB trim threshold; system: glibc defaults "
@@ -257,6 +291,13 @@ def main() -> int:
               "cudnn": torch.backends.cudnn.version() if device.type == "cuda" else None,
               "repeats": args.repeats}
 
+    if args.only_work:
+        result = {"benchmark": "model work per volume", "size": args.size,
+                  "machine": machine(), "networks": work_per_volume(args.size, device)}
+        dest = Path(__file__).parent / "results" / f"model_speed_work_{args.size}.json"
+        dest.write_text(json.dumps(result, indent=2) + "\n")
+        print(json.dumps(result["networks"], indent=1))
+        return 0
     if args.only_app_ensemble:
         result["synthesis_s"], result["page_faults_per_app_ensemble"] = {}, {}
         app_ensembles(result, device, size, args.repeats)
@@ -366,6 +407,8 @@ def main() -> int:
     training["app_setting"] = app
     training["app_ratio_vs_BasicUNet"] = round(training[base]["step_s"]
                                                / training[app]["step_s"], 3)
+    result["work_per_volume"] = work_per_volume(size, device)
+    per_flop(training, result["work_per_volume"])
     result["training"] = training
     result["training_fraction_of_peak"] = round(3 * fwd_flops * 2 / eager / peak, 4)
     best = min(v["step_s"] for k, v in training.items()
