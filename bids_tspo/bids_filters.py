@@ -69,4 +69,9 @@ def pybids_filters(layout, filters: dict) -> dict:
                          f"{', '.join(unknown)} (BIDS entities: "
                          f"{', '.join(sorted(known - _APP_ENTITIES))})")
     special = {None: Query.NONE, "*": Query.ANY}
-    return {k: special.get(v, v) if not isinstance(v, list) else v for k, v in filters.items()}
+
+    def query(value):  # also inside lists: [null, 1] is "absent or 1" (as fMRIPrep's files)
+        return special.get(value, value)
+
+    return {k: [query(x) for x in v] if isinstance(v, list) else query(v)
+            for k, v in filters.items()}

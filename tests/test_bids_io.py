@@ -74,6 +74,11 @@ def test_runs_tracers_and_missing_t1w(tiny_bids_nosessions, tmp_path):
     none, missing = select_sessions(load_layout(root), filters={"t1w": {"run": None},
                                                                 "pet": {"tracer": "*"}})
     assert missing == ["sub-01"] and [s.name for s in none] == ["sub-02"]
+    # inside a list too: absent or 2 (sub-02's T1w has no run); "*" any (both tracers)
+    either, missing = select_sessions(load_layout(root), filters={"t1w": {"run": [None, 2]},
+                                                                  "pet": {"tracer": ["*"]}})
+    assert missing == [] and [p.name for p in either[0].t1w] == ["sub-01_run-2_T1w.nii.gz"]
+    assert len(either[0].pet) == 2 and [s.name for s in either] == ["sub-01", "sub-02"]
 
 
 def test_subject_with_pet_but_no_t1w(tiny_bids, tmp_path):
