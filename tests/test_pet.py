@@ -52,13 +52,14 @@ def test_frame_weights_refuse_uncovered_window():
 
 
 def test_decay_factors():
-    # corrected to injection: factor 1; corrected to scan start 10 min later: exp(-lambda t)
+    # corrected to injection: factor 1; corrected to a time 10 min after injection, values are
+    # what was left then, e^(-lambda 600) of the injection-time activity: factor e^(+lambda 600)
     lam = math.log(2) / HALF_LIFE_S["C11"]
     meta = {"TracerRadionuclide": "C11", "ImageDecayCorrected": True,
             "ImageDecayCorrectionTime": 0, "InjectionStart": 0}
     assert decay_to_injection(meta, [3600], [600], PET) == pytest.approx([1.0])
     meta["ImageDecayCorrectionTime"] = 600
-    assert decay_to_injection(meta, [3600], [600], PET) == pytest.approx([math.exp(-lam * 600)])
+    assert decay_to_injection(meta, [3600], [600], PET) == pytest.approx([math.exp(lam * 600)])
     meta["ImageDecayCorrected"] = False  # uncorrected frames get the frame-average factor
     expected = lam * 600 / (math.exp(-lam * 3600) * (1 - math.exp(-lam * 600)))
     assert decay_to_injection(meta, [3600], [600], PET) == pytest.approx([expected])
@@ -103,6 +104,42 @@ def test_compute_suv_hand_computed():
     assert out.data == pytest.approx(np.full((8, 8, 8), expected), rel=1e-6)
     assert out.metadata["FramesUsed"] == [1, 2]
     assert out.metadata["BodyWeightSource"] == "x"
+
+
+def _frames_as_stored(truth, starts, durations, tz, corrected_to):
+    """Frames of a true injection-corrected activity (one value per frame, frames given in
+    seconds after injection) as a scanner stores them: decay corrected to ``corrected_to``
+    (seconds after injection) or, with None, not corrected (frame-average decay); BIDS times
+    relative to a TimeZero ``tz`` seconds after injection."""
+    lam = math.log(2) / HALF_LIFE_S["C11"]
+    starts, durations = np.asarray(starts, float), np.asarray(durations, float)
+    if corrected_to is None:
+        stored = truth * np.exp(-lam * starts) * -np.expm1(-lam * durations) / (lam * durations)
+    else:
+        stored = truth * np.exp(-lam * corrected_to)
+    meta = _sidecar(FrameTimesStart=(starts - tz).tolist(), FrameDuration=durations.tolist(),
+                    InjectionStart=-tz, ImageDecayCorrected=corrected_to is not None,
+                    ImageDecayCorrectionTime=0.0 if corrected_to is None else corrected_to - tz)
+    return np.broadcast_to(stored, (4, 4, 4, len(starts))).astype(np.float32), meta
+
+
+@pytest.mark.parametrize("starts, durations, tz, corrected_to", [
+    ([0, 3600, 4500], [3600, 900, 900], 0, 0),        # TimeZero and correction at injection
+    ([-30, 3600, 4500], [3630, 900, 900], -30, -30),  # scan started 30 s before injection
+    ([0, 3600, 4500], [3600, 900, 900], 0, None),     # frames not decay corrected
+    ([3600], [1800], 3600, 3600),                     # late static scan, corrected to its start
+    ([3540, 4440], [900, 960], 3540, 3540),           # late scan, injection 59 min before
+])
+def test_suv_the_same_under_every_timing_convention(starts, durations, tz, corrected_to):
+    """One true activity, stored as scanners store it: decay corrected to the injection, to a
+    scan start before or long after it, or not at all, with BIDS times relative to the scan's
+    TimeZero: the SUV is the same (the window mean of the injection-corrected activity)."""
+    truth = np.linspace(4.0, 6.0, len(starts))  # kBq/mL, injection-corrected, per frame
+    frames, meta = _frames_as_stored(truth, starts, durations, tz, corrected_to)
+    out = compute_suv(frames, np.eye(4), meta, PET, WeightLookup(80.0, "x"), (60, 90))
+    weights = frame_weights(np.asarray(starts, float), durations, (60, 90))
+    expected = 1000.0 * float(weights @ truth) / (400e6 / 80000.0)
+    assert out.data == pytest.approx(np.full((4, 4, 4), expected), rel=1e-5)
 
 
 @pytest.mark.parametrize("changes, message", [

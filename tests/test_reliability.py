@@ -193,6 +193,27 @@ def test_rerun_skips_finished_and_clean_workdir_recomputes(tiny_bids, tmp_path):
     assert t1.stat().st_mtime_ns != stamp
 
 
+def test_marker_of_another_version_or_method_revision_is_redone(tmp_path):
+    """A session finished by another version, or before a change of method (the decay
+    correction's sign, revision 2), is processed again; the same settings and inputs reuse it."""
+    from types import SimpleNamespace
+
+    from bids_tspo import __version__
+    from bids_tspo.preprocess.session import METHOD_REVISION, finished_outputs
+
+    out = tmp_path / "x_desc-suv_pet.nii.gz"
+    out.write_bytes(b"done")
+    config = SimpleNamespace(suv_window=(60.0, 90.0))
+    record = {"version": __version__, "revision": METHOD_REVISION, "preset": "sloppy",
+              "suv_window": [60.0, 90.0], "inputs": {"t1w": 1}, "outputs": [str(out)]}
+    assert finished_outputs(record, "sloppy", config, {"t1w": 1}) == [out]
+    for stale in ({"revision": METHOD_REVISION - 1}, {"version": "0.0.1"}, {"revision": None},
+                  {"suv_window": [50.0, 80.0]}, {"preset": "standard"}, {"inputs": {"t1w": 2}}):
+        assert finished_outputs({**record, **stale}, "sloppy", config, {"t1w": 1}) is None, stale
+    out.unlink()
+    assert finished_outputs(record, "sloppy", config, {"t1w": 1}) is None
+
+
 def test_filter_file_rerun_replaces_outputs_of_unselected_pet(tiny_bids, tmp_path):
     """Two tracers in a session: both are processed; rerun with a filter file choosing one,
     the other's SUV maps, field-of-view mask and sidecars leave OUTPUT_DIR."""

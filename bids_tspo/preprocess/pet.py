@@ -140,7 +140,19 @@ def _required(sidecar: Mapping, key: str, path: Path):
 
 
 def decay_to_injection(sidecar: Mapping, starts, durations, path: Path) -> np.ndarray:
-    """Per-frame factors bringing the image to decay-corrected-to-injection concentrations."""
+    """Per-frame factors bringing the image to decay-corrected-to-injection concentrations.
+
+    BIDS times (``FrameTimesStart``, ``InjectionStart``, ``ImageDecayCorrectionTime``) are
+    seconds relative to ``TimeZero``. An image decay corrected to a time ``ref`` holds the
+    activity left at ``ref``: ``exp(-lambda (ref - injection))`` of the injection-time activity,
+    so the factor is ``exp(+lambda (ref - injection))`` (> 1 for the usual correction to a scan
+    start after the injection). Frames not corrected get the frame-average decay factor.
+
+    >>> meta = {"TracerRadionuclide": "C11", "InjectionStart": -3600,
+    ...         "ImageDecayCorrected": True, "ImageDecayCorrectionTime": 0}
+    >>> round(float(decay_to_injection(meta, [0], [1800], Path("x_pet.nii.gz"))[0]), 3)
+    7.731
+    """
     nuclide = str(sidecar.get("TracerRadionuclide", "C11")).upper().replace("-", "")
     nuclide = nuclide.replace("11C", "C11").replace("18F", "F18")
     if nuclide not in HALF_LIFE_S:
@@ -154,7 +166,7 @@ def decay_to_injection(sidecar: Mapping, starts, durations, path: Path) -> np.nd
         corrected = corrected.strip().lower() in ("true", "1", "yes")
     if corrected:
         ref = _number(sidecar, "ImageDecayCorrectionTime", injection, path)
-        return np.full(len(starts), math.exp(-lam * (ref - injection)))
+        return np.full(len(starts), math.exp(lam * (ref - injection)))
     t0 = starts - injection
     return lam * durations / (np.exp(-lam * t0) * (1 - np.exp(-lam * durations)))
 

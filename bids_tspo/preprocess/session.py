@@ -15,6 +15,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from .. import __version__
 from ..bids_io import PetImage, Session
 from ..config import Config
 from ..derivatives import (anat_path, atomic_path, bids_uri, fov_mask_path, pet_path,
@@ -31,6 +32,10 @@ LOG = logging.getLogger("bids_tspo.preprocess")
 PET_TEMPLATE_RES = 2
 COREG_SPACING_MM = 2.5  # PET resolution is ~5 mm: register against a coarse T1w
 MIN_BRAIN_COVERAGE = 0.99  # warn when the PET field of view misses more of the brain
+# Raised whenever a change makes unchanged inputs give other outputs, so that a rerun redoes
+# sessions finished before it. 2: images decay corrected after the injection were scaled by
+# exp(-lambda t) instead of exp(+lambda t) (SUV too low).
+METHOD_REVISION = 2
 
 
 def coregister_pet(suv, pet_affine, anat: AnatResult, preset: dict, workdir: Path):
@@ -122,7 +127,8 @@ def preprocess_session(config: Config, session: Session) -> list[Path]:
         written.append(dst)
     _remove_stale(previous, written, config.output_dir, session.name)
     write_json_atomic(work / "timings.json", timings)
-    write_json_atomic(work / "done.json", {"preset": preset["name"],
+    write_json_atomic(work / "done.json", {"version": __version__, "revision": METHOD_REVISION,
+                                           "preset": preset["name"],
                                            "suv_window": list(config.suv_window),
                                            "inputs": inputs,
                                            "outputs": [str(p) for p in written]})
@@ -172,10 +178,13 @@ def input_record(session: Session) -> dict:
 def finished_outputs(record: dict, preset: str, config: Config,
                      inputs: dict | None = None) -> list[Path] | None:
     """The outputs of a finished session when its marker (``done.json`` as read by
-    :func:`_read_marker`) matches the settings and the inputs (:func:`input_record`) and every
-    output still exists; otherwise None (the session is processed)."""
+    :func:`_read_marker`) matches this version and method revision, the settings and the
+    inputs (:func:`input_record`) and every output still exists; otherwise None (the session
+    is processed)."""
     outputs = [Path(p) for p in record.get("outputs", [])]
-    same = (record.get("preset") == preset
+    same = (record.get("version") == __version__
+            and record.get("revision") == METHOD_REVISION
+            and record.get("preset") == preset
             and record.get("suv_window") == list(config.suv_window)
             and (inputs is None or record.get("inputs") == inputs))
     if same and outputs and all(p.is_file() for p in outputs):
