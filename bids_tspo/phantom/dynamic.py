@@ -2,9 +2,12 @@
 
 Each voxel's time-activity curve is a mix of a tissue curve (fast uptake, slow washout) and a
 vascular curve (early peak; the venous sinus) normalised so that the duration-weighted mean of
-the frames in 60-90 min equals ``SUV * dose / weight`` exactly (noise-free). Frames are decay
-corrected to injection. Noise follows the counts of each frame (C-11 decay, frame length) and
-is spatially correlated like a reconstructed image.
+the frames in 60-90 min after injection equals ``SUV * dose / weight`` exactly (noise-free).
+Frames are decay corrected to TimeZero: the injection, or the scan start when the injection
+came ``injection_lead_s`` before it (the frames then run from the scan start, and their values
+are what was left at it: ``exp(-lambda lead)`` of the injection-time activity). Noise follows
+the counts of each frame (C-11 decay, frame length) and is spatially correlated like a
+reconstructed image.
 
 >>> starts, durations = frame_schedule("small")
 >>> float(starts[-1] + durations[-1]) / 60
@@ -55,13 +58,16 @@ def window_weights(starts: np.ndarray, durations: np.ndarray,
 
 
 def dynamic_frames(concentration: np.ndarray, vascular: np.ndarray, size: str,
-                   rng: np.random.Generator, noise: float = 0.12) -> np.ndarray:
+                   rng: np.random.Generator, noise: float = 0.12,
+                   injection_lead_s: float = 0.0) -> np.ndarray:
     """4D frames (X, Y, Z, T) in Bq/mL whose 60-90 min mean is ``concentration`` (+ noise).
 
-    ``concentration`` is the 60-90 min mean activity (Bq/mL), ``vascular`` the fraction (0-1)
-    of each voxel following the vascular curve.
+    ``concentration`` is the 60-90 min (after injection) mean activity (Bq/mL) decay corrected
+    to injection, ``vascular`` the fraction (0-1) of each voxel following the vascular curve;
+    ``injection_lead_s``: see the module docstring.
     """
     starts, durations = frame_schedule(size)
+    starts = starts + injection_lead_s  # seconds after injection
     w = window_weights(starts, durations)
     tissue = frame_means(_tissue_curve, starts, durations)
     blood = frame_means(_vascular_curve, starts, durations)
@@ -78,19 +84,20 @@ def dynamic_frames(concentration: np.ndarray, vascular: np.ndarray, size: str,
         sd = rel[k] * np.sqrt(np.clip(frames[..., k], 0, None) * scale)
         n = ndimage.gaussian_filter(rng.standard_normal(frames.shape[:3]), 0.8) * 2.6
         frames[..., k] += sd * n
-    return frames.astype(np.float32)
+    return (frames * np.exp(-lam * injection_lead_s)).astype(np.float32)
 
 
 def decay_factors(starts: np.ndarray, durations: np.ndarray) -> list[float]:
-    """Frame decay-correction factors to injection time (C-11)."""
+    """Frame decay-correction factors to TimeZero (C-11; ``starts`` relative to it)."""
     lam = np.log(2) / C11_HALF_LIFE_S
     f = lam * durations / (np.exp(-lam * starts) * (1 - np.exp(-lam * durations)))
     return [round(float(x), 6) for x in f]
 
 
 def pet_sidecar(size: str, dose_mbq: float, scan_start: str, body_weight: float | None,
-                voxel_mm: float) -> dict:
-    """A complete BIDS PET sidecar for the phantom acquisition."""
+                voxel_mm: float, injection_lead_s: float = 0.0) -> dict:
+    """A complete BIDS PET sidecar for the phantom acquisition (times relative to TimeZero,
+    the scan start; the injection ``injection_lead_s`` before it)."""
     starts, durations = frame_schedule(size)
     meta = {
         "Manufacturer": "Siemens",
@@ -110,7 +117,7 @@ def pet_sidecar(size: str, dose_mbq: float, scan_start: str, body_weight: float 
         "ModeOfAdministration": "bolus",
         "TimeZero": scan_start,
         "ScanStart": 0,
-        "InjectionStart": 0,
+        "InjectionStart": -float(injection_lead_s) if injection_lead_s else 0,
         "FrameTimesStart": [float(s) for s in starts],
         "FrameDuration": [float(d) for d in durations],
         "AcquisitionMode": "list mode",

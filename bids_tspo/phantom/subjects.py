@@ -32,6 +32,7 @@ class PhantomSession:
     retest: float          # session-to-session SUV factor
     pose_seed: int
     scan_start: str
+    injection_lead_s: float = 0.0  # injection this long before TimeZero, the scan start
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,10 @@ def make_cohort(n_subjects: int, seed: int, with_sessions: bool = True) -> list[
                 retest=float(np.exp(rng.normal(0, 0.06))) if k else 1.0,
                 pose_seed=int(rng.integers(2**31)),
                 scan_start=f"{8 + int(rng.integers(0, 8)):02d}:{int(rng.integers(0, 60)):02d}:00",
+                # later sessions: another site's convention, TimeZero at the scan start with
+                # the injection 1-2.5 min before it, frames decay corrected to the scan start
+                injection_lead_s=(float(np.random.default_rng([seed, i, k, 1]).integers(60, 150))
+                                  if k else 0.0),
             ))
         cohort.append(PhantomSubject(
             label=f"{i + 1:0{width}d}", index=i, group=group, genotype=genotype,

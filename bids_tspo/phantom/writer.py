@@ -123,7 +123,8 @@ def render_session(model: HeadModel, spec: SizeSpec, size: str, subject: Phantom
         vascular = ndimage.gaussian_filter(sinus, sigma_vox)
         on_pet = sample(np.stack([smooth_suv, vascular]), t1_affine, pet_points)
         conc = on_pet[0].reshape(pet_shape) * session.dose_mbq * 1e6 / (session.weight_kg * 1e3)
-        frames = dynamic_frames(conc, np.clip(on_pet[1].reshape(pet_shape), 0, 1), size, rng)
+        frames = dynamic_frames(conc, np.clip(on_pet[1].reshape(pet_shape), 0, 1), size, rng,
+                                injection_lead_s=session.injection_lead_s)
         pet = nib.Nifti1Image(frames, pet_affine)
         pet.header.set_xyzt_units("mm", "sec")
         pet.set_sform(pet_affine, 1)
@@ -170,7 +171,7 @@ def _write_session(out: Path, truth_root: Path, subject, session, images, size, 
         weight = session.weight_kg if subject.weight_source == "sidecar" else None
         write_json_atomic(out / rel / "pet" / f"{pet_name}.json",
                           pet_sidecar(size, session.dose_mbq, session.scan_start, weight,
-                                      spec.pet_voxel))
+                                      spec.pet_voxel, session.injection_lead_s))
 
 
 def _write_tables(out: Path, cohort: list[PhantomSubject]) -> None:
