@@ -151,6 +151,7 @@ def test_suv_the_same_under_every_timing_convention(starts, durations, tz, corre
     ({"FrameTimesStart": None}, "no FrameTimesStart"),
     ({"FrameDuration": [3600, 900]}, "3 frame"),
     ({"FrameTimesStart": [0, 1800, 2700]}, "cover only"),
+    ({"TracerRadionuclide": "Tc-99m"}, "unknown TracerRadionuclide 'Tc-99m'"),
 ])
 def test_compute_suv_errors(changes, message):
     frames = np.ones((8, 8, 8, 3), np.float32)

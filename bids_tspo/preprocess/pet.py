@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
@@ -139,6 +140,23 @@ def _required(sidecar: Mapping, key: str, path: Path):
     return value
 
 
+_ELEMENTS = {"CARBON": "C", "FLUORINE": "F", "OXYGEN": "O", "NITROGEN": "N", "GALLIUM": "GA",
+             "COPPER": "CU", "ZIRCONIUM": "ZR", "RUBIDIUM": "RB"}
+
+
+def radionuclide(value) -> str:
+    """A ``TracerRadionuclide`` as written in the wild, as the key of ``HALF_LIFE_S``.
+
+    >>> [radionuclide(v) for v in ("C11", "11C", "[11C]", "C-11", "carbon-11", "18F", "68Ga")]
+    ['C11', 'C11', 'C11', 'C11', 'C11', 'F18', 'GA68']
+    """
+    key = re.sub(r"[^A-Z0-9]", "", str(value).upper())
+    for name, symbol in _ELEMENTS.items():
+        key = key.replace(name, symbol)
+    mass_first = re.fullmatch(r"(\d+)([A-Z]+)", key)
+    return mass_first.group(2) + mass_first.group(1) if mass_first else key
+
+
 def decay_to_injection(sidecar: Mapping, starts, durations, path: Path) -> np.ndarray:
     """Per-frame factors bringing the image to decay-corrected-to-injection concentrations.
 
@@ -153,10 +171,11 @@ def decay_to_injection(sidecar: Mapping, starts, durations, path: Path) -> np.nd
     >>> round(float(decay_to_injection(meta, [0], [1800], Path("x_pet.nii.gz"))[0]), 3)
     7.731
     """
-    nuclide = str(sidecar.get("TracerRadionuclide", "C11")).upper().replace("-", "")
-    nuclide = nuclide.replace("11C", "C11").replace("18F", "F18")
+    written = sidecar.get("TracerRadionuclide", "C11")
+    nuclide = radionuclide(written)
     if nuclide not in HALF_LIFE_S:
-        raise InputDataError(f"{path}: unknown TracerRadionuclide {nuclide!r}")
+        raise InputDataError(f"{path}: unknown TracerRadionuclide {written!r} (known: "
+                             f"{', '.join(HALF_LIFE_S)})")
     lam = math.log(2) / HALF_LIFE_S[nuclide]
     injection = _number(sidecar, "InjectionStart", 0.0, path)
     starts = np.asarray(starts, float)
