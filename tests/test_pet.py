@@ -104,6 +104,19 @@ def test_compute_suv_hand_computed():
     assert out.data == pytest.approx(np.full((8, 8, 8), expected), rel=1e-6)
     assert out.metadata["FramesUsed"] == [1, 2]
     assert out.metadata["BodyWeightSource"] == "x"
+    assert out.metadata["DecayFactorsToInjection"] == [1.0, 1.0]
+    assert "TimingAssumptions" not in out.metadata
+
+
+def test_missing_timing_fields_are_assumed_warned_and_recorded(caplog):
+    frames = np.ones((4, 4, 4, 3), np.float32)
+    meta = _sidecar(InjectionStart=None, ImageDecayCorrectionTime=None)
+    with caplog.at_level("WARNING"):
+        out = compute_suv(frames, np.eye(4), meta, PET, WeightLookup(80.0, "x"), (60, 90))
+    assert out.metadata["TimingAssumptions"] == [
+        "InjectionStart: injection at TimeZero (0 s)",
+        "ImageDecayCorrectionTime: to the injection"]
+    assert f"{PET}: sidecar lacks BIDS timing field(s), assumed InjectionStart" in caplog.text
 
 
 def _frames_as_stored(truth, starts, durations, tz, corrected_to):

@@ -157,6 +157,26 @@ def radionuclide(value) -> str:
     return mass_first.group(2) + mass_first.group(1) if mass_first else key
 
 
+_TIMING_DEFAULTS = {  # BIDS-required fields a converted dataset may lack, and what is assumed
+    "TracerRadionuclide": "C11",
+    "InjectionStart": "injection at TimeZero (0 s)",
+    "ImageDecayCorrected": "decay corrected",
+    "ImageDecayCorrectionTime": "to the injection",
+}
+
+
+def timing_assumptions(sidecar: Mapping) -> list[str]:
+    """What the decay correction assumes for the timing fields a sidecar lacks.
+
+    >>> timing_assumptions({"TracerRadionuclide": "C11", "InjectionStart": 0})
+    ['ImageDecayCorrected: decay corrected', 'ImageDecayCorrectionTime: to the injection']
+    """
+    return [f"{key}: {value}" for key, value in _TIMING_DEFAULTS.items()
+            if _missing(sidecar.get(key))
+            and not (key == "ImageDecayCorrectionTime"
+                     and str(sidecar.get("ImageDecayCorrected")).lower() == "false")]
+
+
 def decay_to_injection(sidecar: Mapping, starts, durations, path: Path) -> np.ndarray:
     """Per-frame factors bringing the image to decay-corrected-to-injection concentrations.
 
@@ -239,6 +259,9 @@ def compute_suv(data: np.ndarray, affine: np.ndarray, sidecar: Mapping, path: Pa
         raise InputDataError(f"{path}: InjectedRadioactivity {dose:g} {dose_units} is implausible "
                              "for a human PET scan (check InjectedRadioactivityUnits)")
     decay = decay_to_injection(sidecar, starts, durations, path)
+    assumed = timing_assumptions(sidecar)
+    if assumed:
+        LOG.warning("%s: sidecar lacks BIDS timing field(s), assumed %s", path, "; ".join(assumed))
     used = weights > 0
     mean = np.tensordot(frames[..., used], weights[used] * decay[used], axes=([3], [0]))
     suv = mean * to_bq_ml / (dose_bq / (weight.kg * 1000.0))
@@ -246,5 +269,8 @@ def compute_suv(data: np.ndarray, affine: np.ndarray, sidecar: Mapping, path: Pa
             "FramesUsed": [int(i) for i in np.flatnonzero(used)],
             "FrameWeights": [round(float(w), 6) for w in weights[used]],
             "InjectedRadioactivityBq": dose_bq, "BodyWeight": weight.kg,
-            "BodyWeightSource": weight.source, "SourceUnits": units}
+            "BodyWeightSource": weight.source, "SourceUnits": units,
+            "DecayFactorsToInjection": [round(float(f), 6) for f in decay[used]]}
+    if assumed:
+        meta["TimingAssumptions"] = assumed
     return SuvResult(suv.astype(np.float32), affine, meta)
