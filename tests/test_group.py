@@ -91,6 +91,10 @@ def test_every_group_table_has_a_sidecar_describing_its_columns(grouped):
     assert metrics["percdiff"]["Units"] == "%"
     html = (grouped / "sub-02.html").read_text()  # the report card uses the same labels
     assert "<th title=\"pearson_r_smooth: Voxelwise" in html and ">PercDiff</th>" in html
+    # repeated scans of one person: the region correlation over subjects too, in the report
+    stats = pd.read_csv(grouped / "group_region_stats.tsv", sep="\t")
+    assert (stats.n_subjects < stats.n_sessions).all() and "pearson_r_subjects" in stats
+    assert "<th>pearson_r_subjects</th>" in (grouped / "group_report.html").read_text()
 
 
 def test_fold_jobs_then_group_equal_one_run(tiny_bids, preprocessed, grouped):

@@ -177,9 +177,12 @@ def group_report(out: Path) -> Path:
                                       f"mean r own {t.r_own.mean():.3f} vs others "
                                       f"{t.r_others_mean.mean():.3f}")
     if stats is not None:
-        keep = ["region", "pearson_r", "pearson_p", "ba_bias", "ba_loa_low", "ba_loa_high",
-                "mannwhitney_p"] + [c for c in stats if c.startswith(("mannwhitney_p_",
-                                                                         "wilcoxon_p_"))]
+        repeated = "n_subjects" in key and bool((key.n_subjects < key.n_sessions).any())
+        keep = (["region", "pearson_r", "pearson_p"]
+                + (["n_sessions", "n_subjects", "pearson_r_subjects", "pearson_p_subjects"]
+                   if repeated else [])  # repeated scans: the subject-level test too
+                + ["ba_bias", "ba_loa_low", "ba_loa_high", "mannwhitney_p"]
+                + [c for c in stats if c.startswith(("mannwhitney_p_", "wilcoxon_p_"))])
         tables["regions"] = _table(key[keep])
     html = ENV.get_template("group.html.j2").render(
         model=model, figs=figs, tables=tables,
