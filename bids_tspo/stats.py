@@ -148,3 +148,33 @@ def cohort_summary(values: dict[str, list[float]]) -> pd.DataFrame:
     """Mean ± SD across sessions of each image's brain mean (the paper's Table 2)."""
     return pd.DataFrame([{"image": k, "mean": float(np.mean(v)), "sd": float(np.std(v, ddof=1))
                           if len(v) > 1 else float("nan")} for k, v in values.items()])
+
+
+def paired_over_subjects(table: pd.DataFrame, model: str, baseline: str,
+                         higher_is_better: bool = True) -> dict:
+    """U-Net against the baseline on one metric, each subject's sessions averaged first:
+    subjects compared, in how many the U-Net is better, and the paired Wilcoxon p (n/a with
+    fewer than 5 subjects).
+
+    >>> t = pd.DataFrame({"participant_id": list("abcdef"), "r": [.9, .8, .85, .9, .7, .95],
+    ...                   "baseline_r": [.8, .7, .86, .8, .6, .9]})
+    >>> out = paired_over_subjects(t, "r", "baseline_r")
+    >>> out["subjects"], out["better"], round(out["wilcoxon_p"], 3)
+    (6, 5, 0.062)
+    """
+    means = table.groupby("participant_id")[[model, baseline]].mean().dropna()
+    diff = means[model] - means[baseline]
+    diff = diff if higher_is_better else -diff
+    p = (float(st.wilcoxon(diff).pvalue) if len(diff) >= 5 and np.any(diff != 0)
+         else float("nan"))
+    return {"subjects": int(len(diff)), "better": int((diff > 0).sum()), "wilcoxon_p": p}
+
+
+def cnr_paired_t(table: pd.DataFrame, suffix: str = "") -> tuple[float, float]:
+    """The paper's comparison of true and synthetic CNR: a paired t-test across sessions
+    (t > 0: the synthetic maps have the higher contrast-to-noise)."""
+    pair = table[[f"cnr_synth{suffix}", f"cnr_true{suffix}"]].astype(float).dropna()
+    if len(pair) < 3 or np.allclose(pair.iloc[:, 0], pair.iloc[:, 1]):
+        return float("nan"), float("nan")
+    t, p = st.ttest_rel(pair.iloc[:, 0], pair.iloc[:, 1])
+    return float(t), float(p)

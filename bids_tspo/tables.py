@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from .derivatives import write_table
+from .stats import cnr_paired_t, paired_over_subjects
 
 ID_COLUMNS = ["bids_name", "participant_id", "session_id", "group", "genotype", "fold", "target"]
 KEY_METRICS = ["pearson_r", "pearson_r_smooth", "mse", "mae", "normdiff", "percdiff", "ssim",
@@ -42,6 +43,12 @@ def summarise(table: pd.DataFrame) -> dict:
             column = prefix + key
             if column in table:
                 summary[f"mean_{column}"] = float(np.nanmean(table[column].astype(float)))
+    if {"participant_id", "pearson_r", "baseline_pearson_r"} <= set(table):
+        test = paired_over_subjects(table, "pearson_r", "baseline_pearson_r")
+        summary["subjects_unet_r_above_baseline"] = test["better"]
+        summary["wilcoxon_p_subjects_r_vs_baseline"] = test["wilcoxon_p"]
+    if {"cnr_synth", "cnr_true"} <= set(table):
+        summary["cnr_paired_t"], summary["cnr_paired_t_p"] = cnr_paired_t(table)
     return summary
 
 

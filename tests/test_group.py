@@ -94,7 +94,16 @@ def test_every_group_table_has_a_sidecar_describing_its_columns(grouped):
     # repeated scans of one person: the region correlation over subjects too, in the report
     stats = pd.read_csv(grouped / "group_region_stats.tsv", sep="\t")
     assert (stats.n_subjects < stats.n_sessions).all() and "pearson_r_subjects" in stats
-    assert "<th>pearson_r_subjects</th>" in (grouped / "group_report.html").read_text()
+    report = (grouped / "group_report.html").read_text()
+    assert "<th>pearson_r_subjects</th>" in report
+    # U-Net vs baseline paired over subjects, and the paper's CNR t-test, in report and bundle
+    assert "<th>paired Wilcoxon p (subjects)</th>" in report
+    assert "paired t-test across sessions" in report
+    summary = json.loads((grouped / "models" / MODEL_ID / "model.json").read_text())[
+        "metrics_summary"]
+    subjects = pd.read_csv(grouped / "group_metrics.tsv", sep="\t").participant_id.nunique()
+    assert 0 <= summary["subjects_unet_r_above_baseline"] <= subjects
+    assert 0 < summary["cnr_paired_t_p"] <= 1
 
 
 def test_fold_jobs_then_group_equal_one_run(tiny_bids, preprocessed, grouped):

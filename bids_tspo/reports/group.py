@@ -12,6 +12,7 @@ import pandas as pd
 
 from .. import CITATION, __version__
 from ..derivatives import describe_column, write_text_atomic
+from ..stats import cnr_paired_t, paired_over_subjects
 from . import figures
 from .render import ENV, METHODS, read_tsv, run_errors
 
@@ -114,6 +115,22 @@ def preprocessing_qc(out: Path) -> pd.DataFrame:
     return pd.concat([table[flagged], table[~flagged]]).reset_index(drop=True)
 
 
+def _baseline_table(metrics: pd.DataFrame) -> str | None:
+    """Mean of each metric for the U-Net and the baseline, and the paired comparison over
+    subjects (their sessions averaged): subjects where the U-Net is better, Wilcoxon p."""
+    rows = []
+    for metric in ("pearson_r", "pearson_r_smooth", "mse", "ssim"):
+        if f"baseline_{metric}" not in metrics:
+            continue
+        test = paired_over_subjects(metrics, metric, f"baseline_{metric}",
+                                    higher_is_better=metric != "mse")
+        rows.append({"metric": metric, "U-Net": metrics[metric].mean(),
+                     "training-mean baseline": metrics[f"baseline_{metric}"].mean(),
+                     "subjects where the U-Net is better": f"{test['better']} / {test['subjects']}",
+                     "paired Wilcoxon p (subjects)": test["wilcoxon_p"]})
+    return _table(pd.DataFrame(rows)) if rows else None
+
+
 def _qc_summary(out: Path) -> dict | None:
     table = preprocessing_qc(out)
     if not len(table):
@@ -161,11 +178,12 @@ def group_report(out: Path) -> Path:
         cohort = metrics.groupby(["group", "genotype"]).agg(
             sessions=("bids_name", "count"), subjects=("participant_id", "nunique"))
         tables["cohort"] = _table(cohort.reset_index())
-        base = [c for c in ("pearson_r", "mse", "ssim") if f"baseline_{c}" in metrics]
-        tables["baseline"] = _table(pd.DataFrame({
-            "metric": base, "U-Net": [metrics[c].mean() for c in base],
-            "training-mean baseline": [metrics[f"baseline_{c}"].mean() for c in base],
-        })) if base else None
+        tables["baseline"] = _baseline_table(metrics)
+        t, p = cnr_paired_t(metrics)
+        tables["cnr_test"] = (None if t != t else
+                              f"CNR, synthetic vs true (paired t-test across sessions, as the "
+                              f"paper): mean {metrics.cnr_synth.mean():.3f} vs "
+                              f"{metrics.cnr_true.mean():.3f}, t = {t:.2f}, p = {p:.3g}")
     for name in ("cohort", "specificity"):
         t = read_tsv(out / f"group_{name}.tsv")
         if t is not None:
