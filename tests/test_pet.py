@@ -171,3 +171,26 @@ def test_compute_suv_errors(changes, message):
     with pytest.raises(InputDataError, match=message) as exc:
         compute_suv(frames, np.eye(4), _sidecar(**changes), PET, WeightLookup(80, "x"), (60, 90))
     assert str(PET) in str(exc.value)
+
+
+def test_nonfinite_corners_taken_as_no_data_a_mostly_nan_image_refused(tmp_path, caplog):
+    """A reconstruction's NaN corners outside the field of view are no data (0, warned); an
+    image mostly NaN/Inf is broken: one line naming it."""
+    import nibabel as nib
+
+    from bids_tspo.preprocess.images import load_checked
+
+    data = np.random.default_rng(0).random((16, 16, 16, 2)).astype(np.float32) + 1
+    data[:4, :4] = np.nan
+    path = tmp_path / "sub-01_pet.nii.gz"
+    nib.save(nib.Nifti1Image(data, np.eye(4)), path)
+    with caplog.at_level("WARNING"):
+        _, loaded = load_checked(path, ndim=(3, 4), what="PET")
+    assert np.isfinite(loaded).all() and (loaded[:4, :4] == 0).all()
+    assert np.array_equal(loaded[4:], data[4:])
+    assert f"{path}: PET has 512 NaN/Inf voxel(s) (6.2 %), taken as 0" in caplog.text
+    data[:10] = np.inf
+    nib.save(nib.Nifti1Image(data, np.eye(4)), path)
+    with pytest.raises(InputDataError, match=r"sub-01_pet.nii.gz: PET contains 5120 NaN/Inf "
+                                             r"voxel\(s\) \(62 % of the image\)"):
+        load_checked(path, ndim=(3, 4), what="PET")

@@ -6,6 +6,7 @@ InputDataError: broken.nii.gz: cannot be read as NIfTI (...)
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import nibabel as nib
@@ -13,11 +14,16 @@ import numpy as np
 
 from ..errors import InputDataError, describe
 
+LOG = logging.getLogger("bids_tspo.preprocess")
+MAX_NONFINITE = 0.5  # a larger NaN/Inf fraction is a broken image, not missing corners
+
 
 def load_checked(path: Path, ndim: int | tuple[int, ...] = 3, what: str = "image"):
     """Load a NIfTI image and check it is readable, finite, non-empty and of ``ndim``.
 
-    A 4D image with a single volume counts as 3D. Returns ``(img, data)`` (float32).
+    A 4D image with a single volume counts as 3D. NaN/Inf voxels are taken as 0 (no data)
+    with a warning, up to ``MAX_NONFINITE`` of the image; beyond, it is an input error.
+    Returns ``(img, data)`` (float32).
     """
     path = Path(path)
     try:
@@ -34,8 +40,13 @@ def load_checked(path: Path, ndim: int | tuple[int, ...] = 3, what: str = "image
     if min(data.shape[:3]) < 8:
         raise InputDataError(f"{path}: {what} is too small {data.shape[:3]} to be a head scan")
     bad = ~np.isfinite(data)
-    if bad.any():
-        raise InputDataError(f"{path}: {what} contains {int(bad.sum())} NaN/Inf voxel(s)")
+    if bad.mean() > MAX_NONFINITE:
+        raise InputDataError(f"{path}: {what} contains {int(bad.sum())} NaN/Inf voxel(s) "
+                             f"({100 * bad.mean():.0f} % of the image)")
+    if bad.any():  # e.g. a reconstruction's outside-the-field-of-view corners: no data there
+        LOG.warning("%s: %s has %d NaN/Inf voxel(s) (%.1f %%), taken as 0 (no data)", path,
+                    what, int(bad.sum()), 100 * bad.mean())
+        data[bad] = 0.0
     if not np.any(data):
         raise InputDataError(f"{path}: {what} is all zeros")
     if data.min() == data.max():
