@@ -81,6 +81,19 @@ def test_field_of_view_geometry_and_coverage_warning(caplog):
     assert "misses 50.0 % of the brain" in caplog.text
 
 
+def test_moved_head_realigned_and_recorded(participant_run):
+    """sub-02 ses-01: the phantom's head moved 70 min after injection; the SUV sidecar records
+    the realignment and each frame's displacement (sub-02 ses-02 stayed still)."""
+    _, out = participant_run
+    side = {ses: json.loads(next((out / f"sub-02/ses-{ses}/pet").glob(
+        "*_space-T1w_desc-suv_pet.json")).read_text()) for ses in ("01", "02")}
+    assert side["01"]["MotionCorrection"].startswith("frames used realigned rigidly")
+    assert max(side["01"]["FrameDisplacement"]) > 2.0
+    assert max(side["02"]["FrameDisplacement"]) < 0.5
+    assert "frames were realigned for head motion; they had moved up to" in (
+        out / "sub-02.html").read_text()
+
+
 def test_outputs_on_the_exact_t1w_grid(participant_run, tiny_bids):
     _, out = participant_run
     raw = nib.load(tiny_bids / "sub-02/ses-02/anat/sub-02_ses-02_T1w.nii.gz")

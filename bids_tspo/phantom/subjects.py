@@ -33,6 +33,7 @@ class PhantomSession:
     pose_seed: int
     scan_start: str
     injection_lead_s: float = 0.0  # injection this long before TimeZero, the scan start
+    head_motion: bool = False      # the head moves in the PET scanner 70 min after injection
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,7 @@ def make_cohort(n_subjects: int, seed: int, with_sessions: bool = True) -> list[
                 # the injection 1-2.5 min before it, frames decay corrected to the scan start
                 injection_lead_s=(float(np.random.default_rng([seed, i, k, 1]).integers(60, 150))
                                   if k else 0.0),
+                head_motion=k == 0 and i % 2 == 1,  # every other subject's first PET
             ))
         cohort.append(PhantomSubject(
             label=f"{i + 1:0{width}d}", index=i, group=group, genotype=genotype,

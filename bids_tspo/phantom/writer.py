@@ -26,13 +26,14 @@ from tqdm import tqdm
 from .. import __version__
 from ..derivatives import save_nifti_atomic, write_json_atomic, write_text_atomic
 from .anatomy import T1W_TRACE, HeadModel, build_head_model
-from .dynamic import dynamic_frames, pet_sidecar
+from .dynamic import dynamic_frames, frame_schedule, pet_sidecar
 from .subjects import ND_SUV, PhantomSession, PhantomSubject, make_cohort
 from ..resample import apply, grid_points, sample
 from .warp import Individual, rigid, scanner_grid
 
 LOG = logging.getLogger("bids_tspo.phantom")
 PET_FWHM_MM = 5.0
+MOTION_ONSET_MIN = 70  # sessions with head motion: frames starting this late are moved
 T1W_ORIENTATIONS = ("LIA", "PIR", "RAS", "LPS", "ASL")
 
 
@@ -119,12 +120,25 @@ def render_session(model: HeadModel, spec: SizeSpec, size: str, subject: Phantom
         pet_offset = rigid(rng, rot_deg=3.0, trans_mm=6.0)  # PET world = offset(T1w world)
         pet_shape, pet_affine = scanner_grid(rng, spec.pet_fov, spec.pet_voxel, "LAS",
                                              oblique_deg=0.0, jitter_mm=4.0)
-        pet_points = apply(np.linalg.inv(pet_offset), grid_points(pet_shape, pet_affine))
+        pet_grid = grid_points(pet_shape, pet_affine)
         vascular = ndimage.gaussian_filter(sinus, sigma_vox)
-        on_pet = sample(np.stack([smooth_suv, vascular]), t1_affine, pet_points)
-        conc = on_pet[0].reshape(pet_shape) * session.dose_mbq * 1e6 / (session.weight_kg * 1e3)
-        frames = dynamic_frames(conc, np.clip(on_pet[1].reshape(pet_shape), 0, 1), size, rng,
-                                injection_lead_s=session.injection_lead_s)
+
+        def pet_frames(to_t1w_world: np.ndarray) -> np.ndarray:
+            on_pet = sample(np.stack([smooth_suv, vascular]), t1_affine,
+                            apply(to_t1w_world, pet_grid))
+            conc = (on_pet[0].reshape(pet_shape) * session.dose_mbq * 1e6
+                    / (session.weight_kg * 1e3))
+            return dynamic_frames(conc, np.clip(on_pet[1].reshape(pet_shape), 0, 1), size, rng,
+                                  injection_lead_s=session.injection_lead_s)
+
+        frames = pet_frames(np.linalg.inv(pet_offset))
+        if session.head_motion:  # the head moved in the scanner from MOTION_ONSET_MIN on
+            motion = rigid(np.random.default_rng([session.pose_seed, 1]), rot_deg=3.0,
+                           trans_mm=3.0)
+            late = frame_schedule(size)[0] + session.injection_lead_s >= MOTION_ONSET_MIN * 60
+            frames[..., late] = pet_frames(np.linalg.inv(motion @ pet_offset))[..., late]
+            truth.update({"pet_head_motion": motion.tolist(),
+                          "pet_head_motion_from_frame": int(np.argmax(late))})
         pet = nib.Nifti1Image(frames, pet_affine)
         pet.header.set_xyzt_units("mm", "sec")
         pet.set_sform(pet_affine, 1)

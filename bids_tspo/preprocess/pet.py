@@ -16,7 +16,7 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
 
 import numpy as np
 
@@ -218,8 +218,10 @@ class SuvResult:
 
 
 def compute_suv(data: np.ndarray, affine: np.ndarray, sidecar: Mapping, path: Path,
-                weight: WeightLookup, window_min: tuple[float, float]) -> SuvResult:
-    """Average the frames in ``window_min`` and convert to SUV."""
+                weight: WeightLookup, window_min: tuple[float, float],
+                realign: Callable | None = None) -> SuvResult:
+    """Average the frames in ``window_min`` and convert to SUV; ``realign(frames, weights)``
+    (:func:`bids_tspo.preprocess.motion.realign_frames`) aligns the frames used first."""
     frames = data if data.ndim == 4 else data[..., None]
     starts = sidecar.get("FrameTimesStart")
     durations = sidecar.get("FrameDuration")
@@ -263,7 +265,10 @@ def compute_suv(data: np.ndarray, affine: np.ndarray, sidecar: Mapping, path: Pa
     if assumed:
         LOG.warning("%s: sidecar lacks BIDS timing field(s), assumed %s", path, "; ".join(assumed))
     used = weights > 0
-    mean = np.tensordot(frames[..., used], weights[used] * decay[used], axes=([3], [0]))
+    selected, moved = frames[..., used], None
+    if realign is not None:
+        selected, moved = realign(selected, weights[used])
+    mean = np.tensordot(selected, weights[used] * decay[used], axes=([3], [0]))
     suv = mean * to_bq_ml / (dose_bq / (weight.kg * 1000.0))
     meta = {"SUVWindow": list(window_min), "SUVWindowUnits": "min after injection",
             "FramesUsed": [int(i) for i in np.flatnonzero(used)],
@@ -273,4 +278,9 @@ def compute_suv(data: np.ndarray, affine: np.ndarray, sidecar: Mapping, path: Pa
             "DecayFactorsToInjection": [round(float(f), 6) for f in decay[used]]}
     if assumed:
         meta["TimingAssumptions"] = assumed
+    if moved is not None:
+        meta["MotionCorrection"] = ("frames used realigned rigidly (ANTs) to frame "
+                                    f"{int(np.flatnonzero(used)[np.argmax(weights[used])])}")
+        meta["FrameDisplacement"] = moved
+        LOG.info("%s: frames realigned, displacement up to %.2f mm", path.name, max(moved))
     return SuvResult(suv.astype(np.float32), affine, meta)

@@ -22,8 +22,9 @@ from ..derivatives import (anat_path, atomic_path, bids_uri, fov_mask_path, pet_
                            save_nifti_atomic, sidecar_path, write_json_atomic, xfm_path)
 from ..errors import InputDataError
 from ..templates import resolve_template
-from .anat import AnatResult, preprocess_anat
+from .anat import AnatResult, preprocess_anat, seed_ants
 from .images import field_of_view, load_checked, resample_with_transforms, to_ants
+from .motion import realign_frames
 from .pet import body_weight, compute_suv
 from .presets import load_preset
 from .qc import anat_qc
@@ -34,8 +35,9 @@ COREG_SPACING_MM = 2.5  # PET resolution is ~5 mm: register against a coarse T1w
 MIN_BRAIN_COVERAGE = 0.99  # warn when the PET field of view misses more of the brain
 # Raised whenever a change makes unchanged inputs give other outputs, so that a rerun redoes
 # sessions finished before it. 2: images decay corrected after the injection were scaled by
-# exp(-lambda t) instead of exp(+lambda t) (SUV too low).
-METHOD_REVISION = 2
+# exp(-lambda t) instead of exp(+lambda t) (SUV too low). 3: the frames averaged for the SUV
+# are realigned (head motion).
+METHOD_REVISION = 3
 
 
 def coregister_pet(suv, pet_affine, anat: AnatResult, preset: dict, workdir: Path):
@@ -71,7 +73,8 @@ def preprocess_session(config: Config, session: Session) -> list[Path]:
         LOG.info("%s: already preprocessed (%d outputs; --clean-workdir recomputes)",
                  session.name, len(done))
         return done
-    measured = [_measured_suv(config, session, pet) for pet in session.pet]  # bad PET: fail fast
+    measured = [_measured_suv(config, session, pet, preset.get("pet_motion"), work)
+                for pet in session.pet]  # bad PET: fail fast
     LOG.info("%s: T1w %s (preset %s)", session.name, session.primary_t1w.name, preset["name"])
     anat = preprocess_anat(session.primary_t1w, template, preset, work / "anat", config.seed)
     started = time.monotonic()
@@ -136,15 +139,25 @@ def preprocess_session(config: Config, session: Session) -> list[Path]:
     return written
 
 
-def _measured_suv(config: Config, session: Session, pet: PetImage):
-    """(body weight, SUV, seconds) of one PET from its image and sidecar: every input error
-    of the PET (sidecar, frames, dose, weight, image) before any time goes into the T1w."""
+def _measured_suv(config: Config, session: Session, pet: PetImage, motion: dict | None,
+                  work: Path):
+    """(body weight, SUV, seconds) of one PET from its image and sidecar (frames realigned
+    with the preset's ``motion`` settings): every input error of the PET (sidecar, frames,
+    dose, weight, image) before any time goes into the T1w."""
     start = time.monotonic()
     if pet.problem is not None:
         raise InputDataError(pet.problem)
     img, data = load_checked(pet.path, ndim=(3, 4), what="PET")
     weight = body_weight(pet.sidecar, session.session_row, session.participant, pet.path)
-    suv = compute_suv(data, img.affine, pet.sidecar, pet.path, weight, config.suv_window)
+    motion_dir = work / pet.path.name.split(".")[0] / "motion"
+    motion_dir.mkdir(parents=True, exist_ok=True)
+    seed_ants(config.seed)
+
+    def realign(frames, weights):
+        return realign_frames(frames, img.affine, weights, motion, motion_dir)
+
+    suv = compute_suv(data, img.affine, pet.sidecar, pet.path, weight, config.suv_window,
+                      realign)
     return weight, suv, time.monotonic() - start
 
 

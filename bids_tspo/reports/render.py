@@ -122,10 +122,14 @@ def _session_figures(out: Path, anat: Path, pet: Path, name: str, figdir: Path) 
     suv_path = next(iter(find_pet(pet, name, desc="suv", space="T1w")), None)
     suv = _display_grid(suv_path) if suv_path is not None else None
     if suv is not None:
-        window = _sidecar(suv_path).get("SUVWindow")
+        meta = _sidecar(suv_path)
+        window, moved = meta.get("SUVWindow"), meta.get("FrameDisplacement")
         span = f" ({window[0]:g}–{window[1]:g} min)" if window else ""
+        motion = (f" Its {len(moved)} frames were realigned for head motion; they had moved "
+                  f"up to {max(moved):.1f} mm (mean movement 50 mm from the centre)"
+                  f"{': check the frames' if max(moved) > 3 else ''}." if moved else "")
         save("coreg", "PET to T1w coregistration",
-             f"SUV{span} over the T1w; green: the brain outline.",
+             f"SUV{span} over the T1w; green: the brain outline.{motion}",
              figures.coreg_check(t1, suv, mask))
     synth_path = pet / f"{name}_space-T1w_desc-synth_pet.nii.gz"
     if synth_path.is_file():

@@ -1,0 +1,75 @@
+"""Head-motion correction of the PET frames in the SUV window, on the phantom: a session whose
+head moved 70 min after injection, and still ones."""
+
+from __future__ import annotations
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from bids_tspo.phantom.writer import load_truth
+from bids_tspo.preprocess.motion import displacement_mm, realign_frames
+from bids_tspo.preprocess.pet import WeightLookup, compute_suv
+from bids_tspo.preprocess.presets import load_preset
+from bids_tspo.resample import apply, grid_points, sample
+
+
+def _suv_against_truth(bids, name: str, realign: bool):
+    """(r of the SUV map with the true SUV in the brain on the PET grid, SUV metadata)."""
+    sub, ses = (part.split("-")[1] for part in name.split("_"))
+    truth_dir = bids / f"derivatives/phantom-truth/sub-{sub}/ses-{ses}"
+    truth = load_truth(truth_dir / f"{name}_truth.json")
+    pet_dir = bids / f"sub-{sub}/ses-{ses}/pet"
+    pet = nib.load(pet_dir / f"{name}_trc-PBR28_pet.nii.gz")
+    meta = json.loads((pet_dir / f"{name}_trc-PBR28_pet.json").read_text())
+    data = np.asarray(pet.dataobj, np.float32)
+    settings = load_preset(sloppy=True)["pet_motion"]
+    out = compute_suv(data, pet.affine, meta, pet_dir / "x.nii.gz",
+                      WeightLookup(truth["weight_kg"], "x"), (60, 90),
+                      (lambda f, w: realign_frames(f, pet.affine, w, settings)) if realign
+                      else None)
+    smooth = nib.load(truth_dir / f"pet/{name}_space-T1w_desc-truesmooth_pet.nii.gz")
+    mask = nib.load(truth_dir / f"anat/{name}_desc-brain_mask.nii.gz")
+    points = apply(np.asarray(truth["pet_to_t1w_world"]), grid_points(data.shape[:3], pet.affine))
+    expected = sample(np.asarray(smooth.dataobj, np.float32), smooth.affine, points)
+    inside = sample(np.asarray(mask.dataobj, np.float32), smooth.affine, points) > 0.99
+    r = np.corrcoef(out.data.reshape(-1)[inside], expected[inside])[0, 1]
+    return r, out.metadata, truth
+
+
+def test_realignment_recovers_a_moved_head_and_leaves_still_ones(tiny_bids):
+    r_moved, meta, truth = _suv_against_truth(tiny_bids, "sub-02_ses-01", realign=True)
+    r_plain, plain, _ = _suv_against_truth(tiny_bids, "sub-02_ses-01", realign=False)
+    assert "pet_head_motion" in truth  # the phantom moved this head from 70 min on
+    assert r_moved > r_plain + 0.03 and r_moved > 0.95, (r_moved, r_plain)
+    moved = np.asarray(meta["FrameDisplacement"])
+    late = np.arange(len(moved)) >= truth["pet_head_motion_from_frame"] - meta["FramesUsed"][0]
+    assert moved[late].min() > 2.0 and moved[~late].max() < 0.5, moved
+    assert "MotionCorrection" in meta and "FrameDisplacement" not in plain
+    r_still, still, _ = _suv_against_truth(tiny_bids, "sub-01_ses-01", realign=True)
+    r_still_plain, _, _ = _suv_against_truth(tiny_bids, "sub-01_ses-01", realign=False)
+    assert abs(r_still - r_still_plain) < 0.005 and max(still["FrameDisplacement"]) < 0.5
+
+
+def test_displacement_of_a_known_rigid_transform(tmp_path):
+    import ants
+
+    tx = ants.create_ants_transform(transform_type="Euler3DTransform", dimension=3,
+                                    translation=(3.0, 4.0, 0.0))
+    path = tmp_path / "t.mat"
+    ants.write_transform(tx, str(path))
+    assert displacement_mm(path, np.zeros(3)) == pytest.approx(5.0)  # a pure shift: its length
+    rot = ants.create_ants_transform(transform_type="Euler3DTransform", dimension=3,
+                                     parameters=(0.0, 0.0, np.deg2rad(2.0), 0.0, 0.0, 0.0))
+    ants.write_transform(rot, str(path))
+    # 2 degrees about z: the four in-plane points move 2*50*sin(1 deg), the two on z not at all
+    assert displacement_mm(path, np.zeros(3)) == pytest.approx(4 * 100 * np.sin(np.deg2rad(1))
+                                                               / 6, rel=1e-3)
+
+
+def test_nothing_to_align():
+    frames = np.ones((8, 8, 8, 2), np.float32)
+    assert realign_frames(frames, np.eye(4), np.ones(2), None)[1] is None
+    assert realign_frames(frames[..., :1], np.eye(4), np.ones(1), {"type": "Rigid"})[1] is None
