@@ -38,12 +38,14 @@ def test_group_report_is_self_contained(grouped):
 
 def test_preprocessing_qc_flags(tmp_path):
     """The group report's QC table reads the sidecars and flags a poor registration (absolute
-    and against the cohort), an odd brain volume and a PET missing part of the brain."""
+    and against the cohort), an odd brain volume, a PET missing part of the brain and a head
+    that moved more than 3 mm between the PET frames."""
     from bids_tspo.reports.group import preprocessing_qc
 
     values = {"01": (0.92, 1500, 1.0), "02": (0.91, 1480, 0.999), "03": (0.93, 1520, 1.0),
               "04": (0.90, 1510, None), "05": (0.84, 1490, 1.0), "06": (0.92, 2600, 1.0),
               "07": (0.75, 1505, 0.9)}
+    moved = {"02": [0.0, 0.4], "03": [0.0, 2.9, 4.2]}
     for label, (r, volume, coverage) in values.items():
         anat, pet = tmp_path / f"sub-{label}" / "anat", tmp_path / f"sub-{label}" / "pet"
         anat.mkdir(parents=True)
@@ -52,14 +54,16 @@ def test_preprocessing_qc_flags(tmp_path):
         if coverage is not None:
             pet.mkdir()
             (pet / f"sub-{label}_trc-PBR28_space-T1w_desc-suv_pet.json").write_text(
-                json.dumps({"BrainCoverage": coverage}))
+                json.dumps({"BrainCoverage": coverage,
+                            **({"FrameDisplacement": moved[label]} if label in moved else {})}))
     table = preprocessing_qc(tmp_path)
     flagged = dict(zip(table.session, table.flagged_for))
-    assert list(table.session[:3]) == ["sub-05", "sub-06", "sub-07"]  # flagged first
-    assert flagged == {"sub-01": "", "sub-02": "", "sub-03": "", "sub-04": "",
+    assert list(table.session[:4]) == ["sub-03", "sub-05", "sub-06", "sub-07"]  # flagged first
+    assert flagged == {"sub-01": "", "sub-02": "", "sub-03": "PET motion", "sub-04": "",
                        "sub-05": "registration", "sub-06": "brain volume",
                        "sub-07": "registration, PET coverage"}
     assert np.isnan(table.set_index("session").pet_brain_coverage["sub-04"])  # MRI only
+    assert table.set_index("session").pet_frame_motion_mm.to_dict()["sub-03"] == 4.2
 
 
 def test_participant_reports_and_figures(grouped):

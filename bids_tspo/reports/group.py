@@ -87,28 +87,33 @@ def _outliers(table: pd.DataFrame, columns=("pearson_r", "mse", "normdiff")) -> 
 
 MIN_TEMPLATE_R = 0.8      # real 3T MPRAGE 0.91, Colin27 0.96 (preprocess.qc)
 MIN_PET_COVERAGE = 0.95   # fraction of the brain mask inside the PET field of view
+MAX_FRAME_MOTION_MM = 3.0  # head displacement between the frames of the SUV window
 
 
 def preprocessing_qc(out: Path) -> pd.DataFrame:
     """One row per preprocessed session from its sidecars: T1w-template r, brain volume, the
-    least PET brain coverage, and why it is flagged (r under 0.8 or far below the cohort,
-    brain volume beyond 3 MAD, PET covering under 95 % of the brain); flagged rows first."""
+    least PET brain coverage, the largest head displacement between PET frames, and why it is
+    flagged (r under 0.8 or far below the cohort, brain volume beyond 3 MAD, PET covering under
+    95 % of the brain, frames more than 3 mm apart before realignment); flagged rows first."""
     rows = []
     for side in sorted(Path(out).glob("sub-*/**/anat/*_desc-preproc_T1w.json")):
         name = side.name.split("_desc-")[0]
         qc = json.loads(side.read_text()).get("QualityControl", {})
         pets = sorted((side.parent.parent / "pet").glob(f"{name}_*space-T1w_desc-suv_pet.json"))
-        coverage = [c for p in pets if (c := json.loads(p.read_text()).get("BrainCoverage"))
-                    is not None]
+        sides = [json.loads(p.read_text()) for p in pets]
+        coverage = [c for m in sides if (c := m.get("BrainCoverage")) is not None]
+        moved = [max(m["FrameDisplacement"]) for m in sides if m.get("FrameDisplacement")]
         rows.append({"session": name, "template_r": qc.get("TemplateCorrelation", np.nan),
                      "brain_volume_ml": qc.get("BrainVolume", np.nan),
-                     "pet_brain_coverage": min(coverage) if coverage else np.nan})
+                     "pet_brain_coverage": min(coverage) if coverage else np.nan,
+                     "pet_frame_motion_mm": max(moved) if moved else np.nan})
     table = pd.DataFrame(rows, columns=["session", "template_r", "brain_volume_ml",
-                                        "pet_brain_coverage"])
+                                        "pet_brain_coverage", "pet_frame_motion_mm"])
     r = table.template_r.astype(float)
     checks = {"registration": (r < MIN_TEMPLATE_R) | (_far_from_median(r) & (r < r.median())),
               "brain volume": _far_from_median(table.brain_volume_ml),
-              "PET coverage": table.pet_brain_coverage.astype(float) < MIN_PET_COVERAGE}
+              "PET coverage": table.pet_brain_coverage.astype(float) < MIN_PET_COVERAGE,
+              "PET motion": table.pet_frame_motion_mm.astype(float) > MAX_FRAME_MOTION_MM}
     table["flagged_for"] = [", ".join(k for k, hits in checks.items() if hits.iloc[i])
                             for i in range(len(table))]
     flagged = table["flagged_for"] != ""  # rows are in session order (sorted sidecars)
@@ -137,6 +142,7 @@ def _qc_summary(out: Path) -> dict | None:
         return None
     return {"sessions": len(table), "flagged": int((table["flagged_for"] != "").sum()),
             "min_r": MIN_TEMPLATE_R, "min_coverage": round(100 * MIN_PET_COVERAGE),
+            "max_motion": MAX_FRAME_MOTION_MM,
             "table": _table(table)}
 
 
