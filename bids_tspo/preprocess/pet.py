@@ -245,7 +245,10 @@ def compute_suv(data: np.ndarray, affine: np.ndarray, sidecar: Mapping, path: Pa
     try:
         weights = frame_weights(starts - injection, durations, window_min)
     except ValueError as exc:
-        raise InputDataError(f"{path}: {exc}") from None
+        first, last = (starts - injection).min() / 60, (starts - injection + durations).max() / 60
+        hint = (f"; --suv-window {max(first, 0):.0f} {last:.0f} would use them"
+                if last - max(first, 0) >= 10 else "")
+        raise InputDataError(f"{path}: {exc}{hint}") from None
     dose = float(_numbers(_required(sidecar, "InjectedRadioactivity", path),
                           "InjectedRadioactivity", path)[0])
     dose_units = _required(sidecar, "InjectedRadioactivityUnits", path)
