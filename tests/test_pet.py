@@ -72,6 +72,8 @@ def test_weight_lookup_order():
     assert body_weight({}, {"weight": "n/a"}, participant, PET) == WeightLookup(
         72, "participants.tsv weight")
     assert body_weight({}, {}, {"body_weight": "80", "weight": "90"}, PET).kg == 80
+    assert body_weight({}, {}, {"weight": " 81.5 kg"}, PET).kg == 81.5  # units written out
+    assert body_weight({}, {}, {"weight": "176 lbs"}, PET).kg == pytest.approx(79.83, abs=0.01)
 
 
 @pytest.mark.parametrize("rows, message", [

@@ -77,13 +77,24 @@ class WeightLookup:
     source: str
 
 
+_POUND_KG = 0.45359237
+
+
 def _parse_weight(value, where: str) -> float | None:
-    if value is None or str(value).strip().lower() in ("", "n/a", "nan", "na"):
+    """kg from a number, or a number with ``kg`` or ``lb``/``lbs`` after it; None when empty.
+
+    >>> _parse_weight("70", "t"), _parse_weight("70 kg", "t"), round(_parse_weight("154lb", "t"), 1)
+    (70.0, 70.0, 69.9)
+    """
+    text = str(value).strip().lower() if value is not None else ""
+    if text in ("", "n/a", "nan", "na"):
         return None
+    match = re.fullmatch(r"([0-9.eE+-]+)\s*(kg|lbs?)?", text)
     try:
-        return float(value)
+        kg = float(match.group(1)) if match else float(text)
     except ValueError:
-        raise InputDataError(f"{where}: body weight {value!r} is not a number") from None
+        raise InputDataError(f"{where}: body weight {value!r} is not a number (kg)") from None
+    return kg * _POUND_KG if match and (match.group(2) or "").startswith("lb") else kg
 
 
 def body_weight(sidecar: Mapping, session_row: Mapping, participant_row: Mapping,
