@@ -15,14 +15,12 @@ window of one frame leaves the frames as they are.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import numpy as np
 
 from .images import to_ants, to_nibabel
 
-LOG = logging.getLogger("bids_tspo.pet")
 RADIUS_MM = 50.0
 
 
