@@ -73,3 +73,27 @@ def test_nothing_to_align():
     frames = np.ones((8, 8, 8, 2), np.float32)
     assert realign_frames(frames, np.eye(4), np.ones(2), None)[1] is None
     assert realign_frames(frames[..., :1], np.eye(4), np.ones(1), {"type": "Rigid"})[1] is None
+
+
+def test_known_shift_recovered_and_unimaged_edge_left_out():
+    """A texture shifted by 3 voxels (6 mm) in the second frame: realigned onto the first, the
+    displacement is 6 mm, the slab the shifted frame never imaged is NaN and the window mean
+    there comes from the first frame alone."""
+    from scipy import ndimage
+
+    from bids_tspo.preprocess.pet import _window_mean
+
+    texture = ndimage.gaussian_filter(np.random.default_rng(0).random((64, 64, 64)), 3)
+    blob = 100 * (texture - texture.min()) / np.ptp(texture)  # no symmetry to hide a rotation
+    shifted = np.roll(blob, 3, axis=0)
+    shifted[:3] = 0  # the scanner saw nothing beyond its field of view
+    frames = np.stack([blob, shifted], -1).astype(np.float32)
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    aligned, moved = realign_frames(frames, affine, np.array([0.6, 0.4]),
+                                    load_preset(sloppy=True)["pet_motion"])
+    assert moved[0] == 0 and moved[1] == pytest.approx(6.0, abs=0.6)  # 128 mm FOV
+    assert np.isnan(aligned[-2:, :, :, 1]).all() and not np.isnan(aligned[:-4, :, :, 1]).any()
+    inner = (slice(8, 56),) * 3
+    assert np.abs(aligned[inner + (1,)] - blob[inner]).max() < 0.1 * blob.max()
+    mean = _window_mean(aligned, np.array([0.6, 0.4]), np.ones(2))
+    assert np.isfinite(mean).all() and np.allclose(mean[-2:], blob[-2:])

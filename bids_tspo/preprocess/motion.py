@@ -40,7 +40,9 @@ def realign_frames(frames: np.ndarray, affine: np.ndarray, weights: np.ndarray,
                    settings: dict | None, workdir: Path | None = None
                    ) -> tuple[np.ndarray, list[float] | None]:
     """Frames (X, Y, Z, T) on one grid -> (frames aligned to the reference frame, displacement
-    of each frame in mm before alignment; None when nothing was aligned)."""
+    of each frame in mm before alignment; None when nothing was aligned). Where a moved frame
+    has no data (its field of view moved with the head) the aligned frame holds NaN, so that
+    the window mean there averages the frames that imaged it."""
     if not settings or frames.ndim != 4 or frames.shape[3] < 2:
         return frames, None
     import ants
@@ -64,6 +66,10 @@ def realign_frames(frames: np.ndarray, affine: np.ndarray, weights: np.ndarray,
                                 **({"outprefix": prefix} if prefix else {}))
         warped = ants.apply_transforms(fixed=fixed, moving=moving,
                                        transformlist=reg["fwdtransforms"], interpolator="linear")
-        aligned[..., k] = np.asarray(to_nibabel(warped, like=like).dataobj)
+        imaged = ants.apply_transforms(fixed=fixed, moving=moving.new_image_like(
+            np.ones(moving.shape, np.float32)), transformlist=reg["fwdtransforms"],
+            interpolator="linear")
+        aligned[..., k] = np.where(np.asarray(to_nibabel(imaged, like=like).dataobj) > 0.5,
+                                   np.asarray(to_nibabel(warped, like=like).dataobj), np.nan)
         moved.append(round(displacement_mm(reg["fwdtransforms"][0], centre), 3))
     return aligned, moved

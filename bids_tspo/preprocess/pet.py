@@ -12,7 +12,6 @@ array([0. , 0.5, 0.5])
 from __future__ import annotations
 
 import logging
-import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,11 +20,11 @@ from typing import Callable, Mapping
 import numpy as np
 
 from ..errors import InputDataError
+from .decay import (decay_to_injection, sidecar_number, sidecar_numbers, sidecar_required,
+                    timing_assumptions)
 
 LOG = logging.getLogger("bids_tspo.pet")
 
-HALF_LIFE_S = {"C11": 1220.04, "F18": 6586.2, "O15": 122.24, "N13": 597.9, "GA68": 4062.6,
-               "CU64": 45720.0, "ZR89": 282276.0, "RB82": 75.45}
 _ACTIVITY = {"bq": 1.0, "kbq": 1e3, "mbq": 1e6, "gbq": 1e9, "ci": 3.7e10, "mci": 3.7e7,
              "uci": 3.7e4, "µci": 3.7e4, "μci": 3.7e4}
 _VOLUME = {"ml": 1.0, "cc": 1.0, "cm3": 1.0, "l": 1e3}
@@ -118,107 +117,22 @@ def body_weight(sidecar: Mapping, session_row: Mapping, participant_row: Mapping
                          "participants.tsv body_weight/weight) - SUV cannot be computed")
 
 
-def _numbers(value, key: str, path: Path) -> np.ndarray:
-    """A sidecar number or list of numbers as a float array; anything else names the key.
 
-    >>> _numbers(["0", 600], "FrameTimesStart", Path("x_pet.json")).tolist()
-    [0.0, 600.0]
+def _window_mean(frames: np.ndarray, weights: np.ndarray, decay: np.ndarray) -> np.ndarray:
+    """Weighted mean of decay-corrected frames; a NaN (a realigned frame without data there)
+    leaves the frame out of that voxel's mean, its weight shared by the others (0 where no
+    frame has data).
+
+    >>> f = np.array([[2.0, 4.0], [2.0, np.nan]])
+    >>> _window_mean(f, np.array([0.5, 0.5]), np.ones(2)).tolist()
+    [3.0, 2.0]
     """
-    try:
-        array = np.atleast_1d(np.asarray(value, dtype=float))
-    except (TypeError, ValueError):
-        raise InputDataError(f"{path}: sidecar {key} is not a number or list of numbers "
-                             f"({str(value)[:80]})") from None
-    if array.ndim != 1 or not np.isfinite(array).all():
-        raise InputDataError(f"{path}: sidecar {key} must be finite numbers ({str(value)[:80]})")
-    return array
-
-
-def _missing(value) -> bool:
-    return value is None or (isinstance(value, str) and value.strip().lower() in ("", "n/a"))
-
-
-def _number(sidecar: Mapping, key: str, default: float, path: Path) -> float:
-    """An optional single sidecar number (``default`` when absent, empty or n/a)."""
-    value = sidecar.get(key)
-    return default if _missing(value) else float(_numbers(value, key, path)[0])
-
-
-def _required(sidecar: Mapping, key: str, path: Path):
-    value = sidecar.get(key)
-    if _missing(value):
-        raise InputDataError(f"{path}: sidecar has no {key}")
-    return value
-
-
-_ELEMENTS = {"CARBON": "C", "FLUORINE": "F", "OXYGEN": "O", "NITROGEN": "N", "GALLIUM": "GA",
-             "COPPER": "CU", "ZIRCONIUM": "ZR", "RUBIDIUM": "RB"}
-
-
-def radionuclide(value) -> str:
-    """A ``TracerRadionuclide`` as written in the wild, as the key of ``HALF_LIFE_S``.
-
-    >>> [radionuclide(v) for v in ("C11", "11C", "[11C]", "C-11", "carbon-11", "18F", "68Ga")]
-    ['C11', 'C11', 'C11', 'C11', 'C11', 'F18', 'GA68']
-    """
-    key = re.sub(r"[^A-Z0-9]", "", str(value).upper())
-    for name, symbol in _ELEMENTS.items():
-        key = key.replace(name, symbol)
-    mass_first = re.fullmatch(r"(\d+)([A-Z]+)", key)
-    return mass_first.group(2) + mass_first.group(1) if mass_first else key
-
-
-_TIMING_DEFAULTS = {  # BIDS-required fields a converted dataset may lack, and what is assumed
-    "TracerRadionuclide": "C11",
-    "InjectionStart": "injection at TimeZero (0 s)",
-    "ImageDecayCorrected": "decay corrected",
-    "ImageDecayCorrectionTime": "to the injection",
-}
-
-
-def timing_assumptions(sidecar: Mapping) -> list[str]:
-    """What the decay correction assumes for the timing fields a sidecar lacks.
-
-    >>> timing_assumptions({"TracerRadionuclide": "C11", "InjectionStart": 0})
-    ['ImageDecayCorrected: decay corrected', 'ImageDecayCorrectionTime: to the injection']
-    """
-    return [f"{key}: {value}" for key, value in _TIMING_DEFAULTS.items()
-            if _missing(sidecar.get(key))
-            and not (key == "ImageDecayCorrectionTime"
-                     and str(sidecar.get("ImageDecayCorrected")).lower() == "false")]
-
-
-def decay_to_injection(sidecar: Mapping, starts, durations, path: Path) -> np.ndarray:
-    """Per-frame factors bringing the image to decay-corrected-to-injection concentrations.
-
-    BIDS times (``FrameTimesStart``, ``InjectionStart``, ``ImageDecayCorrectionTime``) are
-    seconds relative to ``TimeZero``. An image decay corrected to a time ``ref`` holds the
-    activity left at ``ref``: ``exp(-lambda (ref - injection))`` of the injection-time activity,
-    so the factor is ``exp(+lambda (ref - injection))`` (> 1 for the usual correction to a scan
-    start after the injection). Frames not corrected get the frame-average decay factor.
-
-    >>> meta = {"TracerRadionuclide": "C11", "InjectionStart": -3600,
-    ...         "ImageDecayCorrected": True, "ImageDecayCorrectionTime": 0}
-    >>> round(float(decay_to_injection(meta, [0], [1800], Path("x_pet.nii.gz"))[0]), 3)
-    7.731
-    """
-    written = sidecar.get("TracerRadionuclide", "C11")
-    nuclide = radionuclide(written)
-    if nuclide not in HALF_LIFE_S:
-        raise InputDataError(f"{path}: unknown TracerRadionuclide {written!r} (known: "
-                             f"{', '.join(HALF_LIFE_S)})")
-    lam = math.log(2) / HALF_LIFE_S[nuclide]
-    injection = _number(sidecar, "InjectionStart", 0.0, path)
-    starts = np.asarray(starts, float)
-    durations = np.asarray(durations, float)
-    corrected = sidecar.get("ImageDecayCorrected", True)
-    if isinstance(corrected, str):
-        corrected = corrected.strip().lower() in ("true", "1", "yes")
-    if corrected:
-        ref = _number(sidecar, "ImageDecayCorrectionTime", injection, path)
-        return np.full(len(starts), math.exp(lam * (ref - injection)))
-    t0 = starts - injection
-    return lam * durations / (np.exp(-lam * t0) * (1 - np.exp(-lam * durations)))
+    if not np.isnan(frames).any():
+        return np.tensordot(frames, weights * decay, axes=([-1], [0]))
+    valid = ~np.isnan(frames)
+    total = np.tensordot(np.where(valid, frames, 0.0), weights * decay, axes=([-1], [0]))
+    share = np.tensordot(valid.astype(np.float32), weights, axes=([-1], [0]))
+    return np.divide(total, share, out=np.zeros_like(total), where=share > 0)
 
 
 @dataclass(frozen=True)
@@ -239,8 +153,8 @@ def compute_suv(data: np.ndarray, affine: np.ndarray, sidecar: Mapping, path: Pa
     if starts is None or durations is None:
         raise InputDataError(f"{path}: sidecar has no FrameTimesStart/FrameDuration; "
                              "the SUV window cannot be located")
-    starts = _numbers(starts, "FrameTimesStart", path)
-    durations = _numbers(durations, "FrameDuration", path)
+    starts = sidecar_numbers(starts, "FrameTimesStart", path)
+    durations = sidecar_numbers(durations, "FrameDuration", path)
     if (durations <= 0).any():
         raise InputDataError(f"{path}: sidecar FrameDuration has values <= 0 "
                              f"({', '.join(f'{d:g}' for d in durations[durations <= 0])})")
@@ -252,7 +166,7 @@ def compute_suv(data: np.ndarray, affine: np.ndarray, sidecar: Mapping, path: Pa
         raise InputDataError(f"{path}: image has {frames.shape[3]} frame(s) but the sidecar "
                              f"lists {len(starts)} FrameTimesStart and {len(durations)} "
                              "FrameDuration")
-    injection = _number(sidecar, "InjectionStart", 0.0, path)
+    injection = sidecar_number(sidecar, "InjectionStart", 0.0, path)
     try:
         weights = frame_weights(starts - injection, durations, window_min)
     except ValueError as exc:
@@ -260,10 +174,10 @@ def compute_suv(data: np.ndarray, affine: np.ndarray, sidecar: Mapping, path: Pa
         hint = (f"; --suv-window {max(first, 0):.0f} {last:.0f} would use them"
                 if last - max(first, 0) >= 10 else "")
         raise InputDataError(f"{path}: {exc}{hint}") from None
-    dose = float(_numbers(_required(sidecar, "InjectedRadioactivity", path),
+    dose = float(sidecar_numbers(sidecar_required(sidecar, "InjectedRadioactivity", path),
                           "InjectedRadioactivity", path)[0])
-    dose_units = _required(sidecar, "InjectedRadioactivityUnits", path)
-    units = _required(sidecar, "Units", path)
+    dose_units = sidecar_required(sidecar, "InjectedRadioactivityUnits", path)
+    units = sidecar_required(sidecar, "Units", path)
     try:
         dose_bq = activity_to_bq(dose, dose_units)
         to_bq_ml = concentration_factor(units)
@@ -282,7 +196,7 @@ def compute_suv(data: np.ndarray, affine: np.ndarray, sidecar: Mapping, path: Pa
     selected, moved = frames[..., used], None
     if realign is not None:
         selected, moved = realign(selected, weights[used])
-    mean = np.tensordot(selected, weights[used] * decay[used], axes=([3], [0]))
+    mean = _window_mean(selected, weights[used], decay[used])
     suv = mean * to_bq_ml / (dose_bq / (weight.kg * 1000.0))
     meta = {"SUVWindow": list(window_min), "SUVWindowUnits": "min after injection",
             "FramesUsed": [int(i) for i in np.flatnonzero(used)],
