@@ -89,7 +89,7 @@ def test_moved_head_realigned_and_recorded(participant_run):
         "*_space-T1w_desc-suv_pet.json")).read_text()) for ses in ("01", "02")}
     assert side["01"]["MotionCorrection"].startswith("frames used realigned rigidly")
     assert max(side["01"]["FrameDisplacement"]) > 2.0
-    assert max(side["02"]["FrameDisplacement"]) < 0.5
+    assert max(side["02"]["FrameDisplacement"]) < 1.0  # 4 mm voxels: chance moves < 1/4 voxel
     assert "frames were realigned for head motion; they had moved up to" in (
         out / "sub-02.html").read_text()
 
