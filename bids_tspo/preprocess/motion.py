@@ -15,6 +15,7 @@ window of one frame leaves the frames as they are.
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -56,20 +57,19 @@ def realign_frames(frames: np.ndarray, affine: np.ndarray, weights: np.ndarray,
     like = to_nibabel(fixed)
     centre = (np.asarray(affine, float) @ np.r_[(np.asarray(frames.shape[:3]) - 1) / 2, 1])[:3]
     aligned, moved = frames.copy(), []
-    for k in range(frames.shape[3]):
-        if k == reference:
-            moved.append(0.0)
-            continue
-        moving = to_ants(frames[..., k], affine)
-        prefix = str(workdir / f"frame{k:03d}_") if workdir is not None else None
-        reg = ants.registration(fixed=fixed, moving=moving, **settings,
-                                **({"outprefix": prefix} if prefix else {}))
-        warped = ants.apply_transforms(fixed=fixed, moving=moving,
-                                       transformlist=reg["fwdtransforms"], interpolator="linear")
-        imaged = ants.apply_transforms(fixed=fixed, moving=moving.new_image_like(
-            np.ones(moving.shape, np.float32)), transformlist=reg["fwdtransforms"],
-            interpolator="linear")
-        aligned[..., k] = np.where(np.asarray(to_nibabel(imaged, like=like).dataobj) > 0.5,
-                                   np.asarray(to_nibabel(warped, like=like).dataobj), np.nan)
-        moved.append(round(displacement_mm(reg["fwdtransforms"][0], centre), 3))
+    with tempfile.TemporaryDirectory(prefix="bids_tspo_motion_") as scratch:
+        base = Path(workdir if workdir is not None else scratch)  # ANTs writes transforms
+        for k in range(frames.shape[3]):
+            if k == reference:
+                moved.append(0.0)
+                continue
+            moving = to_ants(frames[..., k], affine)
+            reg = ants.registration(fixed=fixed, moving=moving, **settings,
+                                    outprefix=str(base / f"frame{k:03d}_"))
+            moved.append(round(displacement_mm(reg["fwdtransforms"][0], centre), 3))
+            warped, imaged = (np.asarray(to_nibabel(ants.apply_transforms(
+                fixed=fixed, moving=image, transformlist=reg["fwdtransforms"],
+                interpolator="linear"), like=like).dataobj)
+                for image in (moving, moving.new_image_like(np.ones(moving.shape, np.float32))))
+            aligned[..., k] = np.where(imaged > 0.5, warped, np.nan)  # NaN: not imaged
     return aligned, moved
