@@ -20,9 +20,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Mapping
 
-import pandas as pd
-
 from .bids_filters import pybids_filters
+from .bids_tables import participants_table, sessions_table
 from .errors import InputDataError, MissingInputError, describe
 
 LOG = logging.getLogger("bids_tspo.bids")
@@ -146,62 +145,6 @@ def load_layout(bids_dir: Path, validate: bool = True):
         raise InputDataError(f"{bids_dir}: {exc}") from None
 
 
-def read_tsv(path: Path, index: str) -> dict[str, dict[str, str]]:
-    """Rows of a BIDS TSV keyed by ``index`` (all values as strings; 'n/a' kept)."""
-    path = Path(path)
-    if not path.is_file():
-        return {}
-    try:
-        table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
-    except Exception as exc:  # noqa: BLE001 - pandas raises many kinds
-        raise InputDataError(f"{path}: cannot be read as a tab-separated table ({exc})") from None
-    if index not in table.columns:
-        raise InputDataError(f"{path}: no {index!r} column (columns: {', '.join(table.columns)})")
-    return {row[index]: dict(row) for row in table.to_dict("records")}
-
-
-def participants_table(bids_dir: Path) -> dict[str, dict[str, str]]:
-    """participants.tsv keyed by bare label (without ``sub-``).
-
-    A missing or malformed table is not fatal: a warning is logged and it counts as empty
-    (body weight must then come from elsewhere; folds are not stratified).
-    """
-    path = Path(bids_dir) / "participants.tsv"
-    if not path.is_file():
-        LOG.warning("%s: missing; no group, genotype or weight from participants.tsv", path)
-        return {}
-    try:
-        rows = read_tsv(path, "participant_id")
-    except InputDataError as exc:
-        LOG.warning("%s (ignored: no group, genotype or weight from it)", exc)
-        return {}
-    return {key.removeprefix("sub-"): row for key, row in rows.items()}
-
-
-GENOTYPES = ("HAB", "MAB", "LAB")
-
-
-def row_value(row: Mapping[str, str], column: str, genotype: bool = False) -> str:
-    """A participants.tsv cell, 'n/a' when absent or empty; with ``genotype``, the rs6971
-    class spelled as the tables spell it (' hab' -> 'HAB') so it matches across subjects.
-
-    >>> row_value({"tspo_genotype": " mab"}, "tspo_genotype", genotype=True)
-    'MAB'
-    >>> row_value({"group": ""}, "group")
-    'n/a'
-    """
-    value = str(row.get(column) or "").strip()
-    if not value or value.lower() in ("n/a", "na", "nan"):
-        return "n/a"
-    return value.upper() if genotype and value.upper() in GENOTYPES else value
-
-
-def _sessions_table(bids_dir: Path, subject: str) -> dict[str, dict[str, str]]:
-    path = Path(bids_dir) / f"sub-{subject}" / f"sub-{subject}_sessions.tsv"
-    rows = read_tsv(path, "session_id")
-    return {key.removeprefix("ses-"): row for key, row in rows.items()}
-
-
 def _own_sidecar(image: Path) -> Path:
     return image.with_name(image.name.split(".")[0] + ".json")
 
@@ -256,7 +199,7 @@ def select_sessions(layout, participants: tuple[str, ...] = (),
         ses_labels = layout.get_sessions(subject=subject) or [None]
         if sessions:
             ses_labels = [s for s in ses_labels if s in sessions]
-        ses_table = _sessions_table(bids_dir, subject)
+        ses_table = sessions_table(bids_dir, subject)
         for ses in ses_labels:
             query = {"subject": subject}
             if ses is not None:

@@ -24,7 +24,7 @@ import nibabel as nib
 import numpy as np
 import torch
 
-from .bids_io import row_value
+from .bids_tables import row_value
 from .derivatives import find_pet
 from .errors import InputDataError, MissingInputError, describe
 from .resample import resample_to_grid

@@ -16,7 +16,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from . import __version__
-from .bids_io import participants_table
+from .bids_tables import participants_table
 from .bundle import load_bundle, model_id_for, write_bundle_files
 from .config import Config
 from .data import discover, loss_mask, prepare

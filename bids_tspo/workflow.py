@@ -11,7 +11,8 @@ import logging
 import os
 import time
 
-from .bids_io import Session, load_layout, row_value, select_sessions
+from .bids_io import Session, load_layout, select_sessions
+from .bids_tables import row_value
 from .config import Config
 from .derivatives import init_output_dir, write_json_atomic
 from .errors import EXIT_NOINPUT, EXIT_OK

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
@@ -129,3 +130,27 @@ def test_malformed_or_missing_participants_tsv_is_a_warning(tiny_bids_nosessions
     sessions, _ = select_sessions(load_layout(root, validate=False))
     assert len(sessions) == 2 and "missing" in caplog.text
     logging.getLogger("bids_tspo").removeHandler(caplog.handler)
+
+
+def test_weight_in_pounds_per_the_tables_json_sidecar(tmp_path):
+    """participants.json / sub-<l>_sessions.json giving a weight column in pounds: its plain
+    numbers are read as pounds (the SUV converts them), other columns and units untouched."""
+    from bids_tspo.bids_tables import participants_table, sessions_table
+    from bids_tspo.preprocess.pet import body_weight
+
+    (tmp_path / "participants.tsv").write_text(
+        "participant_id\tweight\tage\nsub-01\t176\t40\nsub-02\tn/a\t50\nsub-03\t80 kg\t60\n")
+    (tmp_path / "participants.json").write_text(json.dumps(
+        {"weight": {"Units": "lbs"}, "age": {"Units": "year"}}))
+    table = participants_table(tmp_path)
+    assert [table[s]["weight"] for s in ("01", "02", "03")] == ["176 lb", "n/a", "80 kg"]
+    assert table["01"]["age"] == "40"
+    pet = tmp_path / "x_pet.nii.gz"
+    assert body_weight({}, {}, table["01"], pet).kg == pytest.approx(79.83, abs=0.01)
+    assert body_weight({}, {}, table["03"], pet).kg == 80.0
+    sub = tmp_path / "sub-01"
+    sub.mkdir()
+    (sub / "sub-01_sessions.tsv").write_text("session_id\tbody_weight\nses-01\t70\n")
+    assert sessions_table(tmp_path, "01")["01"]["body_weight"] == "70"  # no sidecar: kg
+    (sub / "sub-01_sessions.json").write_text('{"body_weight": {"Units": "pound"}}')
+    assert sessions_table(tmp_path, "01")["01"]["body_weight"] == "70 lb"
