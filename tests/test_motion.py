@@ -3,41 +3,27 @@ head moved 70 min after injection, and still ones."""
 
 from __future__ import annotations
 
-import json
+from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 import pytest
 
-from bids_tspo.phantom.writer import load_truth
+from bids_tspo.phantom.truth import session_pet
 from bids_tspo.preprocess.anat import seed_ants
 from bids_tspo.preprocess.motion import displacement_mm, realign_frames
 from bids_tspo.preprocess.pet import WeightLookup, compute_suv
 from bids_tspo.preprocess.presets import load_preset
-from bids_tspo.resample import apply, grid_points, sample
 
 
 def _suv_against_truth(bids, name: str, realign: bool):
-    """(r of the SUV map with the true SUV in the brain on the PET grid, SUV metadata)."""
-    sub, ses = (part.split("-")[1] for part in name.split("_"))
-    truth_dir = bids / f"derivatives/phantom-truth/sub-{sub}/ses-{ses}"
-    truth = load_truth(truth_dir / f"{name}_truth.json")
-    pet_dir = bids / f"sub-{sub}/ses-{ses}/pet"
-    pet = nib.load(pet_dir / f"{name}_trc-PBR28_pet.nii.gz")
-    meta = json.loads((pet_dir / f"{name}_trc-PBR28_pet.json").read_text())
-    data = np.asarray(pet.dataobj, np.float32)
+    """(r of the SUV map with the true SUV in the brain on the PET grid, SUV metadata, truth)."""
+    pet = session_pet(bids, name)
     settings = load_preset(sloppy=True)["pet_motion"]
-    out = compute_suv(data, pet.affine, meta, pet_dir / "x.nii.gz",
-                      WeightLookup(truth["weight_kg"], "x"), (60, 90),
+    out = compute_suv(pet.data, pet.affine, pet.sidecar, Path(f"{name}_pet.nii.gz"),
+                      WeightLookup(pet.truth["weight_kg"], "x"), (60, 90),
                       (lambda f, w: realign_frames(f, pet.affine, w, settings)) if realign
                       else None)
-    smooth = nib.load(truth_dir / f"pet/{name}_space-T1w_desc-truesmooth_pet.nii.gz")
-    mask = nib.load(truth_dir / f"anat/{name}_desc-brain_mask.nii.gz")
-    points = apply(np.asarray(truth["pet_to_t1w_world"]), grid_points(data.shape[:3], pet.affine))
-    expected = sample(np.asarray(smooth.dataobj, np.float32), smooth.affine, points)
-    inside = sample(np.asarray(mask.dataobj, np.float32), smooth.affine, points) > 0.99
-    r = np.corrcoef(out.data.reshape(-1)[inside], expected[inside])[0, 1]
-    return r, out.metadata, truth
+    return pet.r(out.data), out.metadata, pet.truth
 
 
 def test_realignment_recovers_a_moved_head_and_leaves_still_ones(tiny_bids):

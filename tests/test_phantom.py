@@ -78,30 +78,18 @@ def test_scanner_like_geometry(tiny_bids):
 
 
 def test_window_average_equals_truth_times_dose_over_weight(tiny_bids):
-    """60-90 min mean of the frames ~ SUV x dose / weight (up to noise), on the T1w grid."""
-    from bids_tspo.phantom.writer import load_truth
-    from bids_tspo.resample import apply, grid_points, sample
+    """60-90 min mean of the frames ~ SUV x dose / weight (up to noise), on the PET grid."""
+    from bids_tspo.phantom.truth import session_pet
 
-    truth_dir = tiny_bids / "derivatives/phantom-truth/sub-01/ses-01"
-    truth = load_truth(truth_dir / "sub-01_ses-01_truth.json")
-    pet = nib.load(tiny_bids / "sub-01/ses-01/pet/sub-01_ses-01_trc-PBR28_pet.nii.gz")
-    sidecar = tiny_bids / "sub-01/ses-01/pet/sub-01_ses-01_trc-PBR28_pet.json"
-    meta = json.loads(sidecar.read_text())
-    starts = np.asarray(meta["FrameTimesStart"])
-    dur = np.asarray(meta["FrameDuration"])
+    pet = session_pet(tiny_bids, "sub-01_ses-01")
+    starts = np.asarray(pet.sidecar["FrameTimesStart"])
+    dur = np.asarray(pet.sidecar["FrameDuration"])
     w = np.where(starts >= 3600, dur, 0) / dur[starts >= 3600].sum()
-    mean = (pet.get_fdata() * w).sum(-1)
-    smooth = nib.load(truth_dir / "pet/sub-01_ses-01_space-T1w_desc-truesmooth_pet.nii.gz")
-    mask = nib.load(truth_dir / "anat/sub-01_ses-01_desc-brain_mask.nii.gz").get_fdata() > 0
-    # PET voxel -> T1w world via the known rigid offset, then sample the truth there
-    pts = apply(np.asarray(truth["pet_to_t1w_world"]), grid_points(mean.shape, pet.affine))
-    expected = sample(smooth.get_fdata().astype(np.float32), smooth.affine, pts)
-    inside = sample(mask.astype(np.float32), smooth.affine, pts) > 0.99
-    expected = expected.reshape(mean.shape)[inside.reshape(mean.shape)]
-    scale = truth["dose_mbq"] * 1e6 / (truth["weight_kg"] * 1e3)
-    ratio = mean[inside.reshape(mean.shape)].mean() / (expected.mean() * scale)
+    mean = (pet.data * w).sum(-1)
+    scale = pet.truth["dose_mbq"] * 1e6 / (pet.truth["weight_kg"] * 1e3)
+    ratio = mean[pet.inside].mean() / (pet.expected[pet.inside].mean() * scale)
     assert ratio == pytest.approx(1.0, abs=0.03)
-    assert np.corrcoef(mean[inside.reshape(mean.shape)], expected)[0, 1] > 0.9
+    assert pet.r(mean) > 0.9
 
 
 def test_tspo_biology(tiny_bids):
