@@ -175,7 +175,7 @@ def compute_suv(data: np.ndarray, affine: np.ndarray, sidecar: Mapping, path: Pa
                 if last - max(first, 0) >= 10 else "")
         raise InputDataError(f"{path}: {exc}{hint}") from None
     dose = float(sidecar_numbers(sidecar_required(sidecar, "InjectedRadioactivity", path),
-                          "InjectedRadioactivity", path)[0])
+                                 "InjectedRadioactivity", path)[0])
     dose_units = sidecar_required(sidecar, "InjectedRadioactivityUnits", path)
     units = sidecar_required(sidecar, "Units", path)
     try:
