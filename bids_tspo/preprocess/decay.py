@@ -88,8 +88,14 @@ def timing_assumptions(sidecar: Mapping) -> list[str]:
     """
     return [f"{key}: {value}" for key, value in _TIMING_DEFAULTS.items()
             if is_missing(sidecar.get(key))
-            and not (key == "ImageDecayCorrectionTime"
-                     and str(sidecar.get("ImageDecayCorrected")).lower() == "false")]
+            and not (key == "ImageDecayCorrectionTime" and not decay_corrected(sidecar))]
+
+
+def decay_corrected(sidecar: Mapping) -> bool:
+    """``ImageDecayCorrected`` as a bool (JSON true/false, or a string such as "true"/"no");
+    absent: assumed true."""
+    value = sidecar.get("ImageDecayCorrected", True)
+    return value.strip().lower() in ("true", "1", "yes") if isinstance(value, str) else bool(value)
 
 
 def decay_to_injection(sidecar: Mapping, starts, durations, path: Path) -> np.ndarray:
@@ -115,10 +121,7 @@ def decay_to_injection(sidecar: Mapping, starts, durations, path: Path) -> np.nd
     injection = sidecar_number(sidecar, "InjectionStart", 0.0, path)
     starts = np.asarray(starts, float)
     durations = np.asarray(durations, float)
-    corrected = sidecar.get("ImageDecayCorrected", True)
-    if isinstance(corrected, str):
-        corrected = corrected.strip().lower() in ("true", "1", "yes")
-    if corrected:
+    if decay_corrected(sidecar):
         ref = sidecar_number(sidecar, "ImageDecayCorrectionTime", injection, path)
         return np.full(len(starts), math.exp(lam * (ref - injection)))
     t0 = starts - injection

@@ -18,9 +18,10 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 
-from .images import to_ants, to_nibabel
+from .images import resample_with_transforms, to_ants
 
 RADIUS_MM = 50.0
 
@@ -54,22 +55,23 @@ def realign_frames(frames: np.ndarray, affine: np.ndarray, weights: np.ndarray,
                                            for mm in settings.pop("level_mm", (8, 4)))
     reference = int(np.argmax(weights))
     fixed = to_ants(frames[..., reference], affine)
-    like = to_nibabel(fixed)
+    like = nib.Nifti1Image(frames[..., reference], affine)
     centre = (np.asarray(affine, float) @ np.r_[(np.asarray(frames.shape[:3]) - 1) / 2, 1])[:3]
+    ones = np.ones(frames.shape[:3], np.float32)
     aligned, moved = frames.copy(), []
     with tempfile.TemporaryDirectory(prefix="bids_tspo_motion_") as scratch:
         base = Path(workdir if workdir is not None else scratch)  # ANTs writes transforms
+        base.mkdir(parents=True, exist_ok=True)
         for k in range(frames.shape[3]):
             if k == reference:
                 moved.append(0.0)
                 continue
-            moving = to_ants(frames[..., k], affine)
-            reg = ants.registration(fixed=fixed, moving=moving, **settings,
-                                    outprefix=str(base / f"frame{k:03d}_"))
-            moved.append(round(displacement_mm(reg["fwdtransforms"][0], centre), 3))
-            warped, imaged = (np.asarray(to_nibabel(ants.apply_transforms(
-                fixed=fixed, moving=image, transformlist=reg["fwdtransforms"],
-                interpolator="linear"), like=like).dataobj)
-                for image in (moving, moving.new_image_like(np.ones(moving.shape, np.float32))))
-            aligned[..., k] = np.where(imaged > 0.5, warped, np.nan)  # NaN: not imaged
+            reg = ants.registration(fixed=fixed, moving=to_ants(frames[..., k], affine),
+                                    **settings, outprefix=str(base / f"frame{k:03d}_"))
+            transforms = reg["fwdtransforms"]
+            moved.append(round(displacement_mm(transforms[0], centre), 3))
+            warped = resample_with_transforms(frames[..., k], affine, like, transforms)
+            imaged = resample_with_transforms(ones, affine, like, transforms)
+            aligned[..., k] = np.where(np.asarray(imaged.dataobj) > 0.5,  # else not imaged
+                                       np.asarray(warped.dataobj), np.nan)
     return aligned, moved

@@ -19,6 +19,7 @@ from typing import Callable, Mapping
 
 import numpy as np
 
+from ..bids_tables import WEIGHT_COLUMNS
 from ..errors import InputDataError
 from .decay import (decay_to_injection, sidecar_number, sidecar_numbers, sidecar_required,
                     timing_assumptions)
@@ -100,9 +101,9 @@ def body_weight(sidecar: Mapping, session_row: Mapping, participant_row: Mapping
                 pet_path: Path, bids_dir: Path | None = None) -> WeightLookup:
     """Body weight (kg): PET sidecar ``BodyWeight``, else sessions.tsv, else participants.tsv."""
     candidates = [("sidecar BodyWeight", sidecar.get("BodyWeight"), f"{pet_path} sidecar")]
-    for column in ("body_weight", "weight"):
+    for column in WEIGHT_COLUMNS:
         candidates.append((f"sessions.tsv {column}", session_row.get(column), "sessions.tsv"))
-    for column in ("body_weight", "weight"):
+    for column in WEIGHT_COLUMNS:
         candidates.append((f"participants.tsv {column}", participant_row.get(column),
                            "participants.tsv"))
     for source, value, where in candidates:
@@ -117,7 +118,6 @@ def body_weight(sidecar: Mapping, session_row: Mapping, participant_row: Mapping
                          "participants.tsv body_weight/weight) - SUV cannot be computed")
 
 
-
 def _window_mean(frames: np.ndarray, weights: np.ndarray, decay: np.ndarray) -> np.ndarray:
     """Weighted mean of decay-corrected frames; a NaN (a realigned frame without data there)
     leaves the frame out of that voxel's mean, its weight shared by the others (0 where no
@@ -127,8 +127,6 @@ def _window_mean(frames: np.ndarray, weights: np.ndarray, decay: np.ndarray) -> 
     >>> _window_mean(f, np.array([0.5, 0.5]), np.ones(2)).tolist()
     [3.0, 2.0]
     """
-    if not np.isnan(frames).any():
-        return np.tensordot(frames, weights * decay, axes=([-1], [0]))
     valid = ~np.isnan(frames)
     total = np.tensordot(np.where(valid, frames, 0.0), weights * decay, axes=([-1], [0]))
     share = np.tensordot(valid.astype(np.float32), weights, axes=([-1], [0]))

@@ -150,7 +150,6 @@ def _measured_suv(config: Config, session: Session, pet: PetImage, motion: dict 
     img, data = load_checked(pet.path, ndim=(3, 4), what="PET")
     weight = body_weight(pet.sidecar, session.session_row, session.participant, pet.path)
     motion_dir = work / pet.path.name.split(".")[0] / "motion"
-    motion_dir.mkdir(parents=True, exist_ok=True)
     seed_ants(config.seed)
 
     def realign(frames, weights):

@@ -186,7 +186,7 @@ def group_report(out: Path) -> Path:
         tables["cohort"] = _table(cohort.reset_index())
         tables["baseline"] = _baseline_table(metrics)
         t, p = cnr_paired_t(metrics)
-        tables["cnr_test"] = (None if t != t else
+        tables["cnr_test"] = (None if np.isnan(t) else
                               f"CNR, synthetic vs true (paired t-test across sessions, as the "
                               f"paper): mean {metrics.cnr_synth.mean():.3f} vs "
                               f"{metrics.cnr_true.mean():.3f}, t = {t:.2f}, p = {p:.3g}")
