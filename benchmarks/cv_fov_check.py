@@ -35,9 +35,9 @@ def _r(a: np.ndarray, b: np.ndarray, where: np.ndarray) -> float:
 
 
 def main() -> int:
-    from bids_tspo.data import discover
-    from bids_tspo.evaluate import baseline_map, training_mean
-    from bids_tspo.templates import resolve_template
+    from bids_tspo.model.data import discover
+    from bids_tspo.evaluation.scoring import baseline_map, training_mean
+    from bids_tspo.io.spaces import resolve_template
 
     workdir, name = Path(sys.argv[1]), sys.argv[2]
     out = workdir / "out"

@@ -36,7 +36,7 @@ def main() -> int:
     p.add_argument("--lr", default="1e-4")
     p.add_argument("--name", default=None)
     args = p.parse_args()
-    from bids_tspo.cli import main as app
+    from bids_tspo.app.cli import main as app
     from bids_tspo.phantom import make_phantom
 
     bids, out, work = args.workdir / "bids", args.workdir / "out", args.workdir / "work"

@@ -8,7 +8,7 @@ times the same operation, with the same weights, four ways, at the shapes the ne
 * ``conv3d``: ``nn.Conv3d(groups=C)`` on a contiguous (NCDHW) tensor;
 * ``conv3d_channels_last``: the same on a channels-last (NDHWC) tensor, as the app runs it;
 * ``conv3d_channels_last_own_backward``: the same forward with the app's own backward
-  (``bids_tspo.depthwise``: flipped-kernel input gradient, grouped-convolution weight
+  (``bids_tspo.model.depthwise``: flipped-kernel input gradient, grouped-convolution weight
   gradient; the app uses it for CPU training);
 * ``shifted_sum``: the sum of 27 shifted copies of the zero-padded input, each times its
   per-channel weight (plain tensor arithmetic, 27 passes over memory in eager mode);
@@ -42,10 +42,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 from model_speed import sync, timed  # noqa: E402
 from preprocess import machine  # noqa: E402
 
-from bids_tspo.depthwise import DepthwiseConv3d, _DepthwiseGrad  # noqa: E402
-from bids_tspo.model import SeparableConv3d, TSPOUNet  # noqa: E402
-from bids_tspo.resources import reuse_freed_memory  # noqa: E402
-from bids_tspo.train import masked_loss  # noqa: E402
+from bids_tspo.model.depthwise import DepthwiseConv3d, _DepthwiseGrad  # noqa: E402
+from bids_tspo.model.network import SeparableConv3d, TSPOUNet  # noqa: E402
+from bids_tspo.app.resources import reuse_freed_memory  # noqa: E402
+from bids_tspo.model.train import masked_loss  # noqa: E402
 
 
 def shifted_sum(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:

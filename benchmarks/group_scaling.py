@@ -61,7 +61,7 @@ def main() -> int:
     p.add_argument("--folds", type=int, default=3)
     p.add_argument("--seed", type=int, default=11)
     args = p.parse_args()
-    from bids_tspo.cli import main as app
+    from bids_tspo.app.cli import main as app
     from bids_tspo.phantom import make_phantom
     from bids_tspo.phantom.subjects import make_cohort
 

@@ -28,7 +28,7 @@ from preprocess import machine  # noqa: E402
 
 
 def _scores(model, test: list[dict], val: list[dict]) -> tuple[float, float]:
-    from bids_tspo.train import masked_loss
+    from bids_tspo.model.train import masked_loss
 
     model.eval()
     rs, losses = [], []
@@ -57,11 +57,11 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--name", default=None)
     args = p.parse_args()
-    from bids_tspo.data import VolumeDataset, discover, prepare
-    from bids_tspo.model import TSPOUNet, UNetConfig
-    from bids_tspo.parallel import limit_threads
-    from bids_tspo.augment import BatchAugment
-    from bids_tspo.train import epoch_seed, masked_loss
+    from bids_tspo.model.data import VolumeDataset, discover, prepare
+    from bids_tspo.model.network import TSPOUNet, UNetConfig
+    from bids_tspo.app.parallel import limit_threads
+    from bids_tspo.model.augment import BatchAugment
+    from bids_tspo.model.train import epoch_seed, masked_loss
 
     limit_threads(args.threads)
     out = args.workdir / "out"

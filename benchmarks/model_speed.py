@@ -33,10 +33,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from preprocess import machine  # noqa: E402
 
-from bids_tspo.model import TSPOUNet, count_parameters  # noqa: E402
-from bids_tspo import resources  # noqa: E402
-from bids_tspo.resources import reuse_freed_memory  # noqa: E402
-from bids_tspo.train import masked_loss  # noqa: E402
+from bids_tspo.model.network import TSPOUNet, count_parameters  # noqa: E402
+from bids_tspo.app import resources  # noqa: E402
+from bids_tspo.app.resources import reuse_freed_memory  # noqa: E402
+from bids_tspo.model.train import masked_loss  # noqa: E402
 
 
 def sync(device):
@@ -162,14 +162,14 @@ def roofline(fwd_flops: float, written: float, seconds: float, training: bool, f
 
 
 def app_ensemble(device, size: int, precision: str, repeats: int) -> tuple[float, int]:
-    """The app's own 5-fold ensemble with flips (bids_tspo.infer.ensemble: weights swapped into
+    """The app's own 5-fold ensemble with flips (bids_tspo.model.infer.ensemble: weights swapped into
     one network, flip pairs, mask) at the given synthesis precision: (median seconds, minor
     page faults per ensemble, warm-up included)."""
     import numpy as np
 
-    from bids_tspo.bundle import Bundle
-    from bids_tspo.infer import Network, ensemble
-    from bids_tspo.model import UNetConfig
+    from bids_tspo.model.bundle import Bundle
+    from bids_tspo.model.infer import Network, ensemble
+    from bids_tspo.model.network import UNetConfig
 
     cfg = UNetConfig()
     bundle = Bundle(Path("."), "benchmark", {}, cfg,
@@ -220,16 +220,16 @@ def app_ensembles(result: dict, device, size: int, repeats: int) -> None:
 
 
 def app_training_epochs(device, size: int, sessions: int = 48, epochs: int = 3) -> dict:
-    """The app's training path end to end (bids_tspo.train): VolumeDataset, its DataLoader
+    """The app's training path end to end (bids_tspo.model.train): VolumeDataset, its DataLoader
     with pinned memory, batch augmentation on the device, channels-last, bf16 autocast on
     CUDA. Volumes/s of each epoch (the first pays cuDNN autotuning), next to the augmentation
     alone on the device (ms per batch of 2), which shows whether it stays off the critical
     path."""
     import numpy as np
 
-    from bids_tspo.data import VolumeDataset
-    from bids_tspo.augment import BatchAugment
-    from bids_tspo.train import TrainSettings, _loader, _run_epoch, epoch_seed
+    from bids_tspo.model.data import VolumeDataset
+    from bids_tspo.model.augment import BatchAugment
+    from bids_tspo.model.train import TrainSettings, _loader, _run_epoch, epoch_seed
 
     rng = np.random.default_rng(0)
     shape = (1, size, size, size)
@@ -279,7 +279,7 @@ def main() -> int:
     device = torch.device(args.device)
     args.repeats = args.repeats or (20 if device.type == "cuda" else 3)
     if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # as the app (bids_tspo.infer.resolve_device)
+        torch.backends.cudnn.benchmark = True  # as the app (bids_tspo.model.infer.resolve_device)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     size = args.size
@@ -308,7 +308,7 @@ def main() -> int:
     x1 = torch.rand(1, 1, size, size, size, device=device)
     with torch.no_grad():
         eager = timed(lambda: net(x1), device, args.repeats)
-        # the app's path (bids_tspo.infer): channels-last network and input
+        # the app's path (bids_tspo.model.infer): channels-last network and input
         net = net.to(memory_format=torch.channels_last_3d)
         xc = x1.contiguous(memory_format=torch.channels_last_3d)
         one = timed(lambda: net(xc), device, args.repeats)
@@ -400,7 +400,7 @@ def main() -> int:
     training["TSPOUNet_parameters"] = count_parameters(TSPOUNet())
     eager = training["eager_fp32"]["step_s"]
     training["ratio_vs_BasicUNet"] = round(training["monai_BasicUNet"]["step_s"] / eager, 3)
-    # the app's own training setting (bids_tspo.train: channels-last everywhere, bf16 autocast
+    # the app's own training setting (bids_tspo.model.train: channels-last everywhere, bf16 autocast
     # on CUDA) against BasicUNet at the same setting: the per-epoch ratio of the issue
     app, base = (("bf16_autocast", "monai_BasicUNet_bf16_channels_last")
                  if device.type == "cuda" else ("channels_last", "monai_BasicUNet"))

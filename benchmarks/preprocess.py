@@ -50,7 +50,7 @@ def main() -> int:
     args = p.parse_args()
     os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = str(args.threads)
     os.environ["OMP_NUM_THREADS"] = str(args.threads)
-    from bids_tspo.cli import main as app
+    from bids_tspo.app.cli import main as app
 
     with tempfile.TemporaryDirectory() as tmp:
         out, work = Path(tmp) / "out", Path(tmp) / "work"

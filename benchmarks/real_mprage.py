@@ -45,10 +45,10 @@ def main() -> int:
     p.add_argument("--sloppy", action="store_true")
     p.add_argument("--name", default=None)
     args = p.parse_args()
-    from bids_tspo.cli import main as app
-    from bids_tspo.metrics import template_similarity
+    from bids_tspo.app.cli import main as app
+    from bids_tspo.evaluation.metrics import template_similarity
     from bids_tspo.preprocess.images import resample_with_transforms
-    from bids_tspo.templates import resolve_template
+    from bids_tspo.io.spaces import resolve_template
 
     preset = "sloppy" if args.sloppy else "standard"
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,6 +1,6 @@
 """Exception types that map one-to-one onto the documented exit codes.
 
-Library code raises these; only :mod:`bids_tspo.cli` turns them into exit codes, so a user
+Library code raises these; only :mod:`bids_tspo.app.cli` turns them into exit codes, so a user
 error is always one clear line (the message names the file and what is wrong) and never a
 traceback.
 

@@ -1,6 +1,6 @@
 """Bake the TemplateFlow files bids_tspo looks for into $TEMPLATEFLOW_HOME (build time only).
 
-The list comes from :func:`bids_tspo.templates.templateflow_required`, so the container
+The list comes from :func:`bids_tspo.io.spaces.templateflow_required`, so the container
 holds exactly what the app resolves at run time, which then never downloads anything.
 """
 
@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from bids_tspo.templates import templateflow_relpath, templateflow_required
+from bids_tspo.io.spaces import templateflow_relpath, templateflow_required
 
 
 def main() -> int:

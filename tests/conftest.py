@@ -11,7 +11,7 @@ os.environ.setdefault("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "2")
 
 import shutil  # noqa: E402
 
-from bids_tspo.cli import main  # noqa: E402
+from bids_tspo.app.cli import main  # noqa: E402
 from bids_tspo.phantom import make_phantom  # noqa: E402
 
 GROUP_ARGS = ["--folds", "2", "--epochs", "1", "--image-size", "32", "--omp-nthreads", "2"]

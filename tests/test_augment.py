@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from bids_tspo.augment import GAMMA, ROTATE_RAD, SCALE, BatchAugment, Draw, _matrix, apply
+from bids_tspo.model.augment import GAMMA, ROTATE_RAD, SCALE, BatchAugment, Draw, _matrix, apply
 
 
 def _volumes(batch=2, size=16, seed=0):

@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from bids_tspo.bids_io import load_layout, select_sessions
+from bids_tspo.io.layout import load_layout, select_sessions
 from bids_tspo.errors import InputDataError, MissingInputError
 
 
@@ -135,7 +135,7 @@ def test_malformed_or_missing_participants_tsv_is_a_warning(tiny_bids_nosessions
 def test_weight_in_pounds_per_the_tables_json_sidecar(tmp_path):
     """participants.json / sub-<l>_sessions.json giving a weight column in pounds: its plain
     numbers are read as pounds (the SUV converts them), other columns and units untouched."""
-    from bids_tspo.bids_tables import participants_table, sessions_table
+    from bids_tspo.io.tables import participants_table, sessions_table
     from bids_tspo.preprocess.pet import body_weight
 
     (tmp_path / "participants.tsv").write_text(

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from bids_tspo import __version__
-from bids_tspo.cli import build_parser, main
+from bids_tspo.app.cli import build_parser, main
 
 CONTRACT_OPTIONS = [
     "--participant-label", "--participant_label", "--session-label", "--work-dir", "--model",
@@ -104,7 +104,7 @@ def test_unwritable_output_exits_73(tiny_bids, tmp_path, capsys):
 
 
 def test_labels_spellings_and_label_file(tiny_bids, tmp_path):
-    from bids_tspo.cli import build_config
+    from bids_tspo.app.cli import build_config
 
     label_file = tmp_path / "labels.txt"
     label_file.write_text("sub-02\n# a comment\n\n03\n")
@@ -117,7 +117,7 @@ def test_labels_spellings_and_label_file(tiny_bids, tmp_path):
 
 
 def test_default_work_dir_never_inside_bids(tiny_bids, tmp_path):
-    from bids_tspo.cli import build_config
+    from bids_tspo.app.cli import build_config
 
     argv = [str(tiny_bids), str(tiny_bids / "derivatives" / "bids_tspo"), "group"]
     config = build_config(build_parser().parse_args(argv), argv)

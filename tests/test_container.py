@@ -35,7 +35,7 @@ def test_entrypoint_user_and_labels():
     for label in ("title", "description", "version", "source", "licenses"):
         assert f"org.opencontainers.image.{label}=" in runtime, label
     assert "TEMPLATEFLOW_HOME=/opt/templateflow" in runtime
-    # the derivatives' GeneratedBy.Container names the image (bids_tspo.derivatives.container)
+    # the derivatives' GeneratedBy.Container names the image (bids_tspo.io.derivatives.container)
     assert "BIDS_TSPO_IMAGE=bids_tspo:${VERSION}-${VARIANT}" in runtime
 
 
@@ -57,7 +57,7 @@ def test_python_dependencies_match_pyproject():
 
 
 def test_baked_templates_are_the_ones_the_app_looks_for():
-    from bids_tspo import templates
+    from bids_tspo.io import spaces as templates
 
     assert "docker/fetch_templates.py" in DOCKERFILE
     script = ast.parse((ROOT / "docker/fetch_templates.py").read_text())
@@ -73,7 +73,7 @@ def stand_in_templateflow(home: Path) -> Path:
     """Small stand-ins laid out like the baked TemplateFlow folder (nilearn's 2 mm MNI)."""
     from nilearn import datasets
 
-    from bids_tspo.templates import templateflow_relpath, templateflow_required
+    from bids_tspo.io.spaces import templateflow_relpath, templateflow_required
 
     t1w = datasets.load_mni152_template(resolution=2)
     mask = datasets.load_mni152_brain_mask(resolution=2)
@@ -106,7 +106,7 @@ def test_templateflow_home_is_used(tiny_bids, tmp_path):
 def test_demo_with_templateflow_home(tmp_path):
     home = stand_in_templateflow(tmp_path / "tf")
     env = dict(os.environ, TEMPLATEFLOW_HOME=str(home))
-    proc = subprocess.run([sys.executable, "-c", "import sys; from bids_tspo.demo import main; "
+    proc = subprocess.run([sys.executable, "-c", "import sys; from bids_tspo.app.demo import main; "
                            "sys.exit(main())", str(tmp_path / "demo"), "--size", "tiny"],
                           capture_output=True, text=True, env=env, timeout=1800)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import torch
 
-from bids_tspo.cli import main
+from bids_tspo.app.cli import main
 
 from .conftest import GROUP_ARGS, MODEL_ID
 
@@ -182,7 +182,7 @@ def test_session_whose_pet_misses_the_brain_is_left_out(tiny_bids, preprocessed,
     """A PET whose field of view misses the brain cannot be normalised into a target, a
     truncated SUV map cannot be read: the group level names each file, leaves those sessions
     out, evaluates the others and exits 65."""
-    from bids_tspo.derivatives import fov_mask_for
+    from bids_tspo.io.derivatives import fov_mask_for
 
     out = tmp_path / "out"
     shutil.copytree(preprocessed[1], out)
@@ -237,8 +237,8 @@ def test_compiled_and_bfloat16_synthesis_match_eager_float32(tiny_bids, grouped,
 def test_flip_pair_batched_or_not_gives_one_symmetric_map():
     """The flip pair as one batch of 2 (CUDA) or two passes (CPU): the same map; and averaging
     with the left-right flip makes the synthesis of a flipped T1w the flipped synthesis."""
-    from bids_tspo.infer import Network, predict
-    from bids_tspo.model import TSPOUNet, UNetConfig
+    from bids_tspo.model.infer import Network, predict
+    from bids_tspo.model.network import TSPOUNet, UNetConfig
 
     torch.manual_seed(0)
     cpu = torch.device("cpu")
@@ -258,8 +258,8 @@ def test_flip_pair_batched_or_not_gives_one_symmetric_map():
 def test_cuda_synthesis_matches_cpu_float32():
     """CUDA synthesis (bfloat16, the flip pair batched, fold weights cached on the GPU) gives
     the float32 CPU map within bfloat16's rounding."""
-    from bids_tspo.infer import Network, predict
-    from bids_tspo.model import TSPOUNet, UNetConfig
+    from bids_tspo.model.infer import Network, predict
+    from bids_tspo.model.network import TSPOUNet, UNetConfig
 
     torch.manual_seed(0)
     state = TSPOUNet().state_dict()
@@ -279,8 +279,8 @@ def test_cuda_synthesis_matches_cpu_float32():
 def test_fold_weights_copied_to_an_accelerator_once():
     """Off the CPU, each fold's state dict is copied to the device the first time it is
     loaded and reused after ("meta" stands in for a GPU: same code path, no memory)."""
-    from bids_tspo.infer import Network
-    from bids_tspo.model import TSPOUNet, UNetConfig
+    from bids_tspo.model.infer import Network
+    from bids_tspo.model.network import TSPOUNet, UNetConfig
 
     net = Network(UNetConfig(), torch.device("meta"), precision="fp32")
     folds = [TSPOUNet().state_dict() for _ in range(2)]
@@ -297,8 +297,8 @@ def test_fold_weights_copied_to_an_accelerator_once():
 
 
 def test_compile_failure_falls_back_to_eager(monkeypatch, caplog):
-    from bids_tspo.infer import Network
-    from bids_tspo.model import TSPOUNet, UNetConfig
+    from bids_tspo.model.infer import Network
+    from bids_tspo.model.network import TSPOUNet, UNetConfig
 
     def broken(module):
         def call(x):
@@ -318,8 +318,8 @@ def test_synthesis_precision_choice(monkeypatch, caplog):
     CPU --compile is skipped (eager bfloat16 is faster there)."""
     import logging
 
-    from bids_tspo.infer import Network, synthesis_dtype
-    from bids_tspo.model import UNetConfig
+    from bids_tspo.model.infer import Network, synthesis_dtype
+    from bids_tspo.model.network import UNetConfig
 
     cpu = torch.device("cpu")
     assert synthesis_dtype(cpu, "fp32") is None

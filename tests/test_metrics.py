@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from bids_tspo import metrics as M
+from bids_tspo.evaluation import metrics as M
 
 
 @pytest.fixture

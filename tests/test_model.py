@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bids_tspo.model import (AttentionBlock, ResidualBlock, SeparableConv3d, TSPOUNet,
+from bids_tspo.model.network import (AttentionBlock, ResidualBlock, SeparableConv3d, TSPOUNet,
                              UNetConfig, count_parameters)
 
 
@@ -58,7 +58,7 @@ def test_depthwise_backward_equals_the_library_convolution(batch, channels, chan
     """The CPU training backward of the depthwise convolution (flipped-kernel input gradient,
     chunked grouped-convolution weight gradient, summed bias gradient) gives the library's
     gradients; 40 channels cross a chunk boundary."""
-    from bids_tspo.depthwise import CHUNK, DepthwiseConv3d, _DepthwiseGrad
+    from bids_tspo.model.depthwise import CHUNK, DepthwiseConv3d, _DepthwiseGrad
 
     assert 40 % CHUNK  # the 40-channel case ends in a partial chunk
     torch.manual_seed(0)

@@ -11,14 +11,14 @@ import time
 
 import pytest
 
-from bids_tspo.parallel import workers_and_threads
+from bids_tspo.app.parallel import workers_and_threads
 
 # Two forward passes of the U-Net at 48³ after two warm-ups: whether heap reuse took effect and
 # how many pages the process faulted in meanwhile.
 FAULTS = """
 import resource, torch
-from bids_tspo.model import TSPOUNet
-from bids_tspo.resources import reuse_freed_memory
+from bids_tspo.model.network import TSPOUNet
+from bids_tspo.app.resources import reuse_freed_memory
 took = reuse_freed_memory()
 torch.set_num_threads(2)
 faults = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_minflt
@@ -75,7 +75,7 @@ def test_large_allocations_reuse_freed_memory():
 # again through libc itself, single-threaded, so nothing else lands in the heap meanwhile.
 REFAULT = """
 import ctypes, ctypes.util, resource
-from bids_tspo.resources import reuse_freed_memory
+from bids_tspo.app.resources import reuse_freed_memory
 took = reuse_freed_memory()
 libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
 libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
@@ -113,8 +113,8 @@ def test_killed_worker_is_found_and_the_others_finish(tmp_path, monkeypatch):
     sessions run again one per process, so only the killer is reported."""
     from types import SimpleNamespace
 
-    from bids_tspo import parallel
-    from bids_tspo.config import Config
+    from bids_tspo.app import parallel
+    from bids_tspo.app.config import Config
 
     monkeypatch.setattr(parallel, "_preprocess", _dies_for_sub_01)
     config = Config(tmp_path, tmp_path / "out", "participant", tmp_path / "work")

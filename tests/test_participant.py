@@ -9,7 +9,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from bids_tspo.cli import main
+from bids_tspo.app.cli import main
 
 
 @pytest.fixture(scope="module")

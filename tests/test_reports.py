@@ -11,7 +11,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from bids_tspo.cli import main
+from bids_tspo.app.cli import main
 
 from .conftest import GROUP_ARGS
 

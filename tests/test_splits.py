@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 
 from bids_tspo.errors import InputDataError, UsageError
-from bids_tspo.splits import check_splits, load_splits, make_splits
+from bids_tspo.model.splits import check_splits, load_splits, make_splits
 
 LABELS = {f"{i:02d}": ["HC", "CLBP", "KOA"][i % 3] for i in range(30)}
 

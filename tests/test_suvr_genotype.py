@@ -11,12 +11,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bids_tspo.cli import main
-from bids_tspo.data import SessionFiles, discover, prepare
-from bids_tspo.targets import SUVR_SCALE, pet_target
-from bids_tspo.genotype import genotype_factors, neutralise, restore
-from bids_tspo.reference import reference_region
-from bids_tspo.templates import resolve_template
+from bids_tspo.app.cli import main
+from bids_tspo.model.data import SessionFiles, discover, prepare
+from bids_tspo.model.targets import SUVR_SCALE, pet_target
+from bids_tspo.model.genotype import genotype_factors, neutralise, restore
+from bids_tspo.preprocess.reference import reference_region
+from bids_tspo.io.spaces import resolve_template
 
 from .conftest import GROUP_ARGS
 

@@ -12,8 +12,8 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from bids_tspo.model import UNetConfig
-from bids_tspo.train import TrainSettings, is_complete, masked_loss, train_fold
+from bids_tspo.model.network import UNetConfig
+from bids_tspo.model.train import TrainSettings, is_complete, masked_loss, train_fold
 
 CFG = UNetConfig(channels=8, groups=4, out_groups=4)
 
@@ -81,7 +81,7 @@ def test_each_local_rank_gets_its_own_gpu(monkeypatch):
     """Under torchrun every rank must use cuda:LOCAL_RANK (NCCL refuses two ranks on one GPU);
     CUDA itself is stood in for, the selection logic is what is checked."""
     from bids_tspo.errors import UsageError
-    from bids_tspo.infer import resolve_device
+    from bids_tspo.model.infer import resolve_device
 
     chosen = []
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)

@@ -23,7 +23,7 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
-from ..templates import harvard_oxford, region_ids, tissue_priors
+from ..io.spaces import harvard_oxford, region_ids, tissue_priors
 
 # Tissue labels of the phantom's segmentation (written to the truth as a dseg).
 TISSUES = {0: "background", 1: "CSF", 2: "GM", 3: "WM", 4: "bone", 5: "marrow",

@@ -7,12 +7,12 @@ import logging
 import sys
 from pathlib import Path
 
-from ..validators import Parser, nonnegative_int, positive_int
+from ..app.validators import Parser, nonnegative_int, positive_int
 from ..errors import EXIT_CANTCREAT, EXIT_USAGE
-from ..runlog import setup_logging
+from ..app.runlog import setup_logging
 from .writer import SIZES, make_phantom
 
-LOG = logging.getLogger("bids_tspo.phantom")
+LOG = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:

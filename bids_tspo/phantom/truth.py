@@ -15,7 +15,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from ..resample import apply, grid_points, sample
+from ..model.grid import apply, grid_points, sample
 from .writer import load_truth
 
 

@@ -24,14 +24,14 @@ from scipy import ndimage
 from tqdm import tqdm
 
 from .. import __version__
-from ..derivatives import save_nifti_atomic, write_json_atomic, write_text_atomic
+from ..io.derivatives import save_nifti_atomic, write_json_atomic, write_text_atomic
 from .anatomy import T1W_TRACE, HeadModel, build_head_model
 from .dynamic import dynamic_frames, frame_schedule, pet_sidecar
 from .subjects import ND_SUV, PhantomSession, PhantomSubject, make_cohort
-from ..resample import apply, grid_points, sample
+from ..model.grid import apply, grid_points, sample
 from .warp import Individual, rigid, scanner_grid
 
-LOG = logging.getLogger("bids_tspo.phantom")
+LOG = logging.getLogger(__name__)
 PET_FWHM_MM = 5.0
 MOTION_ONSET_MIN = 70  # sessions with head motion: frames starting this late are moved
 T1W_ORIENTATIONS = ("LIA", "PIR", "RAS", "LPS", "ASL")

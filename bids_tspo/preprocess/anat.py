@@ -30,7 +30,7 @@ from scipy import ndimage
 
 from .images import load_checked, to_ants, to_nibabel
 
-LOG = logging.getLogger("bids_tspo.anat")
+LOG = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)

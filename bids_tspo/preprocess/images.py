@@ -14,7 +14,7 @@ import numpy as np
 
 from ..errors import InputDataError, describe
 
-LOG = logging.getLogger("bids_tspo.preprocess")
+LOG = logging.getLogger(__name__)
 MAX_NONFINITE = 0.5  # a larger NaN/Inf fraction is a broken image, not missing corners
 
 
@@ -115,7 +115,7 @@ def resample_normalised(maps: list[np.ndarray], moving_affine: np.ndarray,
     interpolation averages supported voxels only (``resample.normalised``), so the edge is not
     darkened by the zeros outside; zero where the support's weight is at most ``floor``. The
     support is warped once for all ``maps``."""
-    from ..resample import normalised
+    from ..model.grid import normalised
 
     weight = np.asarray(support, np.float32)
     total = np.asarray(resample_with_transforms(weight, moving_affine, like,

@@ -19,12 +19,12 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from ..bids_tables import WEIGHT_COLUMNS
+from ..io.tables import WEIGHT_COLUMNS
 from ..errors import InputDataError
 from .decay import (decay_to_injection, sidecar_number, sidecar_numbers, sidecar_required,
                     timing_assumptions)
 
-LOG = logging.getLogger("bids_tspo.pet")
+LOG = logging.getLogger(__name__)
 
 _ACTIVITY = {"bq": 1.0, "kbq": 1e3, "mbq": 1e6, "gbq": 1e9, "ci": 3.7e10, "mci": 3.7e7,
              "uci": 3.7e4, "µci": 3.7e4, "μci": 3.7e4}

@@ -2,7 +2,7 @@
 (``QualityControl``) at the participant level and gathered by the reports.
 
 * ``TemplateCorrelation``: Pearson r between the T1w warped to the 2 mm template and the
-  template, inside its brain mask, both smoothed at 4 mm (:func:`bids_tspo.metrics.
+  template, inside its brain mask, both smoothed at 4 mm (:func:`bids_tspo.evaluation.metrics.
   template_similarity`): 0.91 for a real 3T MPRAGE with the standard preset, 0.96 for the
   Colin27 average; markedly lower values point at a failed registration.
 * ``BrainVolume``: the brain mask's volume in mL (a failed extraction stands out from the
@@ -17,7 +17,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-LOG = logging.getLogger("bids_tspo.preprocess")
+LOG = logging.getLogger(__name__)
 QC_TEMPLATE_RES = 2
 FWHM_MM = 4.0
 
@@ -25,7 +25,7 @@ FWHM_MM = 4.0
 def warped_correlation(warped: nib.Nifti1Image, tpl_img: nib.Nifti1Image,
                        tpl_mask: nib.Nifti1Image) -> float:
     """r of a T1w already warped onto the QC template grid (see module docstring)."""
-    from ..metrics import template_similarity
+    from ..evaluation.metrics import template_similarity
 
     return template_similarity(np.asarray(warped.dataobj, np.float32),
                                np.asarray(tpl_img.dataobj, np.float32),
@@ -35,7 +35,7 @@ def warped_correlation(warped: nib.Nifti1Image, tpl_img: nib.Nifti1Image,
 
 def template_correlation(t1w: nib.Nifti1Image, to_template: Path) -> tuple[str, float]:
     """(template name, r) of a T1w and its T1w->template transform."""
-    from ..templates import resolve_template
+    from ..io.spaces import resolve_template
     from .images import resample_with_transforms
 
     template = resolve_template(QC_TEMPLATE_RES)

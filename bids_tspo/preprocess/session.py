@@ -16,12 +16,12 @@ import nibabel as nib
 import numpy as np
 
 from .. import __version__
-from ..bids_io import PetImage, Session
-from ..config import Config
-from ..derivatives import (anat_path, atomic_path, bids_uri, fov_mask_path, pet_path,
+from ..io.layout import PetImage, Session
+from ..app.config import Config
+from ..io.derivatives import (anat_path, atomic_path, bids_uri, fov_mask_path, pet_path,
                            save_nifti_atomic, sidecar_path, write_json_atomic, xfm_path)
 from ..errors import InputDataError
-from ..templates import resolve_template
+from ..io.spaces import resolve_template
 from .anat import AnatResult, preprocess_anat, seed_ants
 from .images import field_of_view, load_checked, resample_with_transforms, to_ants
 from .motion import realign_frames
@@ -29,7 +29,7 @@ from .pet import body_weight, compute_suv
 from .presets import load_preset
 from .qc import anat_qc
 
-LOG = logging.getLogger("bids_tspo.preprocess")
+LOG = logging.getLogger(__name__)
 PET_TEMPLATE_RES = 2
 COREG_SPACING_MM = 2.5  # PET resolution is ~5 mm: register against a coarse T1w
 MIN_BRAIN_COVERAGE = 0.99  # warn when the PET field of view misses more of the brain

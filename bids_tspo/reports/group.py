@@ -11,10 +11,10 @@ import numpy as np
 import pandas as pd
 
 from .. import CITATION, __version__
-from ..derivatives import describe_column, write_text_atomic
-from ..stats import cnr_paired_t, paired_over_subjects
+from ..io.derivatives import describe_column, write_text_atomic
+from ..evaluation.statistics import cnr_paired_t, paired_over_subjects
 from . import figures
-from .render import ENV, METHODS, read_tsv, run_errors
+from .participant import ENV, METHODS, read_tsv, run_errors
 
 
 def _table(frame: pd.DataFrame, index: bool = False, fold_after: int = 20) -> str:
@@ -148,7 +148,7 @@ def _qc_summary(out: Path) -> dict | None:
 
 def group_report(out: Path) -> Path:
     """Write ``group_report.html`` (self-contained) from the group tables and the bundle."""
-    from ..stats import KEY_REGIONS
+    from ..evaluation.statistics import KEY_REGIONS
 
     out = Path(out)
     metrics = read_tsv(out / "group_metrics.tsv")

@@ -1,0 +1,102 @@
+"""Template-space evaluation of the out-of-fold maps: regions, specificity, cohort table.
+
+Writes ``group_regions.tsv`` (one row per session and region), ``group_region_stats.tsv``
+(one row per region), ``group_specificity.tsv`` and ``group_cohort.tsv`` in OUTPUT_DIR.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+
+from ..model.data import SessionFiles
+from ..model.targets import imaged_part, pet_target, scale_t1
+from ..io.derivatives import find_pet, find_xfm, pet_path, write_table
+from ..model.infer import to_units
+from .metrics import all_metrics, smooth
+from ..preprocess.images import resample_with_transforms
+from ..preprocess.reference import reference_region
+from .statistics import cohort_summary, region_stats, region_values, specificity
+from ..io.spaces import harvard_oxford, resolve_template
+
+LOG = logging.getLogger(__name__)
+
+
+def _labels_on(template_img: nib.Nifti1Image) -> tuple[np.ndarray, dict[int, str]]:
+    from nilearn.image import resample_to_img
+
+    labels, names = harvard_oxford()
+    on = resample_to_img(labels, template_img, interpolation="nearest", force_resample=True,
+                         copy_header=True)
+    return np.asarray(on.dataobj).astype(np.int16), names
+
+
+def _session_images(out: Path, files: SessionFiles, target: str, tpl_img, tpl_mask,
+                    region: np.ndarray | None = None):
+    session = files.record
+    xfm = find_xfm(out, session)
+    if xfm is None:
+        return None
+    tpl_name, xfm_path = xfm
+    suv_paths = find_pet(files.t1w.parent.parent / "pet", files.name, desc="suv", space=tpl_name)
+    synth_path = pet_path(out, session, desc="synth", space=tpl_name)
+    if not suv_paths or not synth_path.is_file():
+        return None
+    suv = np.asarray(nib.load(suv_paths[0]).dataobj, np.float32)
+    imaged = imaged_part(suv, tpl_mask)
+    true = to_units(pet_target(suv, imaged, target, region), target)
+    synth = np.asarray(nib.load(synth_path).dataobj, np.float32) * tpl_mask
+    t1 = nib.load(files.t1w)
+    t1_tpl = resample_with_transforms(np.asarray(t1.dataobj, np.float32), t1.affine, tpl_img,
+                                      [xfm_path])
+    t1w = scale_t1(np.asarray(t1_tpl.dataobj, np.float32), tpl_mask)
+    return true, synth, t1w, imaged
+
+
+def write_region_tables(out: Path, paired: list[SessionFiles], folds: dict[str, int],
+                        target: str, seed: int = 0, reference: str = "wholebrain"
+                        ) -> tuple[dict[str, pd.DataFrame], dict]:
+    """Region tables, and per-session metrics in template space (keys suffixed ``_tpl``)."""
+    tpl_img, tpl_mask_img = resolve_template(2).load()
+    tpl_mask = np.asarray(tpl_mask_img.dataobj) > 0.5
+    region = reference_region(reference, tpl_mask_img, tpl_mask) if target == "suvr" else None
+    labels, names = _labels_on(tpl_mask_img)
+    labels = labels * tpl_mask
+    zooms = tpl_mask_img.header.get_zooms()[:3]
+    rows, synths, trues, scored, subject_of, tpl_metrics = [], {}, {}, {}, {}, {}
+    cohort = {"original": [], "synthesized": [], "smoothed": []}
+    for files in paired:
+        images = _session_images(out, files, target, tpl_img, tpl_mask, region)
+        if images is None:
+            LOG.warning("%s: no template-space maps; left out of the region analysis", files.name)
+            continue
+        true, synth, t1w, imaged = images  # regions and metrics: the part the PET imaged
+        smooth_true = smooth(true, zooms, mask=imaged)
+        base = {"bids_name": files.name, "participant_id": f"sub-{files.subject}",
+                "session_id": f"ses-{files.session}" if files.session else "n/a",
+                "group": files.group, "genotype": files.genotype,
+                "fold": folds.get(files.subject, -1)}
+        rows += [base | r for r in region_values(labels * imaged, names, true, smooth_true,
+                                                 synth, t1w)]
+        scores = all_metrics(synth, true, imaged, zooms, seed=seed)
+        tpl_metrics[files.name] = {f"{k}_tpl": v for k, v in scores.items()}
+        # kept for the subject-specificity table, as vectors over the template brain (a
+        # quarter of the full grid: all sessions' maps are held at once)
+        synths[files.name], trues[files.name], scored[files.name] = (
+            synth[tpl_mask], smooth_true[tpl_mask], imaged[tpl_mask])
+        subject_of[files.name] = files.subject
+        cohort["original"].append(float(true[imaged].mean()))
+        cohort["synthesized"].append(float(synth[imaged].mean()))
+        cohort["smoothed"].append(float(smooth_true[imaged].mean()))
+    tables = {"regions": pd.DataFrame(rows)}
+    if rows:
+        tables["region_stats"] = region_stats(tables["regions"])
+        tables["specificity"] = specificity(synths, trues, scored, subject_of)
+        tables["cohort"] = cohort_summary(cohort)
+    for key, table in tables.items():
+        write_table(out, f"group_{key}", table)
+    return tables, tpl_metrics

@@ -1,0 +1,73 @@
+"""OUTPUT_DIR as a BIDS-Derivatives dataset: ``dataset_description.json``, ``.bidsignore``,
+the container that made it, and BIDS URIs of its sources.
+
+>>> container({"BIDS_TSPO_IMAGE": "bids_tspo:0.1.0-cuda"})
+{'Type': 'docker', 'Tag': 'bids_tspo:0.1.0-cuda'}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from .. import CODE_URL, __version__
+from .atomic import write_json_atomic, write_text_atomic
+
+BIDSIGNORE = "logs/\nmodels/\n*.html\n*/figures/\ngroup_*.tsv\ngroup_*.json\n"
+
+
+def container(env=None) -> dict | None:
+    """``GeneratedBy.Container`` (BIDS): Singularity/Apptainer when running in one, Docker in
+    the image of our Dockerfile (which sets ``BIDS_TSPO_IMAGE``), else None.
+
+    >>> container({"BIDS_TSPO_IMAGE": "bids_tspo:0.1.0-cuda", "APPTAINER_CONTAINER": "/i/t.sif"})
+    {'Type': 'singularity', 'Tag': 'bids_tspo:0.1.0-cuda', 'URI': 'file:///i/t.sif'}
+    >>> container({}) is None
+    True
+    """
+    env = os.environ if env is None else env
+    image = env.get("APPTAINER_CONTAINER") or env.get("SINGULARITY_CONTAINER")
+    tag = env.get("BIDS_TSPO_IMAGE")
+    if image:
+        return ({"Type": "singularity"} | ({"Tag": tag} if tag else {})
+                | {"URI": Path(image).as_uri() if Path(image).is_absolute() else image})
+    return {"Type": "docker", "Tag": tag} if tag else None
+
+
+def dataset_description(bids_dir: Path | None = None, name: str = "bids_tspo") -> dict:
+    generated = {"Name": "bids_tspo", "Version": __version__, "CodeURL": CODE_URL}
+    if (box := container()) is not None:
+        generated["Container"] = box
+    desc = {
+        "Name": f"{name} derivatives",
+        "BIDSVersion": "1.9.0",
+        "DatasetType": "derivative",
+        "GeneratedBy": [generated],
+    }
+    if bids_dir is not None:
+        desc["SourceDatasets"] = [{"URL": Path(bids_dir).resolve().as_uri()}]
+    return desc
+
+
+def init_output_dir(output_dir: Path, bids_dir: Path | None = None) -> None:
+    """Write ``dataset_description.json`` and ``.bidsignore`` (idempotent, race-safe)."""
+    output_dir = Path(output_dir)
+    desc_path = output_dir / "dataset_description.json"
+    wanted = dataset_description(bids_dir)
+    current = None
+    if desc_path.is_file():
+        try:
+            current = json.loads(desc_path.read_text())
+        except (OSError, ValueError):
+            current = None
+    if current != wanted:
+        write_json_atomic(desc_path, wanted)
+    ignore = output_dir / ".bidsignore"
+    if not ignore.is_file() or ignore.read_text() != BIDSIGNORE:
+        write_text_atomic(ignore, BIDSIGNORE)
+
+
+def bids_uri(path: Path, root: Path, dataset: str = "raw") -> str:
+    """BIDS URI of ``path`` inside dataset ``root``: ``bids:<dataset>:<relative path>``."""
+    return f"bids:{dataset}:{Path(path).resolve().relative_to(Path(root).resolve()).as_posix()}"

@@ -1,0 +1,94 @@
+"""The BIDS tables of a dataset: ``participants.tsv`` and ``sub-<l>_sessions.tsv`` rows (all
+values as strings), with weight columns their JSON sidecar gives in pounds marked as such.
+
+>>> row_value({"tspo_genotype": " hab"}, "tspo_genotype", genotype=True)
+'HAB'
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Mapping
+
+import pandas as pd
+
+from ..errors import InputDataError
+
+LOG = logging.getLogger(__name__)
+
+
+def read_tsv(path: Path, index: str) -> dict[str, dict[str, str]]:
+    """Rows of a BIDS TSV keyed by ``index`` (all values as strings; 'n/a' kept)."""
+    path = Path(path)
+    if not path.is_file():
+        return {}
+    try:
+        table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    except Exception as exc:  # noqa: BLE001 - pandas raises many kinds
+        raise InputDataError(f"{path}: cannot be read as a tab-separated table ({exc})") from None
+    if index not in table.columns:
+        raise InputDataError(f"{path}: no {index!r} column (columns: {', '.join(table.columns)})")
+    for column in _pound_columns(path.with_suffix(".json")) & set(table.columns):
+        numeric = pd.to_numeric(table[column], errors="coerce").notna()
+        table.loc[numeric, column] = table.loc[numeric, column] + " lb"
+    return {row[index]: dict(row) for row in table.to_dict("records")}
+
+
+WEIGHT_COLUMNS = ("body_weight", "weight")
+
+
+def _pound_columns(sidecar: Path) -> set[str]:
+    """Weight columns whose TSV sidecar gives their ``Units`` in pounds: their plain numbers
+    are read as pounds (converted to kg with the SUV). An unreadable sidecar is ignored here
+    (it is a data dictionary, not data)."""
+    try:
+        meta = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
+    except (OSError, ValueError):
+        return set()
+    return {column for column in WEIGHT_COLUMNS if isinstance(meta.get(column), dict)
+            and str(meta[column].get("Units", "")).strip().lower() in ("lb", "lbs", "pound",
+                                                                         "pounds")}
+
+
+def participants_table(bids_dir: Path) -> dict[str, dict[str, str]]:
+    """participants.tsv keyed by bare label (without ``sub-``).
+
+    A missing or malformed table is not fatal: a warning is logged and it counts as empty
+    (body weight must then come from elsewhere; folds are not stratified).
+    """
+    path = Path(bids_dir) / "participants.tsv"
+    if not path.is_file():
+        LOG.warning("%s: missing; no group, genotype or weight from participants.tsv", path)
+        return {}
+    try:
+        rows = read_tsv(path, "participant_id")
+    except InputDataError as exc:
+        LOG.warning("%s (ignored: no group, genotype or weight from it)", exc)
+        return {}
+    return {key.removeprefix("sub-"): row for key, row in rows.items()}
+
+
+GENOTYPES = ("HAB", "MAB", "LAB")
+
+
+def row_value(row: Mapping[str, str], column: str, genotype: bool = False) -> str:
+    """A participants.tsv cell, 'n/a' when absent or empty; with ``genotype``, the rs6971
+    class spelled as the tables spell it (' hab' -> 'HAB') so it matches across subjects.
+
+    >>> row_value({"tspo_genotype": " mab"}, "tspo_genotype", genotype=True)
+    'MAB'
+    >>> row_value({"group": ""}, "group")
+    'n/a'
+    """
+    value = str(row.get(column) or "").strip()
+    if not value or value.lower() in ("n/a", "na", "nan"):
+        return "n/a"
+    return value.upper() if genotype and value.upper() in GENOTYPES else value
+
+
+def sessions_table(bids_dir: Path, subject: str) -> dict[str, dict[str, str]]:
+    path = Path(bids_dir) / f"sub-{subject}" / f"sub-{subject}_sessions.tsv"
+    rows = read_tsv(path, "session_id")
+    return {key.removeprefix("ses-"): row for key, row in rows.items()}

@@ -1,0 +1,225 @@
+"""The self-describing model bundle ``models/<model-id>/``: written after training, loaded and
+checked for synthesis.
+
+``model.json`` (architecture, normalisation, training configuration, data summary, versions,
+metrics summary), ``splits.json``, ``fold-<k>/weights.pt`` + ``history.tsv`` and a
+``README.md`` model card.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from .. import CITATION, __version__
+from .augment import describe as augmentation
+from ..app.config import Config
+from .data import FOV_MM
+from .targets import SUVR_SCALE, target_units
+from ..io.derivatives import write_json_atomic, write_text_atomic
+from ..errors import InputDataError, describe
+from .network import TSPOUNet, UNetConfig, count_parameters
+
+
+BUNDLE_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class Bundle:
+    path: Path
+    model_id: str
+    meta: dict
+    cfg: UNetConfig
+    folds: dict[int, dict] = field(repr=False)  # fold -> state dict
+
+    @property
+    def target(self) -> str:
+        return self.meta["normalisation"]["target"]
+
+    @property
+    def image_size(self) -> int:
+        return int(self.meta["normalisation"]["image_size"])
+
+    @property
+    def suvr_reference(self) -> str:
+        return self.meta["normalisation"].get("suvr_reference") or "wholebrain"
+
+    def genotype_factor(self, fold: int, genotype: str) -> float | None:
+        """Contrast factor restoring ``genotype`` on fold ``fold``'s output (None: none)."""
+        from .genotype import fold_factor
+
+        return fold_factor(self.meta.get("genotype_adjustment", {}), fold, genotype)
+
+
+def load_bundle(path: Path, folds: list[int] | None = None) -> Bundle:
+    """Load and check a model bundle; every problem names the file."""
+    path = Path(path)
+    meta_path = path / "model.json"
+    try:
+        meta = json.loads(meta_path.read_text())
+    except FileNotFoundError:
+        raise InputDataError(f"{meta_path}: missing; not a bids_tspo model bundle") from None
+    except ValueError as exc:
+        raise InputDataError(f"{meta_path}: not valid JSON ({exc})") from None
+    if meta.get("bundle_format") != BUNDLE_FORMAT:
+        raise InputDataError(f"{meta_path}: bundle format {meta.get('bundle_format')!r} is not "
+                             f"supported by bids_tspo {__version__} (expects {BUNDLE_FORMAT})")
+    cfg = UNetConfig.from_dict(meta["architecture"])
+    wanted = folds if folds is not None else meta["folds_trained"]
+    states = {}
+    for k in wanted:
+        weights = path / f"fold-{k}" / "weights.pt"
+        if not weights.is_file():
+            raise InputDataError(f"{weights}: missing; the bundle is incomplete")
+        try:
+            state = torch.load(weights, map_location="cpu", weights_only=True)
+            TSPOUNet(cfg).load_state_dict(state)
+        except Exception as exc:  # noqa: BLE001 - corrupted or mismatched weights
+            raise InputDataError(f"{weights}: cannot be loaded ({describe(exc)})") from None
+        states[int(k)] = state
+    if not states:
+        raise InputDataError(f"{meta_path}: lists no trained folds")
+    return Bundle(path, meta.get("model_id", path.name), meta, cfg, states)
+
+
+def model_id_for(config: Config) -> str:
+    """``tspo-unet_<target>_<image size>_k<folds>_s<seed>``: settings that change the weights
+    (``suvr-cerebellum`` as the target for the cerebellar SUVR reference)."""
+    target = config.target
+    if target == "suvr" and config.suvr_reference != "wholebrain":
+        target = f"suvr-{config.suvr_reference}"
+    return f"tspo-unet_{target}_{config.image_size}_k{config.folds}_s{config.seed}"
+
+
+def write_bundle_files(bundle_dir: Path, config: Config, cfg: UNetConfig, splits: dict,
+                       done: list[int], paired, factors: dict,
+                       metrics: dict | None = None,
+                       excluded: dict[str, str] | None = None) -> None:
+    meta = {
+        "bundle_format": BUNDLE_FORMAT,
+        "model_id": bundle_dir.name,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "architecture": cfg.to_dict(),
+        "network": {"name": "TSPOUNet (Ferrante et al. 2025)",
+                    "parameters": count_parameters(TSPOUNet(cfg))},
+        "normalisation": {"target": config.target, "units": target_units(config.target),
+                          "image_size": config.image_size, "fov_mm": FOV_MM,
+                          "spacing_mm": FOV_MM / config.image_size,
+                          "suvr_scale": SUVR_SCALE if config.target == "suvr" else None,
+                          "suvr_reference": (config.suvr_reference if config.target == "suvr"
+                                             else None),
+                          "t1w": "1st-99th percentile in brain -> [0, 1], brain-masked",
+                          "suv_window_min": list(config.suv_window)},
+        "training": {"epochs": config.epochs, "batch_size": config.batch_size, "lr": config.lr,
+                     "optimizer": "Adam",
+                     "loss": "0.5 BCE + 0.5 MSE in the brain inside the PET field of view",
+                     "seed": config.seed, "folds": splits["k"],
+                     "splits": "subject-grouped, stratified by " + splits["stratified_by"],
+                     "augmentation": augmentation(),
+                     "per_fold": fold_records(bundle_dir, done)},
+        "folds_trained": done,
+        "genotype_adjustment": {
+            "column": config.genotype_column,
+            "applied_to_target": config.target == "suvr",
+            "contrast_factors_per_fold": factors["contrast"],
+            "uptake_factors_per_fold": factors["uptake"],
+            "note": "per fold, from its training subjects only: contrast = SD of whole-brain "
+                    "SUVR, uptake = mean whole-brain SUV, each relative to HAB (else the most "
+                    "common genotype). suvr targets are made genotype-neutral with the contrast "
+                    "factor and synthesis restores it when the genotype is known; minmax "
+                    "rescales each volume, so the factors are recorded only"},
+        "data": {"sessions": len(paired), "subjects": len({f.subject for f in paired}),
+                 "groups": dict(Counter(f.group for f in paired)),
+                 "genotypes": dict(Counter(f.genotype for f in paired)),
+                 "excluded_sessions": excluded or {}},
+        "versions": {"bids_tspo": __version__, "torch": torch.__version__,
+                     "cuda": torch.version.cuda, "python": platform.python_version()},
+        "metrics_summary": metrics or {},
+        "citation": CITATION,
+    }
+    write_json_atomic(bundle_dir / "model.json", meta)
+    write_text_atomic(bundle_dir / "README.md", model_card(meta))
+
+
+def fold_records(bundle_dir: Path, done: list[int]) -> dict[str, dict]:
+    """How each trained fold was trained: device, processes, epochs and wall time (from its
+    ``done.json`` and ``history.tsv``; a fold resumed or continued sums all its epochs)."""
+    records = {}
+    for k in done:
+        fold = Path(bundle_dir) / f"fold-{k}"
+        try:
+            summary = json.loads((fold / "done.json").read_text())
+            seconds = pd.read_csv(fold / "history.tsv", sep="\t")["seconds"]
+        except (OSError, ValueError, KeyError):
+            continue
+        records[str(k)] = {"device": summary.get("settings", {}).get("device"),
+                           "world_size": summary.get("world_size", 1),
+                           "epochs": len(seconds), "seconds": round(float(seconds.sum()), 1),
+                           "best_score": summary.get("best_score")}
+    return records
+
+
+def _augmentation_text(aug: dict | None) -> str:
+    """One sentence for the model card (bundles written before it was recorded: none)."""
+    if not aug:
+        return "Augmentation: not recorded."
+    degrees = math.degrees(aug["rotate_rad"])
+    return (f"Augmentation per sample: left-right flips (p {aug['p_flip']}); rotations up to "
+            f"±{aug['rotate_rad']} rad (~{degrees:.0f}°) and scaling by ±{aug['scale']:.0%} "
+            f"(p {aug['p_affine']}); T1w intensity ±{aug['t1w_intensity']:.0%} "
+            f"(p {aug['p_t1w_intensity']}) and gamma {aug['t1w_gamma'][0]}–{aug['t1w_gamma'][1]} "
+            f"(p {aug['p_t1w_gamma']}).")
+
+
+def model_card(meta: dict) -> str:
+    data, train, norm = meta["data"], meta["training"], meta["normalisation"]
+    metrics = "\n".join(f"| {k} | {v:.4g} |" for k, v in meta["metrics_summary"].items()
+                        if isinstance(v, float)) or "| (not evaluated yet) | |"
+    reference = (f", reference region: {norm['suvr_reference']}"
+                 if norm.get("suvr_reference") else "")
+    genotype = ("SUVR contrast made genotype-neutral in training and restored at synthesis when "
+                "the subject's genotype is known (contrast factors per fold in model.json)"
+                if meta["genotype_adjustment"]["applied_to_target"] else
+                "factors recorded in model.json, not applied (per-volume min-max target)")
+    return f"""# Model card: {meta['model_id']}
+
+3D U-Net (Ferrante et al. 2025; {meta['network']['parameters']:,} parameters) mapping a
+skull-stripped, percentile-scaled T1w to a synthetic TSPO ([11C]PBR28) PET map.
+
+## Training data
+{data['sessions']} sessions of {data['subjects']} subjects; groups {data['groups']};
+genotypes {data['genotypes']}.
+
+## Training
+{train['folds']}-fold cross-validation, {train['splits']}; {train['epochs']} epochs, batch
+{train['batch_size']}, Adam lr {train['lr']}, loss {train['loss']}, seed {train['seed']}.
+{_augmentation_text(train.get('augmentation'))}
+Folds trained: {meta['folds_trained']}.
+
+## Output
+Target `{norm['target']}` ({norm['units']}{reference}), {norm['image_size']}³ box of
+{norm['fov_mm']:g} mm, SUV window {norm['suv_window_min']} min after injection.
+Genotype: {genotype}.
+
+## Out-of-fold performance
+| metric | value |
+|---|---|
+{metrics}
+
+## Intended use and limits
+Research only; not for diagnosis or treatment decisions. Trained on one cohort: scanners,
+protocols, tracers and populations outside it are out of distribution. The map follows
+statistical relations between anatomy and PET; it is not a measurement of TSPO binding.
+Normalised targets remove absolute (and genotype-driven) differences in uptake.
+
+## Citation
+{meta['citation']}
+"""

@@ -1,0 +1,100 @@
+"""Subject-grouped, group-stratified K-fold splits, stored as ``splits.json``.
+
+All sessions of a subject sit in one test fold (the paper's notebooks split by scan, which
+leaks repeated scans of a person across folds). Within each fold's training subjects a
+validation part (~15 %, at least one subject) is held out for model selection and curves.
+
+>>> subjects = {f"{i:02d}": g for i, g in enumerate(["HC", "CLBP", "KOA"] * 4)}
+>>> s = make_splits(subjects, k=4, seed=1)
+>>> sorted(sum((f["test"] for f in s["folds"]), [])) == sorted(subjects)
+True
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputDataError, UsageError
+
+LOG = logging.getLogger(__name__)
+VAL_FRACTION = 0.15
+
+
+def _stratified_folds(labels: dict[str, str], k: int, seed: int) -> list[list[str]]:
+    """Assign subjects to k folds, balancing strata (StratifiedKFold over subjects)."""
+    from sklearn.model_selection import StratifiedKFold
+
+    subjects = sorted(labels)
+    y = [labels[s] for s in subjects]
+    counts = Counter(y)
+    if min(counts.values()) < k:  # too few in a stratum for sklearn: fall back to round robin
+        rng = np.random.default_rng(seed)
+        order = sorted(subjects, key=lambda s: (labels[s], rng.random()))
+        return [sorted(order[i::k]) for i in range(k)]
+    skf = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+    return [sorted(subjects[i] for i in test) for _, test in skf.split(subjects, y)]
+
+
+def make_splits(labels: dict[str, str], k: int, seed: int, column: str = "group") -> dict:
+    """Splits for subjects ``labels`` (subject -> stratum). Raises if fewer subjects than folds."""
+    if k < 2:
+        raise UsageError(f"--folds {k}: cross-validation needs at least 2 folds")
+    if len(labels) < k:
+        raise UsageError(f"--folds {k} needs at least {k} subjects with T1w and PET; "
+                         f"found {len(labels)}")
+    tests = _stratified_folds(labels, k, seed)
+    rng = np.random.default_rng(seed + 1)
+    folds = []
+    for i, test in enumerate(tests):
+        train = sorted(s for s in labels if s not in test)
+        n_val = max(1, int(round(VAL_FRACTION * len(train)))) if len(train) > 2 else 0
+        val = sorted(rng.choice(train, size=n_val, replace=False).tolist()) if n_val else []
+        folds.append({"fold": i, "test": test, "val": val,
+                      "train": [s for s in train if s not in val]})
+    return {"k": k, "seed": seed, "grouped_by": "subject", "stratified_by": column,
+            "strata": {s: labels[s] for s in sorted(labels)}, "folds": folds}
+
+
+def check_splits(splits: dict, subjects: set[str], source: str = "splits.json") -> dict:
+    """Validate a (possibly user-supplied) splits dict against the available subjects."""
+    try:
+        folds = splits["folds"]
+        tests = [set(f["test"]) for f in folds]
+        trains = [set(f["train"]) | set(f.get("val", [])) for f in folds]
+    except (KeyError, TypeError) as exc:
+        raise InputDataError(f"{source}: not a bids_tspo splits file (missing {exc})") from None
+    seen: Counter = Counter(s for t in tests for s in t)
+    twice = sorted(s for s, n in seen.items() if n > 1)
+    if twice:
+        raise InputDataError(f"{source}: subject(s) in more than one test fold: {twice}")
+    unknown = sorted(seen.keys() - subjects)
+    if unknown:
+        LOG.warning("%s: subjects without preprocessed T1w+PET ignored: %s", source, unknown)
+    missing = sorted(subjects - seen.keys())
+    if missing:
+        raise InputDataError(f"{source}: subject(s) in no test fold: {missing}")
+    for i, (test, train) in enumerate(zip(tests, trains)):
+        if test & train:
+            raise InputDataError(f"{source}: fold {i} trains on its test subjects "
+                                 f"{sorted(test & train)}")
+    return splits
+
+
+def load_splits(path: Path, subjects: set[str]) -> dict:
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise InputDataError(f"{path}: cannot be read as JSON ({exc})") from None
+    return check_splits(data, subjects, str(path))
+
+
+def fold_of(splits: dict, subject: str) -> int:
+    for fold in splits["folds"]:
+        if subject in fold["test"]:
+            return fold["fold"]
+    raise KeyError(subject)
