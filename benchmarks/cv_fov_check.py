@@ -35,8 +35,8 @@ def _r(a: np.ndarray, b: np.ndarray, where: np.ndarray) -> float:
 
 
 def main() -> int:
-    from bids_tspo.model.data import discover
-    from bids_tspo.evaluation.scoring import baseline_map, training_mean
+    from bids_tspo.evaluation.baseline import baseline_map, training_mean
+    from bids_tspo.io.derivatives import discover
     from bids_tspo.io.spaces import resolve_template
 
     workdir, name = Path(sys.argv[1]), sys.argv[2]
@@ -48,13 +48,13 @@ def main() -> int:
     rows = []
     for fold in splits["folds"]:
         train = [f for f in files.values() if f.subject in fold["train"] + fold.get("val", [])]
-        mean = training_mean(out, train, "minmax", tpl_mask)
+        mean = training_mean(train, "minmax", tpl_mask)
         for f in (f for f in files.values() if f.subject in fold["test"]):
             pet_dir = f.t1w.parent.parent / "pet"
             brain, suv = _load(f.mask) > 0, _load(f.suv)
             fov = brain & ndimage.binary_erosion(suv > 0.05, iterations=2)
             synth = _load(pet_dir / f"{f.name}_space-T1w_desc-synth_pet.nii.gz")
-            base = baseline_map(out, f, mean)
+            base = baseline_map(f, mean)
             rows.append({"session": f.name, "fold": fold["fold"],
                          "brain_outside_fov": round(1 - fov.sum() / brain.sum(), 4),
                          "unet_r_brain": _r(synth, suv, brain),

@@ -42,9 +42,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from model_speed import sync, timed  # noqa: E402
 from preprocess import machine  # noqa: E402
 
+from bids_tspo.app.resources import reuse_freed_memory  # noqa: E402
 from bids_tspo.model.depthwise import DepthwiseConv3d, _DepthwiseGrad  # noqa: E402
 from bids_tspo.model.network import SeparableConv3d, TSPOUNet  # noqa: E402
-from bids_tspo.app.resources import reuse_freed_memory  # noqa: E402
 from bids_tspo.model.train import masked_loss  # noqa: E402
 
 

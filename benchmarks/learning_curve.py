@@ -57,10 +57,11 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--name", default=None)
     args = p.parse_args()
-    from bids_tspo.model.data import VolumeDataset, discover, prepare
-    from bids_tspo.model.network import TSPOUNet, UNetConfig
     from bids_tspo.app.parallel import limit_threads
+    from bids_tspo.io.derivatives import discover
     from bids_tspo.model.augment import BatchAugment
+    from bids_tspo.model.data import VolumeDataset, prepare
+    from bids_tspo.model.network import TSPOUNet, UNetConfig
     from bids_tspo.model.train import epoch_seed, masked_loss
 
     limit_threads(args.threads)

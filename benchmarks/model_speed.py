@@ -33,9 +33,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from preprocess import machine  # noqa: E402
 
-from bids_tspo.model.network import TSPOUNet, count_parameters  # noqa: E402
 from bids_tspo.app import resources  # noqa: E402
 from bids_tspo.app.resources import reuse_freed_memory  # noqa: E402
+from bids_tspo.model.network import TSPOUNet, count_parameters  # noqa: E402
 from bids_tspo.model.train import masked_loss  # noqa: E402
 
 
@@ -162,8 +162,8 @@ def roofline(fwd_flops: float, written: float, seconds: float, training: bool, f
 
 
 def app_ensemble(device, size: int, precision: str, repeats: int) -> tuple[float, int]:
-    """The app's own 5-fold ensemble with flips (bids_tspo.model.infer.ensemble: weights swapped into
-    one network, flip pairs, mask) at the given synthesis precision: (median seconds, minor
+    """The app's own 5-fold ensemble with flips (bids_tspo.model.infer.ensemble: weights swapped
+    into one network, flip pairs, mask) at the given synthesis precision: (median seconds, minor
     page faults per ensemble, warm-up included)."""
     import numpy as np
 
@@ -227,8 +227,8 @@ def app_training_epochs(device, size: int, sessions: int = 48, epochs: int = 3) 
     path."""
     import numpy as np
 
-    from bids_tspo.model.data import VolumeDataset
     from bids_tspo.model.augment import BatchAugment
+    from bids_tspo.model.data import VolumeDataset
     from bids_tspo.model.train import TrainSettings, _loader, _run_epoch, epoch_seed
 
     rng = np.random.default_rng(0)

@@ -47,8 +47,8 @@ def main() -> int:
     args = p.parse_args()
     from bids_tspo.app.cli import main as app
     from bids_tspo.evaluation.metrics import template_similarity
-    from bids_tspo.preprocess.images import resample_with_transforms
     from bids_tspo.io.spaces import resolve_template
+    from bids_tspo.preprocess.images import resample_with_transforms
 
     preset = "sloppy" if args.sloppy else "standard"
     with tempfile.TemporaryDirectory() as tmp:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import nibabel as nib
 import numpy as np
+
 from bids_tspo.preprocess.anat import n4, n4_in_brain
 from bids_tspo.preprocess.images import to_ants
 from bids_tspo.preprocess.presets import load_preset

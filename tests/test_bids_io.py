@@ -7,8 +7,8 @@ import shutil
 
 import pytest
 
-from bids_tspo.io.layout import load_layout, select_sessions
 from bids_tspo.errors import InputDataError, MissingInputError
+from bids_tspo.io.layout import load_layout, select_sessions
 
 
 def test_sessions_of_the_phantom(tiny_bids):

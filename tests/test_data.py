@@ -6,8 +6,8 @@ import nibabel as nib
 import numpy as np
 import torch
 
-from bids_tspo.model.data import SessionFiles, VolumeDataset, prepare
-from bids_tspo.io.derivatives import fov_mask_for
+from bids_tspo.io.derivatives import SessionFiles, fov_mask_for
+from bids_tspo.model.data import VolumeDataset, prepare
 
 AFFINE = np.diag([8.0, 8, 8, 1])  # 24 voxels of 8 mm: the model box's 192 mm
 
@@ -50,7 +50,7 @@ def test_targets_and_loss_mask_leave_out_what_the_pet_did_not_image(tmp_path):
 def test_native_maps_keep_the_brain_edge(tmp_path):
     """A uniform prediction in the coarse model box comes back uniform on the finer T1w grid,
     edge voxels included (plain trilinear mapping mixed in the zeros outside the box mask)."""
-    from bids_tspo.model.infer import native_maps
+    from bids_tspo.model.maps import native_maps
 
     affine = np.diag([3.0, 3, 3, 1])
     grid = np.indices((48, 48, 48)).astype(np.float32)

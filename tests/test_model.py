@@ -5,8 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bids_tspo.model.network import (AttentionBlock, ResidualBlock, SeparableConv3d, TSPOUNet,
-                             UNetConfig, count_parameters)
+from bids_tspo.model.network import (
+    AttentionBlock,
+    ResidualBlock,
+    SeparableConv3d,
+    TSPOUNet,
+    UNetConfig,
+    count_parameters,
+)
 
 
 def test_parameter_count_matches_paper():
@@ -89,3 +95,25 @@ def test_depthwise_backward_equals_the_library_convolution(batch, channels, chan
     finally:
         _DepthwiseGrad.apply = original
     assert len(calls) == 1
+
+
+@pytest.mark.parametrize("cfg", [UNetConfig(), UNetConfig(n_blocks=2, multipliers=(1, 2, 2, 2))])
+def test_weights_of_the_flat_layout_load_unchanged(cfg):
+    """Bundles written before the levels were named (flat ``down.<i>``/``up.<i>`` keys) load
+    into the named levels and give the same maps."""
+    from bids_tspo.model.network import level_keys
+
+    torch.manual_seed(0)
+    net = TSPOUNet(cfg).eval()
+    flat_of = {new: old for old, new in level_keys(cfg).items()}
+    flat = {}
+    for key, value in net.state_dict().items():
+        module = next((m for m in flat_of if key.startswith(m + ".")), None)
+        flat[key.replace(module, flat_of[module], 1) if module else key] = value
+    assert any(k.startswith("down.") for k in flat) and any(k.startswith("up.") for k in flat)
+    assert not any(k.startswith(("encoder.", "decoder.")) for k in flat)
+    loaded = TSPOUNet(cfg).eval()
+    loaded.load_state_dict(flat)
+    x = torch.rand(1, 1, 16, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(net(x), loaded(x))

@@ -10,8 +10,14 @@ import pytest
 
 from bids_tspo.errors import InputDataError
 from bids_tspo.preprocess.decay import HALF_LIFE_S, decay_to_injection
-from bids_tspo.preprocess.pet import (WeightLookup, activity_to_bq, body_weight, compute_suv,
-                                      concentration_factor, frame_weights)
+from bids_tspo.preprocess.pet import (
+    WeightLookup,
+    activity_to_bq,
+    body_weight,
+    compute_suv,
+    concentration_factor,
+    frame_weights,
+)
 
 PET = Path("sub-01_trc-PBR28_pet.nii.gz")
 

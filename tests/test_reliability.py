@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from bids_tspo.app.cli import main
-from bids_tspo.io.derivatives import atomic_path
+from bids_tspo.io.atomic import atomic_path
 
 
 def clone_subject(root, src: str, dst: str, weight: str = "70"):

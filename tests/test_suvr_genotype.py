@@ -12,11 +12,12 @@ import pandas as pd
 import pytest
 
 from bids_tspo.app.cli import main
-from bids_tspo.model.data import SessionFiles, discover, prepare
-from bids_tspo.model.targets import SUVR_SCALE, pet_target
-from bids_tspo.model.genotype import genotype_factors, neutralise, restore
-from bids_tspo.preprocess.reference import reference_region
+from bids_tspo.io.derivatives import SessionFiles, discover
 from bids_tspo.io.spaces import resolve_template
+from bids_tspo.model.data import prepare
+from bids_tspo.model.genotype import genotype_factors, neutralise, restore
+from bids_tspo.model.targets import SUVR_SCALE, pet_target
+from bids_tspo.preprocess.reference import reference_region, session_reference
 
 from .conftest import GROUP_ARGS
 
@@ -39,7 +40,7 @@ def test_cerebellum_reference_on_subject_grid(preprocessed, tiny_bids):
     files = next(f for f in discover(out) if f.suv is not None)
     t1 = nib.load(files.t1w)
     brain = np.asarray(nib.load(files.mask).dataobj) > 0
-    region = files.reference("cerebellum", t1, brain)
+    region = session_reference(files, "cerebellum", t1, brain)
     assert region.shape == t1.shape and (region <= brain).all() and region.sum() > 0
     truth = next((tiny_bids / "derivatives/phantom-truth").rglob(
         f"{files.name}_space-T1w_desc-true_pet.nii.gz"))

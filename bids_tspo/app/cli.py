@@ -18,8 +18,6 @@ import tempfile
 from pathlib import Path
 
 from .. import __version__
-from ..io.filters import read_filters
-from .config import Config
 from ..errors import (
     EXIT_CODES,
     EXIT_FAILURE,
@@ -28,6 +26,8 @@ from ..errors import (
     OutputError,
     UsageError,
 )
+from ..io.filters import read_filters
+from .config import Config
 from .validators import (
     Parser,
     expand_label_files,

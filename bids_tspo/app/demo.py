@@ -13,10 +13,10 @@ import time
 from pathlib import Path
 
 from .. import __version__
-from .validators import Parser, nonnegative_int, positive_int
-from .cli import main as app_main
 from ..phantom import make_phantom
+from .cli import main as app_main
 from .runlog import setup_logging
+from .validators import Parser, nonnegative_int, positive_int
 
 LOG = logging.getLogger(__name__)
 

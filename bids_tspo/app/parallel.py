@@ -26,8 +26,8 @@ from dataclasses import dataclass
 
 from tqdm import tqdm
 
-from .config import Config
 from ..errors import EXIT_FAILURE, BidsTspoError, describe
+from .config import Config
 from .resources import reuse_freed_memory
 
 LOG = logging.getLogger(__name__)

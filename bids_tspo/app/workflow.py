@@ -11,13 +11,13 @@ import logging
 import os
 import time
 
+from ..errors import EXIT_NOINPUT, EXIT_OK
+from ..io.atomic import write_json_atomic
+from ..io.dataset import init_output_dir
 from ..io.layout import Session, load_layout, select_sessions
 from ..io.tables import row_value
 from .config import Config
-from ..io.derivatives import init_output_dir, write_json_atomic
-from ..errors import EXIT_NOINPUT, EXIT_OK
-from .parallel import (Failure, attempt, limit_threads, preprocess_in_parallel,
-                       workers_and_threads)
+from .parallel import Failure, attempt, limit_threads, preprocess_in_parallel, workers_and_threads
 from .runlog import run_id
 
 LOG = logging.getLogger(__name__)
@@ -35,8 +35,7 @@ def run(config: Config) -> int:
 def _process_participant_session(config: Config, session: Session, synthesis=None,
                                  genotype: str = "n/a") -> list:
     """Run the participant stages on one session; returns the outputs written."""
-    from ..model.data import SessionFiles
-    from ..io.derivatives import anat_path
+    from ..io.derivatives import SessionFiles
     from ..preprocess import preprocess_session
 
     written = preprocess_session(config, session)
@@ -44,10 +43,7 @@ def _process_participant_session(config: Config, session: Session, synthesis=Non
         from ..model.infer import synthesize_session
 
         out = config.output_dir
-        files = SessionFiles(session.name, session.subject, session.session,
-                             anat_path(out, session, desc="preproc", suffix="T1w"),
-                             anat_path(out, session, desc="brain", suffix="mask"),
-                             genotype=genotype)
+        files = SessionFiles.of(out, session, genotype)
         written += synthesize_session(out, files, synthesis.bundle, synthesis.device,
                                       config.work_dir / "participant" / "cache", synthesis.net)
     return written

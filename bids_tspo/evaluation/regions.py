@@ -13,15 +13,15 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
-from ..model.data import SessionFiles
-from ..model.targets import imaged_part, pet_target, scale_t1
-from ..io.derivatives import find_pet, find_xfm, pet_path, write_table
-from ..model.infer import to_units
-from .metrics import all_metrics, smooth
+from ..io.atlases import harvard_oxford
+from ..io.columns import write_table
+from ..io.derivatives import SessionFiles, find_pet, pet_path
+from ..io.spaces import resolve_template
+from ..model.targets import imaged_part, pet_target, scale_t1, to_units
 from ..preprocess.images import resample_with_transforms
 from ..preprocess.reference import reference_region
+from .metrics import all_metrics, smooth
 from .statistics import cohort_summary, region_stats, region_values, specificity
-from ..io.spaces import harvard_oxford, resolve_template
 
 LOG = logging.getLogger(__name__)
 
@@ -38,11 +38,11 @@ def _labels_on(template_img: nib.Nifti1Image) -> tuple[np.ndarray, dict[int, str
 def _session_images(out: Path, files: SessionFiles, target: str, tpl_img, tpl_mask,
                     region: np.ndarray | None = None):
     session = files.record
-    xfm = find_xfm(out, session)
+    xfm = files.xfm()
     if xfm is None:
         return None
     tpl_name, xfm_path = xfm
-    suv_paths = find_pet(files.t1w.parent.parent / "pet", files.name, desc="suv", space=tpl_name)
+    suv_paths = find_pet(files.pet_dir, files.name, desc="suv", space=tpl_name)
     synth_path = pet_path(out, session, desc="synth", space=tpl_name)
     if not suv_paths or not synth_path.is_file():
         return None

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..io.derivatives import write_table
+from ..io.columns import write_table
 from .statistics import cnr_paired_t, paired_over_subjects
 
 ID_COLUMNS = ["bids_name", "participant_id", "session_id", "group", "genotype", "fold", "target"]

@@ -1,131 +1,62 @@
-"""Every output name and sidecar of OUTPUT_DIR is built here, and written atomically.
+"""Every output name of OUTPUT_DIR, built and parsed here (no other module spells one), and
+the participant derivatives of a session as a frozen record (:class:`SessionFiles`).
 
-Writes go to a temporary name in the destination folder and are renamed into place, so a
-killed run never leaves a partial file and concurrent participant runs into one OUTPUT_DIR
-never see each other's half-written files.
-
->>> from bids_tspo.io.layout import Session
->>> from pathlib import Path
->>> s = Session("01", "02", (Path("sub-01_ses-02_T1w.nii.gz"),))
+>>> s = Session("01", "02", ())
 >>> str(anat_path(Path("/out"), s, desc="preproc", suffix="T1w"))
 '/out/sub-01/ses-02/anat/sub-01_ses-02_desc-preproc_T1w.nii.gz'
+>>> parse_name("sub-01_ses-02_trc-PBR28_space-T1w_desc-suv_pet.nii.gz")
+{'sub': '01', 'ses': '02', 'trc': 'PBR28', 'space': 'T1w', 'desc': 'suv', 'suffix': 'pet',
+ 'extension': '.nii.gz'}
+>>> session_record("sub-01_ses-02").reldir.as_posix()
+'sub-01/ses-02'
 """
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
-from contextlib import contextmanager
-from functools import lru_cache
-from importlib import resources
+import logging
+from dataclasses import dataclass
 from pathlib import Path
 
-from .. import CODE_URL, __version__
+import nibabel as nib
+import numpy as np
+
+from ..errors import InputDataError, describe
 from .layout import Session
-from ..errors import OutputError
 
-BIDSIGNORE = "logs/\nmodels/\n*.html\n*/figures/\ngroup_*.tsv\ngroup_*.json\n"
-
-
-@contextmanager
-def atomic_path(dest: Path, suffix: str | None = None):
-    """Yield a temporary path next to ``dest``; rename it onto ``dest`` on success."""
-    dest = Path(dest)
-    try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"cannot create {dest.parent}: {exc.strerror}") from None
-    ext = suffix if suffix is not None else "".join(dest.suffixes)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=f".tmp{ext}", dir=dest.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        os.replace(tmp_path, dest)
-    finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
+LOG = logging.getLogger(__name__)
+ENTITY_ORDER = ("trc", "rec", "run", "space", "desc")
+EXTENSIONS = (".nii.gz", ".nii", ".json", ".h5", ".tsv", ".html", ".svg")
 
 
-def write_text_atomic(dest: Path, text: str) -> Path:
-    with atomic_path(dest) as tmp:
-        tmp.write_text(text)
-    return Path(dest)
+def parse_name(name: str | Path) -> dict[str, str]:
+    """Entities, ``suffix`` and ``extension`` of a BIDS file name (the inverse of the
+    builders below)."""
+    name = Path(name).name
+    extension = next((e for e in EXTENSIONS if name.endswith(e)), Path(name).suffix)
+    parts = name[: len(name) - len(extension)].split("_")
+    out = dict(part.split("-", 1) for part in parts[:-1] if "-" in part)
+    return out | {"suffix": parts[-1], "extension": extension}
 
 
-def write_json_atomic(dest: Path, data: dict) -> Path:
-    return write_text_atomic(dest, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+def session_name(path: str | Path) -> str:
+    """``sub-<l>[_ses-<s>]`` of a derivative file: the prefix every output of a session has.
 
-
-def save_nifti_atomic(img, dest: Path) -> Path:
-    """Save a nibabel image atomically (the temporary keeps the .nii/.nii.gz suffix)."""
-    with atomic_path(dest) as tmp:
-        img.to_filename(str(tmp))
-    return Path(dest)
-
-
-def container(env=None) -> dict | None:
-    """``GeneratedBy.Container`` (BIDS): Singularity/Apptainer when running in one, Docker in
-    the image of our Dockerfile (which sets ``BIDS_TSPO_IMAGE``), else None.
-
-    >>> container({"BIDS_TSPO_IMAGE": "bids_tspo:0.1.0-cuda"})
-    {'Type': 'docker', 'Tag': 'bids_tspo:0.1.0-cuda'}
-    >>> container({"BIDS_TSPO_IMAGE": "bids_tspo:0.1.0-cuda", "APPTAINER_CONTAINER": "/i/t.sif"})
-    {'Type': 'singularity', 'Tag': 'bids_tspo:0.1.0-cuda', 'URI': 'file:///i/t.sif'}
-    >>> container({}) is None
-    True
+    >>> session_name("/out/sub-01/anat/sub-01_desc-preproc_T1w.nii.gz")
+    'sub-01'
     """
-    env = os.environ if env is None else env
-    image = env.get("APPTAINER_CONTAINER") or env.get("SINGULARITY_CONTAINER")
-    tag = env.get("BIDS_TSPO_IMAGE")
-    if image:
-        return ({"Type": "singularity"} | ({"Tag": tag} if tag else {})
-                | {"URI": Path(image).as_uri() if Path(image).is_absolute() else image})
-    return {"Type": "docker", "Tag": tag} if tag else None
+    ent = parse_name(path)
+    return f"sub-{ent['sub']}" + (f"_ses-{ent['ses']}" if "ses" in ent else "")
 
 
-def dataset_description(bids_dir: Path | None = None, name: str = "bids_tspo") -> dict:
-    generated = {"Name": "bids_tspo", "Version": __version__, "CodeURL": CODE_URL}
-    if (box := container()) is not None:
-        generated["Container"] = box
-    desc = {
-        "Name": f"{name} derivatives",
-        "BIDSVersion": "1.9.0",
-        "DatasetType": "derivative",
-        "GeneratedBy": [generated],
-    }
-    if bids_dir is not None:
-        desc["SourceDatasets"] = [{"URL": Path(bids_dir).resolve().as_uri()}]
-    return desc
-
-
-def init_output_dir(output_dir: Path, bids_dir: Path | None = None) -> None:
-    """Write ``dataset_description.json`` and ``.bidsignore`` (idempotent, race-safe)."""
-    output_dir = Path(output_dir)
-    desc_path = output_dir / "dataset_description.json"
-    wanted = dataset_description(bids_dir)
-    current = None
-    if desc_path.is_file():
-        try:
-            current = json.loads(desc_path.read_text())
-        except (OSError, ValueError):
-            current = None
-    if current != wanted:
-        write_json_atomic(desc_path, wanted)
-    ignore = output_dir / ".bidsignore"
-    if not ignore.is_file() or ignore.read_text() != BIDSIGNORE:
-        write_text_atomic(ignore, BIDSIGNORE)
-
-
-def bids_uri(path: Path, root: Path, dataset: str = "raw") -> str:
-    """BIDS URI of ``path`` inside dataset ``root``: ``bids:<dataset>:<relative path>``."""
-    return f"bids:{dataset}:{Path(path).resolve().relative_to(Path(root).resolve()).as_posix()}"
+def session_record(name: str) -> Session:
+    """The :class:`Session` key of an output prefix ``sub-<l>[_ses-<s>]`` (no input paths)."""
+    ent = parse_name(f"{name}_x")
+    return Session(ent["sub"], ent.get("ses"), ())
 
 
 def _entities(session: Session, **entities: str | None) -> str:
     parts = [session.name]
-    for key in ("trc", "rec", "run", "space", "desc"):
+    for key in ENTITY_ORDER:
         value = entities.get(key)
         if value:
             parts.append(f"{key}-{value}")
@@ -163,10 +94,23 @@ def fov_mask_for(suv: Path) -> Path:
                                                       "_desc-fov_mask.nii.gz"))
 
 
-def find_pet(pet_dir: Path, name: str, *, desc: str, space: str) -> list[Path]:
+def find_pet(pet_dir: Path, name: str, *, desc: str, space: str,
+             ext: str = ".nii.gz") -> list[Path]:
     """Measured PET maps of session ``name`` in ``pet_dir`` (their names carry the PET
-    entities, e.g. ``trc-``/``run-``, so they are found rather than built)."""
-    return sorted(Path(pet_dir).glob(f"{name}_*space-{space}_desc-{desc}_pet.nii.gz"))
+    entities, e.g. ``trc-``/``run-``, so they are found rather than built); ``ext=".json"``:
+    their sidecars."""
+    return sorted(Path(pet_dir).glob(f"{name}_*space-{space}_desc-{desc}_pet{ext}"))
+
+
+def find_xfm(anat_dir: Path, name: str, src: str = "T1w") -> tuple[str, Path] | None:
+    """The template name and the participant-level transform of session ``name``:
+    T1w -> template (``src="T1w"``) or template -> T1w (any other ``src``)."""
+    pattern = (f"{name}_from-T1w_to-*_mode-image_xfm.h5" if src == "T1w"
+               else f"{name}_from-*_to-T1w_mode-image_xfm.h5")
+    for path in sorted(Path(anat_dir).glob(pattern)):
+        ent = parse_name(path)
+        return (ent["to"] if src == "T1w" else ent["from"]), path
+    return None
 
 
 def sidecar_path(nifti: Path) -> Path:
@@ -177,81 +121,104 @@ def sidecar_path(nifti: Path) -> Path:
     raise ValueError(f"not a NIfTI path: {nifti}")
 
 
-@lru_cache(maxsize=1)
-def _columns() -> dict:
-    return json.loads(resources.files("bids_tspo").joinpath("data/columns.json").read_text())
-
-
-def describe_column(table: str, column: str) -> dict | None:
-    """BIDS description (``LongName``, ``Description``, ``Units``) of a group-table column,
-    from ``data/columns.json``: metric names compose with ``baseline_``, ``_smooth`` and
-    ``_tpl``, and ``{}`` entries match a genotype or group label. None when unknown.
-
-    >>> describe_column("group_metrics", "baseline_pearson_r_smooth_tpl")["LongName"]
-    'Baseline Pearson r, true PET at 4 mm, template space'
-    >>> describe_column("group_region_stats", "wilcoxon_p_HC")["LongName"]
-    'Wilcoxon p, group HC'
-    """
-    spec, known = _columns(), _columns().get(table, {})
-    if column in known:
-        return dict(known[column])
-    for key, entry in known.items():
-        head, placeholder, tail = key.partition("{}")
-        label = column[len(head): len(column) - len(tail)]
-        if placeholder and column == head + label + tail and label:
-            return {k: v.replace("{}", label) for k, v in entry.items()}
-    for modifier, entry in spec["modifiers"].items():
-        prefix = modifier.endswith("_")
-        if column.startswith(modifier) if prefix else column.endswith(modifier):
-            inner = column[len(modifier):] if prefix else column[: -len(modifier)]
-            base = describe_column(table, inner)
-            if base is not None:
-                return base | {k: entry[k].replace("{}", base[k]) for k in entry}
-    return None
-
-
-def write_table(out: Path, table: str, frame) -> Path:
-    """``group_<table>.tsv`` (n/a for missing values) and its BIDS sidecar
-    ``group_<table>.json`` describing each column, both atomically."""
-    columns = {c: d for c in frame.columns if (d := describe_column(table, c)) is not None}
-    write_json_atomic(Path(out) / f"{table}.json", columns)
-    return write_text_atomic(Path(out) / f"{table}.tsv",
-                             frame.to_csv(sep="\t", index=False, na_rep="n/a",
-                                          float_format="%.6g"))
-
-
 def report_path(out: Path, subject: str) -> Path:
     return Path(out) / f"sub-{subject}.html"
 
 
-def synth_sidecar(sources: list[str], units: str, model_id: str, folds: list[int],
-                  oof_fold: int | None = None, space: str = "T1w", sd: bool = False) -> dict:
-    """Sidecar of a synthetic map (``desc-synth``) or its fold SD (``desc-synthstd``)."""
-    meta = {
-        "Sources": sources,
-        "SkullStripped": True,
-        "Units": units,
-        "Description": ("voxelwise SD across fold models" if sd else
-                        "synthetic TSPO PET from T1w (3D U-Net, mean of fold models and "
-                        "left-right flips)"),
-        "ModelID": model_id,
-        "FoldsUsed": folds,
-        "SpatialReference": space,
-    }
-    if oof_fold is not None:
-        meta["CrossValidationFold"] = oof_fold
-        meta["Description"] = ("out-of-fold synthetic TSPO PET from T1w: the fold model that "
-                               "never saw this subject (mean with its left-right flip)")
-    return meta
+def figure_path(out: Path, subject: str, name: str, key: str) -> Path:
+    """A participant report's figure ``sub-<l>/figures/<session>_<key>.svg``."""
+    return Path(out) / f"sub-{subject}" / "figures" / f"{name}_{key}.svg"
 
 
-def find_xfm(out: Path, session: Session, src: str = "T1w") -> tuple[str, Path] | None:
-    """The template name and T1w->template transform written at participant level."""
-    anat = Path(out) / session.reldir / "anat"
-    pattern = (f"{session.name}_from-T1w_to-*_mode-image_xfm.h5" if src == "T1w"
-               else f"{session.name}_from-*_to-T1w_mode-image_xfm.h5")
-    for path in sorted(anat.glob(pattern)):
-        name = path.name.split("_from-")[1].split("_mode-")[0]
-        tpl = name.split("_to-")[1] if src == "T1w" else name.split("_to-")[0]
-        return tpl, path
-    return None
+def group_table_path(out: Path, table: str) -> Path:
+    """``group_<table>.tsv`` at the top of OUTPUT_DIR."""
+    return Path(out) / f"group_{table}.tsv"
+
+
+@dataclass(frozen=True)
+class SessionFiles:
+    """Participant-level derivatives of one session (``suv`` is None for MRI-only)."""
+
+    name: str
+    subject: str
+    session: str | None
+    t1w: Path
+    mask: Path
+    suv: Path | None = None
+    group: str = "n/a"
+    genotype: str = "n/a"
+
+    @classmethod
+    def of(cls, out: Path, session: Session, genotype: str = "n/a") -> "SessionFiles":
+        """The T1w derivatives of ``session`` in ``out`` (no PET: synthesis inputs)."""
+        return cls(session.name, session.subject, session.session,
+                   anat_path(out, session, desc="preproc", suffix="T1w"),
+                   anat_path(out, session, desc="brain", suffix="mask"), genotype=genotype)
+
+    @property
+    def record(self) -> Session:
+        """The :class:`~bids_tspo.io.layout.Session` of these files (for derivative names)."""
+        return Session(self.subject, self.session, (self.t1w,))
+
+    @property
+    def pet_dir(self) -> Path:
+        return self.t1w.parent.parent / "pet"
+
+    def xfm(self, src: str = "T1w") -> tuple[str, Path] | None:
+        """(template name, transform) written at participant level (see :func:`find_xfm`)."""
+        return find_xfm(self.t1w.parent, self.name, src)
+
+    @property
+    def from_template(self) -> Path | None:
+        """The participant-level template -> T1w transform, when written."""
+        found = self.xfm(src="template")
+        return found[1] if found else None
+
+    @property
+    def fov(self) -> Path | None:
+        """The PET field-of-view mask written beside the SUV map (None: none, or older runs)."""
+        path = fov_mask_for(self.suv) if self.suv is not None else None
+        return path if path is not None and path.is_file() else None
+
+    def imaged(self, brain: np.ndarray) -> np.ndarray:
+        """``brain`` (boolean, T1w grid) limited to the PET field of view when it is known:
+        where PET targets are normalised, trained on and scored."""
+        fov = self.fov
+        return brain if fov is None else brain & (read_derivative(fov)[1] > 0)
+
+
+def read_derivative(path: Path) -> tuple[nib.Nifti1Image, np.ndarray]:
+    """A participant-level derivative and its data (float32); one that cannot be read is an
+    input error naming it."""
+    try:
+        img = nib.load(path)
+        return img, np.asarray(img.dataobj, np.float32)
+    except Exception as exc:  # noqa: BLE001 - nibabel/zlib raise many kinds for broken files
+        raise InputDataError(f"{path}: cannot be read ({describe(exc, 120)}); rerun the "
+                             "participant level for this session") from None
+
+
+def discover(output_dir: Path, table: dict[str, dict] | None = None,
+             group_column: str = "group", genotype_column: str = "tspo_genotype"
+             ) -> list[SessionFiles]:
+    """Sessions with a preprocessed T1w and brain mask in ``output_dir`` (SUV when present)."""
+    from .tables import row_value
+
+    table = table or {}
+    found = []
+    for t1w in sorted(Path(output_dir).glob("sub-*/**/anat/*_desc-preproc_T1w.nii.gz")):
+        session = session_record(session_name(t1w))
+        mask = anat_path(output_dir, session, desc="brain", suffix="mask")
+        if not mask.is_file():
+            continue
+        suvs = find_pet(t1w.parent.parent / "pet", session.name, desc="suv", space="T1w")
+        if len(suvs) > 1:
+            LOG.warning("%s: %d SUV maps (%s); training and evaluation use the first; choose one "
+                        "with --bids-filter-file at the participant level", session.name,
+                        len(suvs), ", ".join(p.name for p in suvs))
+        row = table.get(session.subject, {})
+        found.append(SessionFiles(session.name, session.subject, session.session, t1w, mask,
+                                  suvs[0] if suvs else None,
+                                  row_value(row, group_column),
+                                  row_value(row, genotype_column, genotype=True)))
+    return found

@@ -5,10 +5,11 @@ image(s) with their merged sidecars, and its rows of ``participants.tsv`` and
 ``sub-<l>_sessions.tsv``. Datasets with and without a session level, several runs, ``trc-``
 entities and MRI-only subjects are all represented.
 
->>> layout = load_layout(bids_dir)                                      # doctest: +SKIP
->>> sessions = select_sessions(layout, participants=("01",), sessions=())  # doctest: +SKIP
->>> sessions[0].name, sessions[0].has_pet                               # doctest: +SKIP
-('sub-01_ses-01', True)
+>>> from bids_tspo.phantom import example_dataset
+>>> layout = load_layout(example_dataset())
+>>> sessions, missing = select_sessions(layout, participants=("01",), sessions=())
+>>> sessions[0].name, sessions[0].has_pet, missing
+('sub-01_ses-01', True, [])
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Mapping
 
+from ..errors import InputDataError, MissingInputError, describe
 from .filters import pybids_filters
 from .tables import participants_table, sessions_table
-from ..errors import InputDataError, MissingInputError, describe
 
 LOG = logging.getLogger(__name__)
 

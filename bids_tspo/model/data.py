@@ -16,17 +16,16 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 import torch
 
-from ..io.tables import row_value
-from ..io.derivatives import find_pet
-from ..errors import InputDataError, MissingInputError, describe
+from ..errors import InputDataError
+from ..io.atomic import atomic_path
+from ..io.derivatives import SessionFiles, read_derivative
+from ..preprocess.reference import session_reference
 from .grid import resample_to_grid
 from .targets import pet_target, scale_t1, suv_stats
 
@@ -53,81 +52,6 @@ class ModelGrid:
         return cls((size, size, size), box)
 
 
-@dataclass(frozen=True)
-class SessionFiles:
-    """Participant-level derivatives of one session (``suv`` is None for MRI-only)."""
-
-    name: str
-    subject: str
-    session: str | None
-    t1w: Path
-    mask: Path
-    suv: Path | None = None
-    group: str = "n/a"
-    genotype: str = "n/a"
-
-    @property
-    def record(self):
-        """The :class:`~bids_tspo.io.layout.Session` of these files (for derivative names)."""
-        from ..io.layout import Session
-
-        return Session(self.subject, self.session, (self.t1w,))
-
-    @property
-    def from_template(self) -> Path | None:
-        """The participant-level template -> T1w transform, when written."""
-        found = sorted(self.t1w.parent.glob(f"{self.name}_from-*_to-T1w_mode-image_xfm.h5"))
-        return found[0] if found else None
-
-    @property
-    def fov(self) -> Path | None:
-        """The PET field-of-view mask written beside the SUV map (None: none, or older runs)."""
-        from ..io.derivatives import fov_mask_for
-
-        path = fov_mask_for(self.suv) if self.suv is not None else None
-        return path if path is not None and path.is_file() else None
-
-    def imaged(self, brain: np.ndarray) -> np.ndarray:
-        """``brain`` (boolean, T1w grid) limited to the PET field of view when it is known:
-        where PET targets are normalised, trained on and scored."""
-        fov = self.fov
-        return brain if fov is None else brain & (_read(fov)[1] > 0)
-
-    def reference(self, name: str, like: nib.Nifti1Image, brain: np.ndarray):
-        """SUVR reference region of this session on the T1w grid (None: whole brain)."""
-        from ..preprocess.reference import reference_region
-
-        if name != "wholebrain" and self.from_template is None:
-            raise MissingInputError(f"{self.t1w.parent}: no from-<template>_to-T1w transform "
-                                    f"for {self.name}; needed for the {name} reference")
-        return reference_region(name, like, brain, self.from_template)
-
-
-def discover(output_dir: Path, table: dict[str, dict] | None = None,
-             group_column: str = "group", genotype_column: str = "tspo_genotype"
-             ) -> list[SessionFiles]:
-    """Sessions with a preprocessed T1w and brain mask in ``output_dir`` (SUV when present)."""
-    table = table or {}
-    found = []
-    for t1w in sorted(Path(output_dir).glob("sub-*/**/anat/*_desc-preproc_T1w.nii.gz")):
-        name = t1w.name.split("_desc-")[0]
-        mask = t1w.with_name(f"{name}_desc-brain_mask.nii.gz")
-        if not mask.is_file():
-            continue
-        suvs = find_pet(t1w.parent.parent / "pet", name, desc="suv", space="T1w")
-        if len(suvs) > 1:
-            LOG.warning("%s: %d SUV maps (%s); training and evaluation use the first; choose one "
-                        "with --bids-filter-file at the participant level", name, len(suvs),
-                        ", ".join(p.name for p in suvs))
-        ent = dict(part.split("-", 1) for part in name.split("_"))
-        row = table.get(ent["sub"], {})
-        found.append(SessionFiles(name, ent["sub"], ent.get("ses"), t1w, mask,
-                                  suvs[0] if suvs else None,
-                                  row_value(row, group_column),
-                                  row_value(row, genotype_column, genotype=True)))
-    return found
-
-
 def _fingerprint(files: SessionFiles, size: int, target: str, reference: str) -> str:
     parts = [CACHE_VERSION, size, target, reference if target == "suvr" else None]
     for path in (files.t1w, files.mask, files.suv, files.fov):
@@ -146,15 +70,15 @@ def prepare(files: SessionFiles, size: int, target: str, cache_dir: Path | None 
     if cache is not None and cache.is_file():
         with np.load(cache) as z:
             return {"pet": None} | {k: z[k] for k in z.files} | {"name": files.name}
-    mask_img, mask_native = _read(files.mask)
+    mask_img, mask_native = read_derivative(files.mask)
     grid = ModelGrid.around(mask_native, mask_img.affine, size)
-    t1_img, t1_native = _read(files.t1w)
+    t1_img, t1_native = read_derivative(files.t1w)
     mask = (resample_to_grid(mask_native, mask_img.affine, grid.shape, grid.affine) > 0.5)
     t1 = resample_to_grid(t1_native, t1_img.affine, grid.shape, grid.affine)
     out = {"t1": scale_t1(t1, mask)[None], "mask": mask.astype(np.float32)[None],
            "affine": grid.affine, "pet": None}
     if files.suv is not None:
-        suv_img, suv_native = _read(files.suv)
+        suv_img, suv_native = read_derivative(files.suv)
         imaged_native = files.imaged(mask_native > 0)
         out["suv_stats"] = suv_stats(suv_native, imaged_native)
         suv = resample_to_grid(suv_native, suv_img.affine, grid.shape, grid.affine)
@@ -163,29 +87,16 @@ def prepare(files: SessionFiles, size: int, target: str, cache_dir: Path | None 
         _check_coverage(files.suv, imaged, mask)
         region = None
         if target == "suvr":
-            native = files.reference(reference, suv_img, imaged_native)
+            native = session_reference(files, reference, suv_img, imaged_native)
             if native is not None:
                 region = resample_to_grid(native.astype(np.float32), suv_img.affine,
                                           grid.shape, grid.affine) > 0.5
         out["pet"] = pet_target(suv, imaged, target, region)[None]
         out["pet_mask"] = imaged.astype(np.float32)[None]
     if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(f".{os.getpid()}.tmp.npz")  # torchrun ranks write it too
-        np.savez(tmp, **{k: v for k, v in out.items() if v is not None})
-        tmp.replace(cache)
+        with atomic_path(cache) as tmp:  # torchrun ranks write it too: one rename wins
+            np.savez(tmp, **{k: v for k, v in out.items() if v is not None})
     return out | {"name": files.name}
-
-
-def _read(path: Path) -> tuple[nib.Nifti1Image, np.ndarray]:
-    """A participant-level derivative and its data (float32); one that cannot be read is an
-    input error naming it."""
-    try:
-        img = nib.load(path)
-        return img, np.asarray(img.dataobj, np.float32)
-    except Exception as exc:  # noqa: BLE001 - nibabel/zlib raise many kinds for broken files
-        raise InputDataError(f"{path}: cannot be read ({describe(exc, 120)}); rerun the "
-                             "participant level for this session") from None
 
 
 def _check_coverage(suv: Path, imaged: np.ndarray, brain: np.ndarray) -> None:

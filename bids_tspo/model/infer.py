@@ -2,10 +2,15 @@
 
 A bundle is self-describing (``model.json``: architecture, normalisation, folds); ensembling
 swaps each fold's state dict into one network. Predictions live on the model box and are
-mapped back onto the exact T1w grid (:func:`bids_tspo.model.grid.to_native`) and into template space.
+mapped back onto the exact T1w grid and into template space (:mod:`bids_tspo.model.maps`).
 
->>> bundle = load_bundle(Path("out/models/tspo-unet_minmax_96_k5_s42"))   # doctest: +SKIP
->>> mean, sd = ensemble(bundle, item, torch.device("cpu"))             # doctest: +SKIP
+>>> weights = TSPOUNet().state_dict()                 # bundles: load_bundle(OUTPUT_DIR/models/<id>)
+>>> bundle = Bundle(Path("."), "example", {"normalisation": {"target": "minmax"}}, UNetConfig(),
+...                 {0: weights, 1: weights})
+>>> item = {"t1": np.zeros((1, 16, 16, 16), np.float32), "mask": np.ones((1, 16, 16, 16))}
+>>> mean, sd = ensemble(bundle, item, torch.device("cpu"))
+>>> mean.shape, float(sd.max())                      # two identical folds: no spread
+((16, 16, 16), 0.0)
 """
 
 from __future__ import annotations
@@ -18,9 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .bundle import Bundle, load_bundle
-from .targets import SUVR_SCALE
 from ..errors import UsageError, describe
+from .bundle import Bundle, load_bundle
 from .network import TSPOUNet, UNetConfig
 
 LOG = logging.getLogger(__name__)
@@ -183,78 +187,13 @@ def ensemble(bundle: Bundle, item: dict, device: torch.device, folds: list[int] 
     return mean.cpu().numpy(), sd.cpu().numpy()
 
 
-def to_units(volume: np.ndarray, target: str) -> np.ndarray:
-    """Model output -> the units of the target (0-1 for minmax, SUVR for suvr)."""
-    return volume * SUVR_SCALE if target == "suvr" else volume
-
-
-def native_maps(item: dict, mean: np.ndarray, sd: np.ndarray | None, target: str,
-                t1, brain: np.ndarray) -> dict[str, np.ndarray]:
-    """Model-box mean (and SD) maps in the target's units on the T1w grid, zero outside the
-    brain: ``{"synth": ..., "synthstd": ...}`` (no ``synthstd`` when ``sd`` is None). The
-    interpolation is normalised over the box brain mask, so edge voxels keep their values."""
-    from .grid import to_native
-
-    maps = {"synth": mean} | ({"synthstd": sd} if sd is not None else {})
-    support = item["mask"][0] > 0.5
-    return {desc: to_native(to_units(volume, target), item["affine"], t1, support) * brain
-            for desc, volume in maps.items()}
-
-
-def write_maps(out: Path, files, maps: dict[str, np.ndarray], t1, brain: np.ndarray,
-               bundle: Bundle, folds: list[int], oof_fold: int | None = None,
-               precision: str | None = None) -> list[Path]:
-    """Write ``desc-synth`` (and ``desc-synthstd``) from :func:`native_maps` on the T1w grid
-    and in template space, with sidecars naming the bundle, folds, units, SUVR reference,
-    genotype adjustment and the arithmetic used (``precision``). Template-space maps are
-    interpolated over ``brain`` (the T1w brain mask the maps live in) only, and kept where a
-    template voxel lies mostly inside it."""
-    import nibabel as nib
-
-    from .targets import target_units
-    from ..io.derivatives import (find_xfm, pet_path, save_nifti_atomic, sidecar_path,
-                              synth_sidecar, write_json_atomic)
-    from ..preprocess.images import resample_normalised
-    from ..io.spaces import resolve_template
-
-    session = files.record
-    units = target_units(bundle.target)
-    sources = [f"bids::{files.t1w.relative_to(out)}"]
-    extra = _map_metadata(bundle, files.genotype, folds)
-    if precision:
-        extra["SynthesisPrecision"] = precision
-    xfm = find_xfm(out, session)
-    on_tpl = (dict(zip(maps, resample_normalised(list(maps.values()), t1.affine,
-                                                 resolve_template(2).load()[1], [xfm[1]],
-                                                 brain, 0.5)))
-              if xfm is not None else {})
-    written = []
-    for desc, native in maps.items():
-        is_sd = desc == "synthstd"
-        img = nib.Nifti1Image(native.astype(np.float32), t1.affine)
-        img.header.set_xyzt_units("mm")
-        path = pet_path(out, session, desc=desc, space="T1w")
-        save_nifti_atomic(img, path)
-        write_json_atomic(sidecar_path(path), synth_sidecar(
-            sources, units, bundle.model_id, folds, oof_fold, "T1w", is_sd) | extra)
-        written.append(path)
-        if xfm is not None:
-            tpl_name = xfm[0]
-            tpl_path = pet_path(out, session, desc=desc, space=tpl_name)
-            save_nifti_atomic(on_tpl[desc], tpl_path)
-            write_json_atomic(sidecar_path(tpl_path), synth_sidecar(
-                sources, units, bundle.model_id, folds, oof_fold, tpl_name, is_sd)
-                | extra)
-            written.append(tpl_path)
-    return written
-
-
 def synthesize_session(out: Path, files, bundle: Bundle, device: torch.device,
                        cache_dir: Path | None = None, net: Network | None = None) -> list[Path]:
     """Fold-ensemble synthesis (mean + SD) for one preprocessed session."""
     import nibabel as nib
 
     from .data import prepare
+    from .maps import native_maps, write_maps
 
     item = prepare(files, bundle.image_size, bundle.target, cache_dir, bundle.suvr_reference)
     net = net or Network(bundle.cfg, device)
@@ -264,18 +203,3 @@ def synthesize_session(out: Path, files, bundle: Bundle, device: torch.device,
     maps = native_maps(item, mean, sd, bundle.target, t1, brain)
     return write_maps(out, files, maps, t1, brain, bundle, sorted(bundle.folds),
                       precision=net.precision)
-
-
-def _map_metadata(bundle: Bundle, genotype: str, folds: list[int]) -> dict:
-    """Sidecar fields describing the target's reference and the genotype adjustment."""
-    meta = {}
-    if bundle.target == "suvr":
-        meta["SUVRReference"] = bundle.suvr_reference
-    if bundle.meta.get("genotype_adjustment", {}).get("applied_to_target"):
-        factors = {k: bundle.genotype_factor(k, genotype) for k in folds}
-        meta["GenotypeAdjustment"] = (
-            {"Genotype": genotype, "ContrastFactorPerFold": {str(k): v for k, v in factors.items()}}
-            if any(v is not None for v in factors.values()) else
-            {"Genotype": genotype, "Note": "genotype unknown or not in the training data: "
-                                           "reference-genotype (HAB) contrast"})
-    return meta

@@ -165,8 +165,50 @@ class MiddleBlock(nn.Module):
         return self.res2(self.attn(self.res1(x)))
 
 
+class EncoderLevel(nn.Module):
+    """One resolution on the way down: ``n_blocks`` stages, then (above the bottleneck) a
+    stride-2 downsampling. Returns the features and the skips it leaves for the decoder."""
+
+    def __init__(self, cin: int, cout: int, attention: bool, cfg: UNetConfig, down: bool):
+        super().__init__()
+        self.blocks = nn.ModuleList(Stage(cin if i == 0 else cout, cout, attention, cfg)
+                                    for i in range(cfg.n_blocks))
+        self.down = Downsample(cout) if down else None
+
+    def forward(self, h):
+        skips = []
+        for block in self.blocks:
+            h = block(h)
+            skips.append(h)
+        if self.down is not None:
+            h = self.down(h)
+            skips.append(h)
+        return h, skips
+
+
+class DecoderLevel(nn.Module):
+    """One resolution on the way up: ``n_blocks + 1`` stages, each on the features
+    concatenated with the matching skip, then (below the top) a 2x upsampling."""
+
+    def __init__(self, cin: int, skips: list[int], cout: int, attention: bool, cfg: UNetConfig,
+                 up: bool):
+        super().__init__()
+        widths = [cin] + [cout] * (len(skips) - 1)
+        self.blocks = nn.ModuleList(Stage(w + s, cout, attention, cfg)
+                                    for w, s in zip(widths, skips))
+        self.up = Upsample(cout) if up else None
+
+    def forward(self, h, skips: list):
+        for block in self.blocks:
+            h = block(torch.cat([h, skips.pop()], dim=1))
+        return self.up(h) if self.up is not None else h
+
+
 class TSPOUNet(nn.Module):
-    """T1w (B,1,S,S,S) in [0,1] -> synthetic PET (B,1,S,S,S) in (0,1); S divisible by 8."""
+    """T1w (B,1,S,S,S) in [0,1] -> synthetic PET (B,1,S,S,S) in (0,1); S divisible by 8.
+
+    Weights saved by bids_tspo 0.1.0 before the levels were named (flat ``down.<i>`` /
+    ``up.<i>`` keys) load unchanged (:func:`level_keys`)."""
 
     def __init__(self, cfg: UNetConfig | None = None, **overrides):
         super().__init__()
@@ -177,41 +219,63 @@ class TSPOUNet(nn.Module):
         self.cfg = cfg
         levels = len(cfg.multipliers)
         attn = [a and cfg.use_attention for a in cfg.attention]
+        width = [cfg.channels * m for m in cfg.multipliers]
         self.projection = nn.Conv3d(cfg.in_channels, cfg.channels, 3, padding=1)
-        down, ch, skips = [], cfg.channels, [cfg.channels]
-        for i, mult in enumerate(cfg.multipliers):
-            out = cfg.channels * mult
-            for _ in range(cfg.n_blocks):
-                down.append(Stage(ch, out, attn[i], cfg))
-                ch = out
-                skips.append(ch)
-            if i < levels - 1:
-                down.append(Downsample(ch))
-                skips.append(ch)
-        self.down = nn.ModuleList(down)
+        encoder, ch, skips = [], cfg.channels, [cfg.channels]
+        for i in range(levels):
+            encoder.append(EncoderLevel(ch, width[i], attn[i], cfg, down=i < levels - 1))
+            ch = width[i]
+            skips += [ch] * (cfg.n_blocks + (i < levels - 1))
+        self.encoder = nn.ModuleList(encoder)
         self.middle = MiddleBlock(ch, cfg)
-        up = []
+        decoder = []
         for i in reversed(range(levels)):
-            out = cfg.channels * cfg.multipliers[i]
-            for _ in range(cfg.n_blocks + 1):
-                up.append(Stage(ch + skips.pop(), out, attn[i], cfg))
-                ch = out
-            if i > 0:
-                up.append(Upsample(ch))
-        self.up = nn.ModuleList(up)
+            taken = [skips.pop() for _ in range(cfg.n_blocks + 1)]
+            decoder.append(DecoderLevel(ch, taken, width[i], attn[i], cfg, up=i > 0))
+            ch = width[i]
+        self.decoder = nn.ModuleList(decoder)
         self.norm = nn.GroupNorm(cfg.out_groups, ch)
         self.final = nn.Conv3d(ch, cfg.out_channels, 3, padding=1)
+        self._register_load_state_dict_pre_hook(self._named_levels)
 
     def forward(self, x):
-        h = self.projection(x)
+        h = self.projection(x)                      # (B, C, S³)
         skips = [h]
-        for block in self.down:
-            h = block(h)
-            skips.append(h)
-        h = self.middle(h)
-        for block in self.up:
-            if isinstance(block, Upsample):
-                h = block(h)
-            else:
-                h = block(torch.cat([h, skips.pop()], dim=1))
+        for level in self.encoder:                  # S³ -> S/2³ -> S/4³ -> S/8³
+            h, level_skips = level(h)
+            skips += level_skips
+        h = self.middle(h)                          # bottleneck at S/8³
+        for level in self.decoder:                  # S/8³ -> ... -> S³, consuming the skips
+            h = level(h, skips)
         return torch.sigmoid(self.final(F.silu(self.norm(h))))
+
+    def _named_levels(self, state, prefix, *args):
+        """Rename flat ``down.<i>``/``up.<i>`` keys of older weights in place."""
+        old = [k for k in state if k.startswith((prefix + "down.", prefix + "up."))]
+        if old:
+            mapping = level_keys(self.cfg)
+            for key in old:
+                side, index, rest = key[len(prefix):].split(".", 2)
+                state[prefix + mapping[f"{side}.{index}"] + "." + rest] = state.pop(key)
+
+
+def level_keys(cfg: UNetConfig) -> dict[str, str]:
+    """Flat module names of the original layout -> named levels.
+
+    >>> keys = level_keys(UNetConfig())
+    >>> keys["down.1"], keys["down.6"], keys["up.2"], keys["up.3"]
+    ('encoder.0.down', 'encoder.3.blocks.0', 'decoder.0.up', 'decoder.1.blocks.0')
+    """
+    levels, mapping = len(cfg.multipliers), {}
+    down = up = 0
+    for i in range(levels):
+        for b in range(cfg.n_blocks):
+            mapping[f"down.{down}"], down = f"encoder.{i}.blocks.{b}", down + 1
+        if i < levels - 1:
+            mapping[f"down.{down}"], down = f"encoder.{i}.down", down + 1
+    for j, i in enumerate(reversed(range(levels))):
+        for b in range(cfg.n_blocks + 1):
+            mapping[f"up.{up}"], up = f"decoder.{j}.blocks.{b}", up + 1
+        if i > 0:
+            mapping[f"up.{up}"], up = f"decoder.{j}.up", up + 1
+    return mapping

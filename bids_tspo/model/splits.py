@@ -98,3 +98,22 @@ def fold_of(splits: dict, subject: str) -> int:
         if subject in fold["test"]:
             return fold["fold"]
     raise KeyError(subject)
+
+
+def oof_plan(splits: dict, paired: list) -> list[tuple]:
+    """(model folds, CV fold, test sessions, train sessions) for out-of-fold evaluation: each
+    fold's model on its test subjects, the fold's training and validation subjects for its
+    baseline.
+
+    >>> from types import SimpleNamespace as S
+    >>> plan = oof_plan({"folds": [{"fold": 0, "test": ["a"], "train": ["b"], "val": []}]},
+    ...                 [S(subject="a"), S(subject="b")])
+    >>> [(folds, k, [t.subject for t in test]) for folds, k, test, _ in plan]
+    [([0], 0, ['a'])]
+    """
+    plan = []
+    for fold in splits["folds"]:
+        test = [f for f in paired if f.subject in fold["test"]]
+        train = [f for f in paired if f.subject in fold["train"] + fold.get("val", [])]
+        plan.append(([fold["fold"]], fold["fold"], test, train))
+    return plan

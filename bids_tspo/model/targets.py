@@ -75,3 +75,12 @@ def suv_stats(suv: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 def target_units(target: str) -> str:
     return "normalised 0-1 (min-max in brain)" if target == "minmax" else "SUVR"
+
+
+def to_units(volume: np.ndarray, target: str) -> np.ndarray:
+    """Model output -> the units of the target (0-1 for minmax, SUVR for suvr).
+
+    >>> to_units(np.array([0.5]), "suvr").tolist(), to_units(np.array([0.5]), "minmax").tolist()
+    ([1.5], [0.5])
+    """
+    return volume * SUVR_SCALE if target == "suvr" else volume

@@ -17,7 +17,6 @@ model wrapped in DistributedDataParallel (gloo on CPU, NCCL on CUDA); rank 0 wri
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import random
@@ -31,6 +30,7 @@ import torch
 from torch.nn import functional as F
 from tqdm import tqdm
 
+from ..io.atomic import atomic_path, write_json_atomic, write_text_atomic
 from .augment import BatchAugment
 from .data import VolumeDataset
 from .network import TSPOUNet, UNetConfig
@@ -119,12 +119,6 @@ def _loader(dataset, settings: TrainSettings, epoch: int, rank: int, world: int,
                                        pin_memory=settings.device.startswith("cuda"))
 
 
-def _atomic_save(obj, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 def _run_epoch(model, loader, device, optimizer=None,
                augment: BatchAugment | None = None) -> float:
     training = optimizer is not None
@@ -208,9 +202,9 @@ def train_fold(fold_dir: Path, train_items: list[dict], val_items: list[dict],
         if rank == 0:
             if score <= best or not len(val_set):
                 best = score
-                _atomic_save({k: v.detach().cpu() for k, v in model.state_dict().items()},
+                _save({k: v.detach().cpu() for k, v in model.state_dict().items()},
                              fold_dir / "weights.pt")
-            _atomic_save({"epoch": epoch, "model": model.state_dict(),
+            _save({"epoch": epoch, "model": model.state_dict(),
                           "optimizer": optimizer.state_dict(), "best": best,
                           "history": history}, ckpt_path)
             _write_history(fold_dir / "history.tsv", history)
@@ -223,14 +217,18 @@ def train_fold(fold_dir: Path, train_items: list[dict], val_items: list[dict],
                len(train_items), "val_sessions": len(val_items), "settings": asdict(settings),
                "world_size": world}
     if rank == 0:
-        (fold_dir / "done.json").write_text(json.dumps(summary, indent=2) + "\n")
+        write_json_atomic(fold_dir / "done.json", summary)
     return summary
+
+
+def _save(obj, path: Path) -> None:
+    """``torch.save`` through the one atomic writer."""
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def _write_history(path: Path, history: list[dict]) -> None:
     lines = ["\t".join(HISTORY_COLUMNS)]
     lines += ["\t".join(f"{row[c]:.6g}" if isinstance(row[c], float) else str(row[c])
                         for c in HISTORY_COLUMNS) for row in history]
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    os.replace(tmp, path)
+    write_text_atomic(path, "\n".join(lines) + "\n")

@@ -10,8 +10,8 @@ bone marrow and muscle moderate. Patient groups add regional increases (thalamus
 cortex, cingulate; Loggia et al. 2015, Alshelh et al. 2022) that leave a subtle T1w
 hypointensity, so the MRI carries part of the signal.
 
->>> model = build_head_model(resolution=2)                  # doctest: +SKIP
->>> model.t1w.shape == model.suv.shape                      # doctest: +SKIP
+>>> model = build_head_model(resolution=2)
+>>> model.t1w.shape == model.suv.shape
 True
 """
 
@@ -23,7 +23,7 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
-from ..io.spaces import harvard_oxford, region_ids, tissue_priors
+from ..io.atlases import harvard_oxford, region_ids, tissue_priors
 
 # Tissue labels of the phantom's segmentation (written to the truth as a dseg).
 TISSUES = {0: "background", 1: "CSF", 2: "GM", 3: "WM", 4: "bone", 5: "marrow",

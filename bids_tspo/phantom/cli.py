@@ -7,9 +7,9 @@ import logging
 import sys
 from pathlib import Path
 
+from ..app.runlog import setup_logging
 from ..app.validators import Parser, nonnegative_int, positive_int
 from ..errors import EXIT_CANTCREAT, EXIT_USAGE
-from ..app.runlog import setup_logging
 from .writer import SIZES, make_phantom
 
 LOG = logging.getLogger(__name__)

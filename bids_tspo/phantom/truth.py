@@ -1,9 +1,10 @@
 """A phantom session's raw PET next to its truth on the PET grid, for scoring the PET
 quantification (SUV, frame realignment) where it happens, before any coregistration.
 
->>> pet = session_pet(bids, "sub-02_ses-01")                            # doctest: +SKIP
->>> pet.data.shape, pet.inside.sum() > 0, "pet_head_motion" in pet.truth  # doctest: +SKIP
-((50, 50, 40, 6), True, True)
+>>> from bids_tspo.phantom import example_dataset
+>>> pet = session_pet(example_dataset(), "sub-01_ses-01")
+>>> pet.data.ndim, bool(pet.inside.any()), pet.truth["subject"]["label"]
+(4, True, '01')
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from ..io.derivatives import session_record
 from ..model.grid import apply, grid_points, sample
 from .writer import load_truth
 
@@ -35,7 +37,8 @@ class SessionPet:
 
 def session_pet(bids: Path, name: str, tracer: str = "PBR28") -> SessionPet:
     """The PET of session ``name`` (``sub-<l>_ses-<s>``) of a phantom dataset and its truth."""
-    sub, ses = (part.split("-", 1)[1] for part in name.split("_")[:2])
+    session = session_record(name)
+    sub, ses = session.subject, session.session
     truth_dir = Path(bids) / "derivatives" / "phantom-truth" / f"sub-{sub}" / f"ses-{ses}"
     truth = load_truth(truth_dir / f"{name}_truth.json")
     pet_dir = Path(bids) / f"sub-{sub}" / f"ses-{ses}" / "pet"

@@ -8,7 +8,10 @@ Layout::
     OUT/derivatives/phantom-truth/...  brain mask and tissue dseg on the T1w grid, the true SUV
                                        (noise-free; and at PET resolution), truth.json per session
 
->>> make_phantom(tmp / "bids", n_subjects=3, seed=1, size="tiny")   # doctest: +SKIP
+>>> from bids_tspo.phantom import example_dataset     # make_phantom(OUT, 1, seed=1, "tiny")
+>>> sorted(p.name for p in example_dataset().iterdir())
+['.bidsignore', 'README', 'dataset_description.json', 'derivatives', 'participants.json',
+ 'participants.tsv', 'sub-01']
 """
 
 from __future__ import annotations
@@ -24,11 +27,11 @@ from scipy import ndimage
 from tqdm import tqdm
 
 from .. import __version__
-from ..io.derivatives import save_nifti_atomic, write_json_atomic, write_text_atomic
+from ..io.atomic import save_nifti_atomic, write_json_atomic, write_text_atomic
+from ..model.grid import apply, grid_points, sample
 from .anatomy import T1W_TRACE, HeadModel, build_head_model
 from .dynamic import dynamic_frames, frame_schedule, pet_sidecar
 from .subjects import ND_SUV, PhantomSession, PhantomSubject, make_cohort
-from ..model.grid import apply, grid_points, sample
 from .warp import Individual, rigid, scanner_grid
 
 LOG = logging.getLogger(__name__)

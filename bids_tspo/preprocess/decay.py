@@ -17,6 +17,7 @@ from typing import Mapping
 import numpy as np
 
 from ..errors import InputDataError
+from ..io.tables import is_missing
 
 HALF_LIFE_S = {"C11": 1220.04, "F18": 6586.2, "O15": 122.24, "N13": 597.9, "GA68": 4062.6,
                "CU64": 45720.0, "ZR89": 282276.0, "RB82": 75.45}
@@ -36,10 +37,6 @@ def sidecar_numbers(value, key: str, path: Path) -> np.ndarray:
     if array.ndim != 1 or not np.isfinite(array).all():
         raise InputDataError(f"{path}: sidecar {key} must be finite numbers ({str(value)[:80]})")
     return array
-
-
-def is_missing(value) -> bool:
-    return value is None or (isinstance(value, str) and value.strip().lower() in ("", "n/a"))
 
 
 def sidecar_number(sidecar: Mapping, key: str, default: float, path: Path) -> float:

@@ -1,7 +1,12 @@
 """Loading input images with clear, one-line errors, and nibabel <-> ANTs conversion.
 
->>> load_checked(Path("broken.nii.gz"), ndim=3)      # doctest: +SKIP
-InputDataError: broken.nii.gz: cannot be read as NIfTI (...)
+>>> import tempfile
+>>> broken = Path(tempfile.mkdtemp()) / "broken_T1w.nii.gz"
+>>> _ = broken.write_bytes(b"not a NIfTI")
+>>> load_checked(broken, ndim=3)
+Traceback (most recent call last):
+...
+bids_tspo.errors.InputDataError: .../broken_T1w.nii.gz: cannot be read as NIfTI (...)
 """
 
 from __future__ import annotations
@@ -98,13 +103,24 @@ def to_nibabel(image, like: nib.Nifti1Image | None = None, dtype=np.float32) -> 
 
 def resample_with_transforms(moving_data: np.ndarray, moving_affine: np.ndarray,
                              like: nib.Nifti1Image, transforms: list[str]) -> nib.Nifti1Image:
-    """Apply ANTs transforms (fixed -> moving order) to put an array onto the grid of ``like``."""
+    """Apply ANTs transforms (fixed -> moving order) to put an array onto the grid of ``like``
+    (linear); no transforms: resampled in world coordinates (both grids in one space).
+
+    >>> like = nib.Nifti1Image(np.zeros((2, 2, 2), np.float32), np.diag([2.0, 2, 2, 1]))
+    >>> ramp = np.arange(4, dtype=np.float32)[:, None, None] * np.ones((4, 4, 4), np.float32)
+    >>> np.asarray(resample_with_transforms(ramp, np.eye(4), like, []).dataobj)[:, 0, 0]
+    array([0., 2.], dtype=float32)
+    """
     import ants
 
     fixed = to_ants(np.zeros(like.shape[:3], np.float32), like.affine)
-    out = ants.apply_transforms(fixed=fixed, moving=to_ants(moving_data, moving_affine),
-                                transformlist=[str(t) for t in transforms],
-                                interpolator="linear")
+    moving = to_ants(moving_data, moving_affine)
+    if transforms:
+        out = ants.apply_transforms(fixed=fixed, moving=moving,
+                                    transformlist=[str(t) for t in transforms],
+                                    interpolator="linear")
+    else:
+        out = ants.resample_image_to_target(moving, fixed, interp_type="linear")
     return to_nibabel(out, like=like)
 
 

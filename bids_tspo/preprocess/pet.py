@@ -19,10 +19,15 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from ..io.tables import WEIGHT_COLUMNS
 from ..errors import InputDataError
-from .decay import (decay_to_injection, sidecar_number, sidecar_numbers, sidecar_required,
-                    timing_assumptions)
+from ..io.tables import WEIGHT_COLUMNS, is_missing
+from .decay import (
+    decay_to_injection,
+    sidecar_number,
+    sidecar_numbers,
+    sidecar_required,
+    timing_assumptions,
+)
 
 LOG = logging.getLogger(__name__)
 
@@ -86,9 +91,9 @@ def _parse_weight(value, where: str) -> float | None:
     >>> _parse_weight("70", "t"), _parse_weight("70 kg", "t"), round(_parse_weight("154lb", "t"), 1)
     (70.0, 70.0, 69.9)
     """
-    text = str(value).strip().lower() if value is not None else ""
-    if text in ("", "n/a", "nan", "na"):
+    if is_missing(value):
         return None
+    text = str(value).strip().lower()
     match = re.fullmatch(r"([0-9.eE+-]+)\s*(kg|lbs?)?", text)
     try:
         kg = float(match.group(1)) if match else float(text)

@@ -16,11 +16,12 @@ import nibabel as nib
 import numpy as np
 
 from .. import __version__
-from ..io.layout import PetImage, Session
 from ..app.config import Config
-from ..io.derivatives import (anat_path, atomic_path, bids_uri, fov_mask_path, pet_path,
-                           save_nifti_atomic, sidecar_path, write_json_atomic, xfm_path)
 from ..errors import InputDataError
+from ..io.atomic import atomic_path, save_nifti_atomic, write_json_atomic
+from ..io.dataset import bids_uri
+from ..io.derivatives import anat_path, fov_mask_path, pet_path, sidecar_path, xfm_path
+from ..io.layout import PetImage, Session
 from ..io.spaces import resolve_template
 from .anat import AnatResult, preprocess_anat, seed_ants
 from .images import field_of_view, load_checked, resample_with_transforms, to_ants

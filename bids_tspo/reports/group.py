@@ -11,10 +11,13 @@ import numpy as np
 import pandas as pd
 
 from .. import CITATION, __version__
-from ..io.derivatives import describe_column, write_text_atomic
 from ..evaluation.statistics import cnr_paired_t, paired_over_subjects
+from ..io.atomic import write_text_atomic
+from ..io.columns import describe_column
+from ..io.derivatives import find_pet, group_table_path, session_name
+from ..io.tables import read_tsv
 from . import figures
-from .participant import ENV, METHODS, read_tsv, run_errors
+from .rendering import ENV, METHODS, run_errors
 
 
 def _table(frame: pd.DataFrame, index: bool = False, fold_after: int = 20) -> str:
@@ -97,9 +100,9 @@ def preprocessing_qc(out: Path) -> pd.DataFrame:
     95 % of the brain, frames more than 3 mm apart before realignment); flagged rows first."""
     rows = []
     for side in sorted(Path(out).glob("sub-*/**/anat/*_desc-preproc_T1w.json")):
-        name = side.name.split("_desc-")[0]
+        name = session_name(side)
         qc = json.loads(side.read_text()).get("QualityControl", {})
-        pets = sorted((side.parent.parent / "pet").glob(f"{name}_*space-T1w_desc-suv_pet.json"))
+        pets = find_pet(side.parent.parent / "pet", name, desc="suv", space="T1w", ext=".json")
         sides = [json.loads(p.read_text()) for p in pets]
         coverage = [c for m in sides if (c := m.get("BrainCoverage")) is not None]
         moved = [max(m["FrameDisplacement"]) for m in sides if m.get("FrameDisplacement")]
@@ -151,9 +154,9 @@ def group_report(out: Path) -> Path:
     from ..evaluation.statistics import KEY_REGIONS
 
     out = Path(out)
-    metrics = read_tsv(out / "group_metrics.tsv")
-    regions = read_tsv(out / "group_regions.tsv")
-    stats = read_tsv(out / "group_region_stats.tsv")
+    metrics = read_tsv(group_table_path(out, "metrics"))
+    regions = read_tsv(group_table_path(out, "regions"))
+    stats = read_tsv(group_table_path(out, "region_stats"))
     bundles = sorted((out / "models").glob("*/model.json"), key=lambda p: p.stat().st_mtime)
     bundle = bundles[-1] if bundles else None  # the bundle the latest group run wrote
     model = json.loads(bundle.read_text()) if bundle else None
@@ -171,7 +174,7 @@ def group_report(out: Path) -> Path:
         figs["groups"] = figures.group_comparison(regions, top)
         figs["median_split"] = figures.median_split(regions, top)
     if bundle is not None:
-        histories = {int(p.parent.name.split("-")[1]): pd.read_csv(p, sep="\t")
+        histories = {int(p.parent.name.split("-")[1]): read_tsv(p)
                      for p in sorted(bundle.parent.glob("fold-*/history.tsv"))}
         if histories:
             figs["curves"] = figures.training_curves(histories)
@@ -191,7 +194,7 @@ def group_report(out: Path) -> Path:
                               f"paper): mean {metrics.cnr_synth.mean():.3f} vs "
                               f"{metrics.cnr_true.mean():.3f}, t = {t:.2f}, p = {p:.3g}")
     for name in ("cohort", "specificity"):
-        t = read_tsv(out / f"group_{name}.tsv")
+        t = read_tsv(group_table_path(out, name))
         if t is not None:
             tables[f"tsv_{name}"] = _table(t)
             if name == "specificity" and len(t):
