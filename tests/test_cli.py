@@ -45,6 +45,9 @@ def test_unknown_analysis_level_is_usage_error(tmp_path):
     code, _, err = run_cli(tmp_path, tmp_path / "out", "subject")
     assert code == 64
     assert "invalid choice" in err and "Traceback" not in err
+    code, _, err = run_cli(tmp_path, tmp_path / "out", "partcipant")
+    assert code == 64 and len(err.strip().splitlines()) == 1  # one line, not the usage block
+    assert "did you mean 'participant'?" in err and "bids_tspo --help" in err
 
 
 def test_missing_bids_dir_exits_66(tmp_path):
@@ -133,6 +136,13 @@ def test_config_and_command_line_written_to_logs(tiny_bids, tmp_path):
     assert json.loads(configs[0].read_text())["participant_label"] == ["99"]
     assert "--participant-label 99" in commands[0].read_text()
     assert "unknown participant" in next((out / "logs").glob("*.log")).read_text()
+
+
+def test_unpadded_label_gets_a_hint(tiny_bids, tmp_path, capsys):
+    assert main([str(tiny_bids), str(tmp_path / "out"), "participant",
+                 "--participant-label", "2"]) == 66
+    err = capsys.readouterr().err
+    assert "unknown participant label(s): sub-2 " in err and "; did you mean sub-02?" in err
 
 
 @pytest.mark.parametrize("content, code, message", [

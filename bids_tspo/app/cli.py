@@ -80,9 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a splits.json to use instead of computing the folds")
 
     g = p.add_argument_group("Training")
-    g.add_argument("--epochs", type=positive_int, default=50, metavar="N", help="(50)")
+    g.add_argument("--epochs", type=positive_int, default=50, metavar="N",
+                   help="training epochs per fold (50); with few sessions the run warns when "
+                        "the folds make far fewer optimiser steps than the paper's ~4,100")
     g.add_argument("--batch-size", "--batch_size", dest="batch_size", type=positive_int,
-                   default=2, metavar="B", help="(2)")
+                   default=2, metavar="B", help="volumes per optimiser step (2)")
     g.add_argument("--lr", type=positive_float, default=1e-4, help="Adam learning rate (1e-4)")
     g.add_argument("--image-size", "--image_size", dest="image_size", type=image_size,
                    default=96, metavar="S", help="model input edge in voxels (96)")

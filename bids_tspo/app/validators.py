@@ -14,19 +14,35 @@ argparse.ArgumentTypeError: minutes after injection cannot be negative, got -5
 from __future__ import annotations
 
 import argparse
+import difflib
 import math
-import sys
+import re
 from pathlib import Path
 
 from ..errors import EXIT_USAGE, UsageError
 
 
 class Parser(argparse.ArgumentParser):
-    """ArgumentParser whose usage errors exit 64 (EX_USAGE) instead of 2."""
+    """ArgumentParser whose usage errors exit 64 (EX_USAGE) instead of 2, in one line (with a
+    close match for a mistyped choice) and a pointer to ``--help``, not the whole usage block.
+
+    >>> Parser(prog="x").error_line("argument level: invalid choice: 'partcipant' (choose from "
+    ...                             "'participant', 'group')")
+    "x: error: argument level: invalid choice: 'partcipant' (choose from 'participant', \
+'group'); did you mean 'participant'? (x --help lists every option)"
+    """
 
     def error(self, message):  # noqa: D401 - argparse API
-        self.print_usage(sys.stderr)
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+        self.exit(EXIT_USAGE, self.error_line(message) + "\n")
+
+    def error_line(self, message: str) -> str:
+        hint = ""
+        choice = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        if choice:
+            options = re.findall(r"'([^']*)'", choice.group(2))
+            close = difflib.get_close_matches(choice.group(1), options, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+        return f"{self.prog}: error: {message}{hint} ({self.prog} --help lists every option)"
 
 
 def bounded(cast, minimum: float, strict: bool, kind: str, problem: str):

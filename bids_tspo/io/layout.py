@@ -164,7 +164,7 @@ def check_labels(layout, participants: tuple[str, ...], sessions: tuple[str, ...
             "unknown participant label(s): " + ", ".join(f"sub-{u}" for u in unknown)
             + f" (dataset has {len(known)}: "
             + ", ".join(f"sub-{k}" for k in sorted(known)[:20])
-            + (", ..." if len(known) > 20 else "") + ")"
+            + (", ..." if len(known) > 20 else "") + ")" + _did_you_mean(unknown, known, "sub-")
         )
     known_ses = set(layout.get_sessions())
     unknown_ses = [s for s in sessions if s not in known_ses]
@@ -172,8 +172,22 @@ def check_labels(layout, participants: tuple[str, ...], sessions: tuple[str, ...
         raise MissingInputError(
             "unknown session label(s): " + ", ".join(f"ses-{u}" for u in unknown_ses)
             + " (dataset has: " + (", ".join(f"ses-{k}" for k in sorted(known_ses)) or "none")
-            + ")"
+            + ")" + _did_you_mean(unknown_ses, known_ses, "ses-")
         )
+
+
+def _did_you_mean(unknown: list[str], known: set[str], prefix: str) -> str:
+    """Labels that differ from known ones only by zero padding or letter case, as a hint.
+
+    >>> _did_you_mean(["6", "x"], {"06", "07"}, "sub-")
+    '; did you mean sub-06?'
+    """
+    def key(label: str) -> str:
+        return label.lower().lstrip("0") or "0"
+
+    by_key = {key(k): k for k in known}
+    close = [by_key[key(u)] for u in unknown if key(u) in by_key]
+    return f"; did you mean {', '.join(prefix + c for c in close)}?" if close else ""
 
 
 def select_sessions(layout, participants: tuple[str, ...] = (),
