@@ -175,6 +175,10 @@ def test_broken_bundles_are_refused(tiny_bids, grouped, tmp_path, capsys):
     (bundle / "model.json").unlink()
     assert main(args) == 65
     assert "not a bids_tspo model bundle" in capsys.readouterr().err
+    parent = [*args[:-3], str(grouped / "models"), *args[-2:]]  # the folder of bundles
+    assert main(parent) == 65
+    err = capsys.readouterr().err
+    assert f"it holds the bundle(s) {grouped / 'models' / MODEL_ID}: pass one of them" in err
 
 
 def test_session_whose_pet_misses_the_brain_is_left_out(tiny_bids, preprocessed, grouped,

@@ -33,12 +33,13 @@ def run(config: Config) -> int:
 
 
 def _process_participant_session(config: Config, session: Session, synthesis=None,
-                                 genotype: str = "n/a") -> list:
-    """Run the participant stages on one session; returns the outputs written."""
+                                 genotype: str = "n/a", preprocess: bool = True) -> list:
+    """Run the participant stages on one session (``preprocess=False``: only the synthesis,
+    after the worker processes preprocessed it); returns the outputs written."""
     from ..io.derivatives import SessionFiles
     from ..preprocess import preprocess_session
 
-    written = preprocess_session(config, session)
+    written = preprocess_session(config, session) if preprocess else []
     if synthesis is not None:
         from ..model.infer import synthesize_session
 
@@ -83,7 +84,8 @@ def run_participant(config: Config) -> int:
         start = time.monotonic()
         failure = attempt(session.name, lambda: _process_participant_session(
             config, session, synthesis,
-            row_value(session.participant, config.genotype_column, genotype=True)))
+            row_value(session.participant, config.genotype_column, genotype=True),
+            preprocess=workers == 1))
         if failure is not None:
             LOG.error("%s: %s", session.name, failure.message)
             failures.append(failure)

@@ -65,7 +65,10 @@ def load_bundle(path: Path, folds: list[int] | None = None) -> Bundle:
     try:
         meta = json.loads(meta_path.read_text())
     except FileNotFoundError:
-        raise InputDataError(f"{meta_path}: missing; not a bids_tspo model bundle") from None
+        inside = sorted(p.parent for p in path.glob("*/model.json"))
+        hint = (f"; it holds the bundle(s) {', '.join(str(p) for p in inside)}: pass one of them"
+                if inside else "")
+        raise InputDataError(f"{meta_path}: missing; not a bids_tspo model bundle{hint}") from None
     except ValueError as exc:
         raise InputDataError(f"{meta_path}: not valid JSON ({exc})") from None
     if meta.get("bundle_format") != BUNDLE_FORMAT:
