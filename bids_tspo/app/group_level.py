@@ -23,9 +23,9 @@ from tqdm import tqdm
 from .. import __version__
 from ..errors import InputDataError, MissingInputError
 from ..evaluation.baseline import training_mean
+from ..evaluation.metrics_table import write_metrics
 from ..evaluation.regions import write_region_tables
 from ..evaluation.scoring import score_session
-from ..evaluation.metrics_table import write_metrics
 from ..io.atomic import write_json_atomic
 from ..io.derivatives import SessionFiles, discover
 from ..io.spaces import resolve_template
