@@ -159,6 +159,36 @@ def test_participant_synthesis_with_model_mri_only(tiny_bids, grouped, tmp_path)
     assert spread and abs(float(spread.group(1)) - sd[inside].mean()) < 0.2 * sd[inside].mean()
 
 
+def test_synthesis_with_a_bundle_that_lost_to_its_baseline_warns(tiny_bids, grouped, tmp_path,
+                                                                 capsys):
+    """A bundle whose out-of-fold verdict is 'worse than the baseline' gets a WARNING in the
+    log, a Warning in the synth sidecar and a warning box in the participant report; one that
+    won gets none of them."""
+    out = tmp_path / "apply"
+    for status in ("better", "worse"):
+        bundle = tmp_path / status / MODEL_ID
+        shutil.copytree(grouped / "models" / MODEL_ID, bundle)
+        meta = json.loads((bundle / "model.json").read_text())
+        meta["metrics_summary"]["verdict"] = {
+            "status": status, "text": f"{status} than the population baseline in 3 of 3."}
+        (bundle / "model.json").write_text(json.dumps(meta))
+        code = main([str(tiny_bids), str(out), "participant", "--participant-label", "04",
+                     "--sloppy", "--model", str(bundle), "-w", str(tmp_path / "w"),
+                     "--omp-nthreads", "2"])
+        assert code == 0
+        err = capsys.readouterr().err
+        side = json.loads((out / "sub-04/ses-01/pet/sub-04_ses-01_space-T1w_desc-synth_pet.json"
+                           ).read_text())
+        html = (out / "sub-04.html").read_text()
+        lost = f"model {MODEL_ID} lost to its training-mean baseline"
+        if status == "worse":
+            assert "WARNING" in err and lost in err
+            assert side["Warning"].startswith(lost) and lost in html
+            assert 'class="warning"' in html
+        else:
+            assert lost not in err and "Warning" not in side and 'class="warning"' not in html
+
+
 def test_broken_bundles_are_refused(tiny_bids, grouped, tmp_path, capsys):
     bundle = tmp_path / "bundle"
     shutil.copytree(grouped / "models" / MODEL_ID, bundle)

@@ -21,7 +21,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 def test_group_report_is_self_contained(grouped):
     html = (grouped / "group_report.html").read_text()
     for section in ("Summary", "Cohort", "Preprocessing QC", "Image metrics", "Regions",
-                    "Subject specificity", "Training", "Flagged sessions", "Participant reports"):
+                    "Subject specificity", "Training", "Sessions to check", "Participant reports"):
         assert section in html, section
     assert html.count("<svg") >= 4
     assert not re.search(r'(src|href)="https?://', html) and "<link" not in html
@@ -66,11 +66,44 @@ def test_preprocessing_qc_flags(tmp_path):
     assert table.set_index("session").pet_frame_motion_mm.to_dict()["sub-03"] == 4.2
 
 
+def test_group_report_verdict_says_what_the_numbers_say(grouped):
+    """The #verdict box counts the subjects where the U-Net's r beats the baseline's (each
+    subject's sessions averaged) exactly as group_metrics.tsv gives them, and its word
+    (better / worse / undecided) follows from that count and the means; the model card
+    carries the same sentence."""
+    import pandas as pd
+
+    html = (grouped / "group_report.html").read_text()
+    box = re.search(r'<section id="verdict" class="verdict (\w+)">(.*?)</section>', html, re.S)
+    assert box, "no verdict box"
+    status, text = box.groups()
+    table = pd.read_csv(grouped / "group_metrics.tsv", sep="\t")
+    means = table.groupby("participant_id")[["pearson_r", "baseline_pearson_r"]].mean()
+    better, n = int((means.pearson_r > means.baseline_pearson_r).sum()), len(means)
+    model_r, base_r = table.pearson_r.mean(), table.baseline_pearson_r.mean()
+    expected = ("better" if 2 * better > n and model_r > base_r else
+                "worse" if 2 * (n - better) > n and model_r < base_r else "undecided")
+    assert status == expected
+    count = better if status != "worse" else n - better
+    assert f"in {count} of {n} subjects" in text
+    assert f"mean r {model_r:.2f} vs {base_r:.2f}" in text
+    if status == "worse":  # the 1-epoch test model: it must say so, with the steps it made
+        assert "do not use this model for synthesis" in text
+        assert re.search(r"this run: \d+ optimiser steps? per fold", text)
+    card = next(grouped.glob("models/*/README.md")).read_text()
+    sentence = re.search(r'<p class="verdict-text">(.*?)</p>', text, re.S).group(1)
+    assert sentence.replace("&#39;", "'") in card
+
+
 def test_participant_reports_and_figures(grouped):
     html = (grouped / "sub-02.html").read_text()
     assert "sub-02_ses-01" in html and "sub-02_ses-02" in html
-    for src in re.findall(r'<img src="([^"]+)"', html):
-        assert (grouped / src).is_file() and src.endswith(".svg")
+    # self-contained: figures inline, nothing loaded from files or the network
+    external = re.findall(r'\s(?:src|href)="(?!#|sub-\w+\.html|group_report\.html)([^"]*)"', html)
+    assert "<img" not in html and external == []
+    assert html.count("<svg") >= 6  # 3 figures per session, 2 sessions
+    for src in re.findall(r"\(also in (sub-02/figures/[^)]+\.svg)\)", html):
+        assert (grouped / src).is_file()  # the figure files stay, as the contract lists
     assert "out-of-fold" in html and "Brain extraction" in html and "Synthetic PET" in html
     assert "SUV (60–90 min) over the T1w" in html  # the window the SUV sidecar records
     assert "MRI only" in (grouped / "sub-04.html").read_text()
@@ -89,20 +122,96 @@ def test_reports_only_regenerates_without_processing(tiny_bids, grouped):
     assert weights.stat().st_mtime_ns == stamp
 
 
+# Injected into a copy of a report: records script errors, console.error calls and resources
+# that fail to load, then (on load) lists figures without an image, images that did not load
+# and elements reaching beyond the page width (outside scrolling containers).
+PROBE = """<script>
+window.__errors = [];
+window.addEventListener("error", e => window.__errors.push(
+  (e.target && (e.target.src || e.target.href)) || String(e.message)), true);
+const __ce = console.error;
+console.error = (...a) => { window.__errors.push(a.join(" ")); __ce(...a); };
+window.addEventListener("load", () => {
+  const width = document.documentElement.clientWidth, wide = [];
+  for (const el of document.body.querySelectorAll("*")) {
+    let p = el.parentElement, inside = false;
+    while (p && p !== document.body) {
+      if (["auto", "scroll", "hidden"].includes(getComputedStyle(p).overflowX)) {
+        inside = true; break; }
+      p = p.parentElement;
+    }
+    const r = el.getBoundingClientRect();
+    if (!inside && r.width && r.right > width + 1)
+      wide.push(el.tagName + (el.id ? "#" + el.id : "") + " " + Math.round(r.right));
+  }
+  const out = document.createElement("pre");
+  out.id = "__probe";
+  out.textContent = JSON.stringify({errors: window.__errors, wide, width,
+    broken: [...document.images].filter(i => !i.complete || !i.naturalWidth).map(i => i.src),
+    empty: [...document.querySelectorAll("figure")].filter(
+      f => !f.querySelector("svg, img")).length,
+    svgs: document.querySelectorAll("svg").length,
+    page: document.documentElement.scrollWidth});
+  document.body.appendChild(out);
+});
+</script>"""
+
+
+def chromium_probe(html_file, tmp_path, width: int = 1400) -> dict:
+    """Load a copy of ``html_file`` with :data:`PROBE` in headless Chromium (``width`` px
+    wide) and return what the probe found."""
+    probed = html_file.parent / f"probe-{html_file.name}"
+    probed.write_text(html_file.read_text().replace("<head>", "<head>" + PROBE, 1))
+    try:
+        dom = subprocess.run(
+            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'profile'}", f"--window-size={width},1000",
+             "--virtual-time-budget=5000", "--dump-dom", probed.as_uri()],
+            capture_output=True, text=True, timeout=120, check=False).stdout
+    finally:
+        probed.unlink()
+    found = re.search(r'<pre id="__probe">(.*?)</pre>', dom, re.S)
+    assert found, f"the probe did not run in {html_file.name}"
+    return json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&")
+                      .replace("&lt;", "<").replace("&gt;", ">"))
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium not installed")
+def test_browser_probe_catches_broken_pages(tmp_path):
+    """The probe itself: a missing image, an empty figure, a script error and a table wider
+    than the page are all reported (so a clean report below means something)."""
+    page = tmp_path / "broken.html"
+    page.write_text('<!DOCTYPE html><html><head></head><body><img src="missing.svg">'
+                    '<figure><figcaption>no image</figcaption></figure>'
+                    '<div style="width:3000px">wide</div><script>undefinedCall()</script>'
+                    '</body></html>')
+    found = chromium_probe(page, tmp_path)
+    assert any("missing.svg" in e for e in found["errors"]) and found["broken"]
+    assert any("undefinedCall" in e for e in found["errors"])
+    assert found["empty"] == 1 and any(w.startswith("DIV") for w in found["wide"])
+
+
 @pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium not installed")
 @pytest.mark.parametrize("page", ["group_report.html", "sub-02.html"])
-def test_renders_in_headless_chromium(grouped, tmp_path, page):
+def test_reports_in_chromium(grouped, tmp_path, page):
+    """Both reports at 1400 px: no console or script error, no resource failing to load, every
+    figure drawn, nothing wider than the page; and the screenshot is not blank."""
     from matplotlib.image import imread
 
+    found = chromium_probe(grouped / page, tmp_path)
+    assert found["errors"] == [] and found["broken"] == [], found
+    assert found["empty"] == 0 and found["svgs"] >= 4, found
+    assert found["wide"] == [] and found["page"] <= found["width"], found
     shot = tmp_path / "shot.png"
     subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                     "--no-first-run", "--disable-background-networking",
                     "--disable-component-update", "--disable-sync",
-                    f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1280,2400",
+                    f"--user-data-dir={tmp_path / 'profile2'}", "--window-size=1400,2400",
                     f"--screenshot={shot}", (grouped / page).as_uri()],
                    capture_output=True, timeout=120, check=False)
     pixels = imread(shot)[..., :3]
-    assert pixels.shape[:2] == (2400, 1280)
+    assert pixels.shape[:2] == (2400, 1400)
     assert pixels.std() > 0.05  # not a blank page
     dark_header = pixels[:60].mean()
     assert dark_header < 0.4  # the header band rendered with its style

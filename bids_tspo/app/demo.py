@@ -9,6 +9,7 @@ command that applies the bundle to new MRI-only data.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import time
@@ -87,6 +88,15 @@ def _mri_only(derivs: Path) -> list[str]:
     return sorted({s.subject for s in sessions} - with_pet)
 
 
+def _verdict(bundle: Path) -> str | None:
+    """The bundle's verdict against the population baseline (model.json), in words."""
+    try:
+        meta = json.loads((bundle / "model.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return ((meta.get("metrics_summary") or {}).get("verdict") or {}).get("text")
+
+
 def _summary(seconds: float, bids: Path, derivs: Path, steps: list, bundle: Path | None,
              mri_only: list[str]) -> str:
     """What ran, where everything is, and the next command."""
@@ -108,6 +118,9 @@ def _summary(seconds: float, bids: Path, derivs: Path, steps: list, bundle: Path
                      f"{', '.join('sub-' + s for s in subjects)})")
     if bundle is not None:
         lines.append(f"  model bundle    : {bundle} (model card: {bundle / 'README.md'})")
+        verdict = _verdict(bundle)
+        if verdict:
+            lines.append(f"  verdict         : {verdict}")
         synth = sorted(p for s in mri_only
                        for p in derivs.glob(f"sub-{s}/**/pet/*_space-T1w_desc-synth_pet.nii.gz"))
         lines += [f"  MRI-only map    : {p}" for p in synth]

@@ -26,11 +26,12 @@ from ..evaluation.baseline import training_mean
 from ..evaluation.metrics_table import write_metrics
 from ..evaluation.regions import write_region_tables
 from ..evaluation.scoring import score_session
+from ..evaluation.verdict import steps_per_fold
 from ..io.atomic import write_json_atomic
 from ..io.derivatives import SessionFiles, discover
 from ..io.spaces import resolve_template
 from ..io.tables import participants_table
-from ..model.bundle import Bundle, load_bundle, model_id_for, write_bundle_files
+from ..model.bundle import Bundle, fold_records, load_bundle, model_id_for, write_bundle_files
 from ..model.data import loss_mask, prepare
 from ..model.genotype import genotype_factors, neutralise
 from ..model.infer import Network, ensemble, resolve_device
@@ -71,7 +72,8 @@ def run_group_level(config: Config) -> tuple[list[str], list[Failure]]:
         cohort = prepare_cohort(paired, bundle.image_size, bundle.target,
                                 bundle.suvr_reference, config, rank)
         plan = [(sorted(bundle.folds), None, cohort.paired, [])]
-        evaluate(config, bundle, plan, cohort, device, folds_of={})
+        steps = steps_per_fold(bundle.meta.get("training", {}).get("per_fold"))
+        evaluate(config, bundle, plan, cohort, device, folds_of={}, steps=steps)
         return cohort.names, cohort.left_out
 
     bundle_dir = config.output_dir / "models" / model_id_for(config)
@@ -96,7 +98,9 @@ def run_group_level(config: Config) -> tuple[list[str], list[Failure]]:
         return cohort.names, cohort.left_out
     folds_of = {s: f["fold"] for f in splits["folds"] for s in f["test"]}
     summary = evaluate(config, load_bundle(bundle_dir), oof_plan(splits, cohort.paired), cohort,
-                       device, folds_of)
+                       device, folds_of, steps_per_fold(fold_records(bundle_dir, done)))
+    if (summary.get("verdict") or {}).get("status") == "worse":
+        LOG.warning("%s", summary["verdict"]["text"])
     write_bundle_files(bundle_dir, config, cfg, splits, done, cohort.paired, factors, summary,
                        cohort.excluded)
     LOG.info("model bundle: %s (bids_tspo %s)", bundle_dir, __version__)
@@ -186,10 +190,11 @@ def train_folds(config: Config, bundle_dir: Path, splits: dict, cohort: Cohort, 
 
 
 def evaluate(config: Config, bundle: Bundle, plan: list[tuple], cohort: Cohort, device,
-             folds_of: dict[str, int]) -> dict:
+             folds_of: dict[str, int], steps: int | None = None) -> dict:
     """Stage 5: synthesise each session of ``plan`` (written as ``desc-synth``), score it
     against its PET beside the fold's training-mean baseline, and write the group tables;
-    returns the metrics summary for the bundle."""
+    returns the metrics summary for the bundle (with the verdict against the baseline;
+    ``steps``: optimiser steps per fold, for its advice)."""
     tpl_mask = np.asarray(resolve_template(2).load()[1].dataobj) > 0.5
     net = Network(bundle.cfg, device, config.compile, config.precision)
     rows = []
@@ -212,7 +217,7 @@ def evaluate(config: Config, bundle: Bundle, plan: list[tuple], cohort: Cohort, 
                                   bundle.suvr_reference, mean_train, config.seed)
     _, tpl = write_region_tables(config.output_dir, cohort.paired, folds_of, bundle.target,
                                  config.seed, bundle.suvr_reference)
-    return write_metrics(config.output_dir, rows, tpl)
+    return write_metrics(config.output_dir, rows, tpl, steps)
 
 
 def _folds_requested(config: Config) -> list[int]:

@@ -62,6 +62,8 @@ def run_participant(config: Config) -> int:
                                    config.precision)
         bundle = synthesis.bundle
         LOG.info("synthesis with model %s (folds %s)", bundle.model_id, sorted(bundle.folds))
+        if bundle.warning:
+            LOG.warning("%s", bundle.warning)
     init_output_dir(config.output_dir, config.bids_dir)
     failures = [Failure(name, f"{name}: no T1w image (anat/*_T1w.nii[.gz])", EXIT_NOINPUT)
                 for name in missing]

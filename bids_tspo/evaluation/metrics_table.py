@@ -13,6 +13,7 @@ import pandas as pd
 
 from ..io.columns import write_table
 from .statistics import cnr_paired_t, paired_over_subjects
+from .verdict import verdict
 
 ID_COLUMNS = ["bids_name", "participant_id", "session_id", "group", "genotype", "fold", "target"]
 KEY_METRICS = ["pearson_r", "pearson_r_smooth", "mse", "mae", "normdiff", "percdiff", "ssim",
@@ -36,7 +37,9 @@ def metrics_table(rows: list[dict], template: dict | None = None) -> pd.DataFram
     return table[ID_COLUMNS + [c for c in table.columns if c not in ID_COLUMNS]]
 
 
-def summarise(table: pd.DataFrame) -> dict:
+def summarise(table: pd.DataFrame, steps: int | None = None) -> dict:
+    """The bundle's metrics summary: means of the key metrics (model and baseline), the
+    comparison over subjects and the :func:`~.verdict.verdict` (``steps``: per fold)."""
     summary = {"sessions": int(len(table))}
     for key in KEY_METRICS:
         for prefix in ("", "baseline_"):
@@ -49,10 +52,12 @@ def summarise(table: pd.DataFrame) -> dict:
         summary["wilcoxon_p_subjects_r_vs_baseline"] = test["wilcoxon_p"]
     if {"cnr_synth", "cnr_true"} <= set(table):
         summary["cnr_paired_t"], summary["cnr_paired_t_p"] = cnr_paired_t(table)
+    summary["verdict"] = verdict(table, steps)
     return summary
 
 
-def write_metrics(out: Path, rows: list[dict], template: dict | None = None) -> dict:
+def write_metrics(out: Path, rows: list[dict], template: dict | None = None,
+                  steps: int | None = None) -> dict:
     table = metrics_table(rows, template)
     write_table(out, "group_metrics", table)
-    return summarise(table)
+    return summarise(table, steps)

@@ -51,6 +51,17 @@ class Bundle:
     def suvr_reference(self) -> str:
         return self.meta["normalisation"].get("suvr_reference") or "wholebrain"
 
+    @property
+    def warning(self) -> str | None:
+        """Why this bundle should not be used for synthesis: it lost to the population
+        (training-mean) baseline in its own out-of-fold evaluation (None: it did not, or it
+        was not evaluated)."""
+        verdict = (self.meta.get("metrics_summary") or {}).get("verdict") or {}
+        if verdict.get("status") != "worse":
+            return None
+        return (f"model {self.model_id} lost to its training-mean baseline in its "
+                f"out-of-fold evaluation: {verdict['text']}")
+
     def genotype_factor(self, fold: int, genotype: str) -> float | None:
         """Contrast factor restoring ``genotype`` on fold ``fold``'s output (None: none)."""
         from .genotype import fold_factor
@@ -152,8 +163,9 @@ def write_bundle_files(bundle_dir: Path, config: Config, cfg: UNetConfig, splits
 
 
 def fold_records(bundle_dir: Path, done: list[int]) -> dict[str, dict]:
-    """How each trained fold was trained: device, processes, epochs and wall time (from its
-    ``done.json`` and ``history.tsv``; a fold resumed or continued sums all its epochs)."""
+    """How each trained fold was trained: device, processes, epochs, optimiser steps and wall
+    time (from its ``done.json`` and ``history.tsv``; a fold resumed or continued sums all its
+    epochs)."""
     records = {}
     for k in done:
         fold = Path(bundle_dir) / f"fold-{k}"
@@ -162,10 +174,15 @@ def fold_records(bundle_dir: Path, done: list[int]) -> dict[str, dict]:
             seconds = read_tsv(fold / "history.tsv")["seconds"]
         except (OSError, ValueError, KeyError):
             continue
+        world = summary.get("world_size", 1)
+        batch = summary.get("settings", {}).get("batch_size")
+        sessions = summary.get("train_subjects_sessions")
         records[str(k)] = {"device": summary.get("settings", {}).get("device"),
-                           "world_size": summary.get("world_size", 1),
+                           "world_size": world,
                            "epochs": len(seconds), "seconds": round(float(seconds.sum()), 1),
-                           "best_score": summary.get("best_score")}
+                           "best_score": summary.get("best_score"),
+                           "steps": (-(-sessions // (batch * world)) * len(seconds)
+                                     if sessions and batch else None)}
     return records
 
 
@@ -191,10 +208,16 @@ def model_card(meta: dict) -> str:
                 "the subject's genotype is known (contrast factors per fold in model.json)"
                 if meta["genotype_adjustment"]["applied_to_target"] else
                 "factors recorded in model.json, not applied (per-volume min-max target)")
+    verdict = (meta["metrics_summary"].get("verdict") or {}).get(
+        "text", "Not evaluated yet: run the group level to compare the model with the "
+                "population baseline.")
     return f"""# Model card: {meta['model_id']}
 
 3D U-Net (Ferrante et al. 2025; {meta['network']['parameters']:,} parameters) mapping a
 skull-stripped, percentile-scaled T1w to a synthetic TSPO ([11C]PBR28) PET map.
+
+## Verdict against the population baseline
+**{verdict}**
 
 ## Training data
 {data['sessions']} sessions of {data['subjects']} subjects; groups {data['groups']};

@@ -66,6 +66,8 @@ def write_maps(out: Path, files, maps: dict[str, np.ndarray], t1, brain: np.ndar
     units = target_units(bundle.target)
     sources = [f"bids::{files.t1w.relative_to(out)}"]
     extra = _map_metadata(bundle, files.genotype, folds)
+    if oof_fold is None and bundle.warning:  # a synthesis with a bundle that lost
+        extra["Warning"] = bundle.warning
     if precision:
         extra["SynthesisPrecision"] = precision
     xfm = files.xfm()

@@ -30,6 +30,7 @@ import torch
 from torch.nn import functional as F
 from tqdm import tqdm
 
+from ..evaluation.verdict import PAPER_STEPS  # the paper's ~4,100 steps per fold
 from ..io.atomic import atomic_path, write_json_atomic, write_text_atomic
 from .augment import BatchAugment
 from .data import VolumeDataset
@@ -50,8 +51,6 @@ class TrainSettings:
     progress: bool = True
 
 
-# The paper's folds: ~163 training scans (80 % of 204), batch 2, 50 epochs: ~4,100 steps.
-PAPER_STEPS = 4100
 
 
 def few_steps_warning(sessions: int, batch_size: int, epochs: int) -> str | None:

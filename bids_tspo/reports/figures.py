@@ -35,12 +35,20 @@ def _display_svg(display) -> str:
     return text
 
 
+def _label_colorbar(display, label: str) -> None:
+    """Name the units on a nilearn display's colour bar (nilearn leaves it unlabelled)."""
+    bar = getattr(display, "_cbar", None)
+    if bar is not None:
+        bar.set_label(label, fontsize=8)
+
+
 def mask_contour(t1: nib.Nifti1Image, mask: nib.Nifti1Image) -> str:
-    """T1w with the brain-mask contour, 7 axial slices."""
+    """T1w with the brain-mask contour, 7 axial slices (orientation and z in mm annotated)."""
     from nilearn import plotting
 
     d = plotting.plot_anat(t1, display_mode="z", cut_coords=7, draw_cross=False,
-                           annotate=False, dim=-0.3, figure=plt.figure(figsize=(11, 2.2)))
+                           annotate=True, colorbar=False, dim=-0.3,
+                           figure=plt.figure(figsize=(11, 2.2)))
     d.add_contours(mask, levels=[0.5], colors="#e8473c", linewidths=1.0)
     return _display_svg(d)
 
@@ -50,27 +58,50 @@ def registration_check(warped_t1: nib.Nifti1Image, template_mask: nib.Nifti1Imag
     from nilearn import plotting
 
     d = plotting.plot_anat(warped_t1, display_mode="ortho", draw_cross=False, annotate=True,
-                           dim=-0.3, figure=plt.figure(figsize=(9, 3)))
+                           colorbar=False, dim=-0.3, figure=plt.figure(figsize=(9, 3)))
     d.add_contours(template_mask, levels=[0.5], colors="#2fb5e8", linewidths=1.0)
     return _display_svg(d)
 
 
 def coreg_check(t1: nib.Nifti1Image, suv: nib.Nifti1Image, mask: nib.Nifti1Image) -> str:
-    """SUV (space-T1w) over the T1w, with the brain outline: PET-to-T1w alignment."""
+    """SUV (space-T1w) over the T1w, with the brain outline: PET-to-T1w alignment; the SUV
+    colour bar (g/mL) beside the panels, no bar for the T1w (arbitrary units)."""
     from nilearn import plotting
 
     data = np.asarray(suv.dataobj, np.float32)
     d = plotting.plot_anat(t1, display_mode="ortho", draw_cross=False, dim=-0.2,
-                           figure=plt.figure(figsize=(9, 3)))
-    d.add_overlay(suv, cmap="inferno", transparency=0.55, vmin=0,
+                           colorbar=False, figure=plt.figure(figsize=(10, 3)))
+    d.add_overlay(suv, cmap="inferno", transparency=0.55, vmin=0, colorbar=True,
+                  cbar_tick_format="%.1f",
                   vmax=float(np.percentile(data[data > 0], 99)) if np.any(data > 0) else 1)
+    _label_colorbar(d, "SUV (g/mL)")
     d.add_contours(mask, levels=[0.5], colors="#2fe88f", linewidths=0.8)
     return _display_svg(d)
 
 
+def frame_motion(displacement: list[float], frames: list[int] | None, limit_mm: float) -> str:
+    """Head displacement of each PET frame of the SUV window before realignment (mm, from
+    the SUV sidecar's ``FrameDisplacement``; ``frames``: their indices in the PET series,
+    ``FramesUsed``), with the QC limit as a dashed line."""
+    x = frames if frames and len(frames) == len(displacement) else list(
+        range(len(displacement)))
+    fig, ax = plt.subplots(figsize=(6, 2.4))
+    ax.plot(x, displacement, "o-", color="#3b6fd8")
+    ax.axhline(limit_mm, color="#c2410c", ls="--", lw=1, label=f"QC limit {limit_mm:g} mm")
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    ax.set_xlabel("frame (index in the PET series)")
+    ax.set_ylabel("displacement (mm)")
+    ax.set_ylim(0, max(limit_mm, max(displacement)) * 1.15)
+    ax.legend(frameon=False, fontsize=8)
+    return svg_of(fig)
+
+
 def synthesis_mosaic(t1: np.ndarray, true: np.ndarray | None, synth: np.ndarray,
-                     sd: np.ndarray | None, mask: np.ndarray, units: str, n: int = 6) -> str:
-    """Rows T1w / true / synthetic / difference / SD on shared colour scales (axial slices)."""
+                     sd: np.ndarray | None, mask: np.ndarray, units: str, n: int = 6,
+                     z_mm: tuple[float, float] | None = None) -> str:
+    """Rows T1w / true / synthetic / difference / SD on shared colour scales (axial slices of
+    an RAS grid, shown in neurological convention: L on the left), colour bars in
+    ``units``; ``z_mm`` (z of slice 0, slice spacing) labels each slice with its z in mm."""
     from mpl_toolkits.axes_grid1 import make_axes_locatable
 
     z = np.flatnonzero(mask.any(axis=(0, 1)))
@@ -101,11 +132,36 @@ def synthesis_mosaic(t1: np.ndarray, true: np.ndarray | None, synth: np.ndarray,
         ax.set_title(label, loc="left", fontsize=9)
         cax = make_axes_locatable(ax).append_axes("right", size=0.08, pad=0.05)
         if lims:
-            short = "SUVR" if units == "SUVR" else "0–1"
-            fig.colorbar(im, cax=cax, label=short if label != "SD across folds" else "SD")
+            fig.colorbar(im, cax=cax, label=_units_label(units, label == "SD across folds"))
         else:
             cax.set_axis_off()
+    _orientation_labels(axes[0, 0], axes[-1, 0], strips[0].shape, cuts, gap.shape[1], z_mm)
     return svg_of(fig)
+
+
+def _units_label(units: str, sd: bool = False) -> str:
+    """A colour bar's label: the map's units in words.
+
+    >>> _units_label("SUVR"), _units_label("normalised 0-1 (min-max in brain)", sd=True)
+    ('SUVR', 'SD (normalised 0–1)')
+    """
+    name = "SUVR" if units == "SUVR" else "normalised 0–1" if units.startswith("normal") \
+        else units or "a.u."
+    return f"SD ({name})" if sd else name
+
+
+def _orientation_labels(top, bottom, shape: tuple[int, int], cuts, gap: int,
+                        z_mm: tuple[float, float] | None) -> None:
+    """L / R inside the first slice of the top row; each slice's z (mm) under the bottom row."""
+    width = (shape[1] - gap * (len(cuts) - 1)) // len(cuts)
+    style = {"fontsize": 7, "color": "#98a2b3", "fontweight": "bold"}
+    top.text(1, shape[0] - 2, "L", ha="left", va="bottom", **style)
+    top.text(width - 2, shape[0] - 2, "R", ha="right", va="bottom", **style)
+    if z_mm is not None:
+        for i, k in enumerate(cuts):
+            bottom.text(i * (width + gap) + width / 2, shape[0] + 1,
+                        f"z = {z_mm[0] + k * z_mm[1]:.0f} mm", ha="center", va="top",
+                        fontsize=7, color="#475467")
 
 
 def metric_boxplots(table: pd.DataFrame, metrics=("pearson_r", "mse", "ssim", "normdiff"),

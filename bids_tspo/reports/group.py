@@ -12,11 +12,19 @@ import pandas as pd
 
 from .. import CITATION, __version__
 from ..evaluation.statistics import cnr_paired_t, paired_over_subjects
+from ..evaluation.verdict import steps_per_fold, verdict
 from ..io.atomic import write_text_atomic
 from ..io.columns import describe_column
-from ..io.derivatives import find_pet, group_table_path, session_name
+from ..io.derivatives import group_table_path
 from ..io.tables import read_tsv
 from . import figures
+from .flags import (
+    MAX_FRAME_MOTION_MM,
+    MIN_PET_COVERAGE,
+    MIN_TEMPLATE_R,
+    preprocessing_qc,
+    sessions_to_check,
+)
 from .rendering import ENV, METHODS, run_errors
 
 
@@ -59,68 +67,6 @@ def _training_note(model: dict | None) -> str | None:
     return (f"Trained on {devices} ({world} process{'es' if world > 1 else ''}): "
             f"{seconds / epochs:.1f} s per epoch, {total} for {len(folds)} "
             f"fold{'s' if len(folds) > 1 else ''}.")
-
-
-def _far_from_median(values: pd.Series, k: float = 3.0, least: int = 5) -> pd.Series:
-    """True where a value lies more than ``k`` robust SDs (1.4826 MAD) from the median; all
-    False with fewer than ``least`` values or no spread.
-
-    >>> _far_from_median(pd.Series([1.0, 1.1, 0.9, 1.0, 1.05, 5.0])).tolist()
-    [False, False, False, False, False, True]
-    """
-    values = values.astype(float)
-    med = values.median()
-    mad = (values - med).abs().median() * 1.4826
-    if values.notna().sum() < least or mad == 0 or np.isnan(mad):
-        return pd.Series(False, index=values.index)
-    return (values - med).abs() > k * mad
-
-
-def _outliers(table: pd.DataFrame, columns=("pearson_r", "mse", "normdiff")) -> list[dict]:
-    flagged = []
-    for col in columns:
-        if col not in table:
-            continue
-        med = table[col].astype(float).median()
-        for _, row in table[_far_from_median(table[col], least=2)].iterrows():
-            flagged.append({"bids_name": row.bids_name, "subject": row.participant_id,
-                            "metric": col, "value": float(row[col]), "median": float(med)})
-    return flagged
-
-
-MIN_TEMPLATE_R = 0.8      # real 3T MPRAGE 0.91, Colin27 0.96 (preprocess.qc)
-MIN_PET_COVERAGE = 0.95   # fraction of the brain mask inside the PET field of view
-MAX_FRAME_MOTION_MM = 3.0  # head displacement between the frames of the SUV window
-
-
-def preprocessing_qc(out: Path) -> pd.DataFrame:
-    """One row per preprocessed session from its sidecars: T1w-template r, brain volume, the
-    least PET brain coverage, the largest head displacement between PET frames, and why it is
-    flagged (r under 0.8 or far below the cohort, brain volume beyond 3 MAD, PET covering under
-    95 % of the brain, frames more than 3 mm apart before realignment); flagged rows first."""
-    rows = []
-    for side in sorted(Path(out).glob("sub-*/**/anat/*_desc-preproc_T1w.json")):
-        name = session_name(side)
-        qc = json.loads(side.read_text()).get("QualityControl", {})
-        pets = find_pet(side.parent.parent / "pet", name, desc="suv", space="T1w", ext=".json")
-        sides = [json.loads(p.read_text()) for p in pets]
-        coverage = [c for m in sides if (c := m.get("BrainCoverage")) is not None]
-        moved = [max(m["FrameDisplacement"]) for m in sides if m.get("FrameDisplacement")]
-        rows.append({"session": name, "template_r": qc.get("TemplateCorrelation", np.nan),
-                     "brain_volume_ml": qc.get("BrainVolume", np.nan),
-                     "pet_brain_coverage": min(coverage) if coverage else np.nan,
-                     "pet_frame_motion_mm": max(moved) if moved else np.nan})
-    table = pd.DataFrame(rows, columns=["session", "template_r", "brain_volume_ml",
-                                        "pet_brain_coverage", "pet_frame_motion_mm"])
-    r = table.template_r.astype(float)
-    checks = {"registration": (r < MIN_TEMPLATE_R) | (_far_from_median(r) & (r < r.median())),
-              "brain volume": _far_from_median(table.brain_volume_ml),
-              "PET coverage": table.pet_brain_coverage.astype(float) < MIN_PET_COVERAGE,
-              "PET motion": table.pet_frame_motion_mm.astype(float) > MAX_FRAME_MOTION_MM}
-    table["flagged_for"] = [", ".join(k for k, hits in checks.items() if hits.iloc[i])
-                            for i in range(len(table))]
-    flagged = table["flagged_for"] != ""  # rows are in session order (sorted sidecars)
-    return pd.concat([table[flagged], table[~flagged]]).reset_index(drop=True)
 
 
 def _baseline_table(metrics: pd.DataFrame) -> str | None:
@@ -213,7 +159,9 @@ def group_report(out: Path) -> Path:
         tables["regions"] = _table(key[keep])
     html = ENV.get_template("group.html.j2").render(
         model=model, figs=figs, tables=tables,
-        outliers=_outliers(metrics) if metrics is not None else [],
+        to_check=sessions_to_check(out),
+        verdict=verdict(metrics, steps_per_fold(
+            ((model or {}).get("training") or {}).get("per_fold"))),
         training_note=_training_note(model),
         qc=_qc_summary(out),
         subjects=sorted(p.name[4:-5] for p in out.glob("sub-*.html")),

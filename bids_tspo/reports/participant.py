@@ -1,5 +1,5 @@
-"""The participant report, :func:`participant_report`: ``sub-<l>.html`` with figures in
-``sub-<l>/figures/*.svg`` (the self-contained group report is
+"""The participant report, :func:`participant_report`: ``sub-<l>.html``, self-contained (its
+figures inlined as SVG, also kept in ``sub-<l>/figures/*.svg``; the group report is
 :func:`bids_tspo.reports.group.group_report`; what both share is :mod:`.rendering`).
 
 Both read only what is on disk, so ``--reports-only`` can regenerate them at any time.
@@ -32,6 +32,7 @@ from ..io.tables import read_tsv
 from ..model.targets import pet_target, scale_t1, to_units
 from ..preprocess.reference import session_reference
 from . import figures
+from .flags import MAX_FRAME_MOTION_MM, sessions_to_check
 from .rendering import ENV, METHODS, display_grid, run_errors, sidecar
 
 LOG = logging.getLogger(__name__)
@@ -62,7 +63,8 @@ def _session_figures(out: Path, files: SessionFiles) -> list[dict]:
     def save(key: str, title: str, caption: str, svg: str):
         path = figure_path(out, files.subject, files.name, key)
         write_text_atomic(path, svg)
-        made.append({"title": title, "caption": caption, "src": path.relative_to(out).as_posix()})
+        made.append({"title": title, "caption": caption, "svg": svg,
+                     "src": path.relative_to(out).as_posix()})
 
     t1_path, mask_path = files.t1w, files.mask
     if not (t1_path.is_file() and mask_path.is_file()):
@@ -92,12 +94,21 @@ def _session_figures(out: Path, files: SessionFiles) -> list[dict]:
         meta = sidecar(suv_path)
         window, moved = meta.get("SUVWindow"), meta.get("FrameDisplacement")
         span = f" ({window[0]:g}–{window[1]:g} min)" if window else ""
+        check = ": check the frames (next figure)"
         motion = (f" Its {len(moved)} frames were realigned for head motion; they had moved "
                   f"up to {max(moved):.1f} mm (mean movement 50 mm from the centre)"
-                  f"{': check the frames' if max(moved) > 3 else ''}." if moved else "")
+                  f"{check if max(moved) > MAX_FRAME_MOTION_MM else ''}." if moved else "")
         save("coreg", "PET to T1w coregistration",
              f"SUV{span} over the T1w; green: the brain outline.{motion}",
              figures.coreg_check(t1, suv, mask))
+        if moved:
+            save("motion", "PET frames: head motion",
+                 "Displacement of each frame of the SUV window before realignment (mean over "
+                 "points 50 mm from the centre of the brain), against the QC limit of "
+                 f"{MAX_FRAME_MOTION_MM:g} mm; frames above it were realigned, but check the "
+                 "SUV map above for blurring or misplaced uptake.",
+                 figures.frame_motion(moved, meta.get("FramesUsed"),
+                                      MAX_FRAME_MOTION_MM))
     synth_path = pet_path(out, files.record, desc="synth", space="T1w")
     if synth_path.is_file():
         m = np.asarray(mask.dataobj) > 0
@@ -115,7 +126,8 @@ def _session_figures(out: Path, files: SessionFiles) -> list[dict]:
         save("synthesis", "Synthetic PET",
              _mosaic_caption(true is not None, sd is not None) + _agreement(synth, sd, m),
              figures.synthesis_mosaic(scale_t1(np.asarray(t1.dataobj, np.float32), m), true,
-                                      synth, sd, m, meta.get("Units", "")))
+                                      synth, sd, m, meta.get("Units", ""),
+                                      z_mm=(float(t1.affine[2, 3]), float(t1.affine[2, 2]))))
     return made
 
 
@@ -165,6 +177,8 @@ def participant_report(out: Path, subject: str) -> Path:
     """Write ``sub-<subject>.html`` (+ figures) from what exists in OUTPUT_DIR."""
     out = Path(out)
     metrics = read_tsv(group_table_path(out, "metrics"))
+    flags = {f["session"]: f["reasons"] for f in sessions_to_check(out)
+             if f["subject"] == subject}
     sessions = []
     for t1 in sorted((out / f"sub-{subject}").glob("**/anat/*_desc-preproc_T1w.nii.gz")):
         files = SessionFiles.of(out, session_record(session_name(t1)))
@@ -184,6 +198,7 @@ def participant_report(out: Path, subject: str) -> Path:
             "synth": sidecar(pet_path(out, files.record, desc="synth", space="T1w")),
             "figures": _session_figures(out, files),
             "metrics": _metric_rows(row),
+            "flags": flags.get(name, []),
         })
     html = ENV.get_template("participant.html.j2").render(
         subject=subject, sessions=sessions, errors=run_errors(out, f"sub-{subject}"),
