@@ -95,6 +95,53 @@ def test_group_report_verdict_says_what_the_numbers_say(grouped):
     assert sentence.replace("&#39;", "'") in card
 
 
+def test_group_mean_maps_and_their_mosaic(grouped):
+    """The group run writes the mean true and mean synthetic maps over subjects (template
+    space, sidecars with units and subject counts); the report draws them with their
+    difference, under a caption naming the files."""
+    import nibabel as nib
+
+    true = next(grouped.glob("group_space-*_desc-truemean_pet.nii.gz"))
+    synth = next(grouped.glob("group_space-*_desc-synthmean_pet.nii.gz"))
+    meta = json.loads(true.with_name(true.name.replace(".nii.gz", ".json")).read_text())
+    subjects = pd_subjects(grouped)
+    assert meta["NumberOfSubjects"] == subjects and meta["Units"].startswith("normalised")
+    t, s = (np.asarray(nib.load(p).dataobj) for p in (true, synth))
+    assert t.shape == s.shape and 0 < t.max() <= 1.0 + 1e-6 and s.max() > 0
+    assert np.corrcoef(t[t > 0], s[t > 0])[0, 1] > 0  # the same brain, roughly
+    html = (grouped / "group_report.html").read_text()
+    section = re.search(r'<section id="maps">(.*?)</section>', html, re.S).group(1)
+    assert section.count("<svg") == 1 and "mean synthetic − mean true" in section
+
+
+def pd_subjects(out) -> int:
+    import pandas as pd
+
+    return pd.read_csv(out / "group_metrics.tsv", sep="\t").participant_id.nunique()
+
+
+def test_regions_shown_are_named_and_chosen(grouped):
+    """The report's regions: the paper's subcortical set without ventricles, then the largest
+    disagreements; every plotted region named, and a sentence pointing to the full table."""
+    from html import unescape
+
+    import pandas as pd
+
+    html = (grouped / "group_report.html").read_text()
+    stats = pd.read_csv(grouped / "group_region_stats.tsv", sep="\t")
+    sentence = unescape(re.search(r'<p id="regions-shown">(.*?)</p>', html, re.S).group(1))
+    shown = int(re.search(r"Shown here: (\d+) of (\d+) regions", sentence).group(1))
+    assert f"of {stats.region.nunique()} regions" in sentence
+    assert "group_region_stats.tsv" in sentence and "Ventricle" not in sentence
+    assert "the paper's subcortical set: " in sentence and "largest disagreement" in sentence
+    assert len(re.findall(r">Bland-Altman<", html)) == shown  # one scatter per region named
+    rel = (stats.ba_bias / stats.true_smooth_mean).abs()
+    others = ~stats.region.str.contains("Thalamus|Caudate|Putamen|Pallidum|Hippocampus|"
+                                        "Amygdala|Accumbens|Brain-Stem|Ventricle")
+    worst = stats.region[rel[others].idxmax()].replace("_", " ")
+    assert worst in sentence
+
+
 def test_participant_reports_and_figures(grouped):
     html = (grouped / "sub-02.html").read_text()
     assert "sub-02_ses-01" in html and "sub-02_ses-02" in html

@@ -17,9 +17,10 @@ from ..io.atlases import harvard_oxford
 from ..io.columns import write_table
 from ..io.derivatives import SessionFiles, find_pet, pet_path
 from ..io.spaces import resolve_template
-from ..model.targets import imaged_part, pet_target, scale_t1, to_units
+from ..model.targets import imaged_part, pet_target, scale_t1, target_units, to_units
 from ..preprocess.images import resample_with_transforms
 from ..preprocess.reference import reference_region
+from .group_maps import SubjectMeans
 from .metrics import all_metrics, smooth
 from .statistics import cohort_summary, region_stats, region_values, specificity
 
@@ -69,6 +70,7 @@ def write_region_tables(out: Path, paired: list[SessionFiles], folds: dict[str, 
     zooms = tpl_mask_img.header.get_zooms()[:3]
     rows, synths, trues, scored, subject_of, tpl_metrics = [], {}, {}, {}, {}, {}
     cohort = {"original": [], "synthesized": [], "smoothed": []}
+    means = SubjectMeans()
     for files in paired:
         images = _session_images(out, files, target, tpl_img, tpl_mask, region)
         if images is None:
@@ -89,6 +91,7 @@ def write_region_tables(out: Path, paired: list[SessionFiles], folds: dict[str, 
         synths[files.name], trues[files.name], scored[files.name] = (
             synth[tpl_mask], smooth_true[tpl_mask], imaged[tpl_mask])
         subject_of[files.name] = files.subject
+        means.add(files.subject, true, synth, imaged)
         cohort["original"].append(float(true[imaged].mean()))
         cohort["synthesized"].append(float(synth[imaged].mean()))
         cohort["smoothed"].append(float(smooth_true[imaged].mean()))
@@ -99,4 +102,5 @@ def write_region_tables(out: Path, paired: list[SessionFiles], folds: dict[str, 
         tables["cohort"] = cohort_summary(cohort)
     for key, table in tables.items():
         write_table(out, f"group_{key}", table)
+    means.write(out, resolve_template(2).name, tpl_mask_img.affine, target_units(target))
     return tables, tpl_metrics

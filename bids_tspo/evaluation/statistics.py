@@ -17,10 +17,6 @@ import numpy as np
 import pandas as pd
 from scipy import stats as st
 
-KEY_REGIONS = ("Thalamus", "Caudate", "Putamen", "Pallidum", "Hippocampus", "Amygdala",
-               "Accumbens", "Brain-Stem", "Lateral_Ventricle")
-
-
 def region_values(labels: np.ndarray, names: dict[int, str], true: np.ndarray,
                   smooth_true: np.ndarray, synth: np.ndarray, t1w: np.ndarray,
                   min_voxels: int = 5) -> list[dict]:

@@ -14,7 +14,7 @@ from pathlib import Path
 from .. import CODE_URL, __version__
 from .atomic import write_json_atomic, write_text_atomic
 
-BIDSIGNORE = "logs/\nmodels/\n*.html\n*/figures/\ngroup_*.tsv\ngroup_*.json\n"
+BIDSIGNORE = "logs/\nmodels/\n*.html\n*/figures/\ngroup_*.tsv\ngroup_*.json\ngroup_*.nii.gz\n"
 
 
 def container(env=None) -> dict | None:

@@ -135,6 +135,19 @@ def group_table_path(out: Path, table: str) -> Path:
     return Path(out) / f"group_{table}.tsv"
 
 
+def group_map_path(out: Path, *, space: str, desc: str, suffix: str = "pet") -> Path:
+    """A group-level map ``group_space-<TPL>_desc-<desc>_<suffix>.nii.gz`` at the top of
+    OUTPUT_DIR (``.bidsignore``-d: BIDS has no rule for group maps)."""
+    return Path(out) / f"group_space-{space}_desc-{desc}_{suffix}.nii.gz"
+
+
+def find_group_map(out: Path, desc: str, suffix: str = "pet") -> Path | None:
+    """The newest group map of ``desc`` in OUTPUT_DIR, in whichever template space."""
+    found = sorted(Path(out).glob(f"group_space-*_desc-{desc}_{suffix}.nii.gz"),
+                   key=lambda p: p.stat().st_mtime)
+    return found[-1] if found else None
+
+
 @dataclass(frozen=True)
 class SessionFiles:
     """Participant-level derivatives of one session (``suv`` is None for MRI-only)."""

@@ -98,10 +98,11 @@ def frame_motion(displacement: list[float], frames: list[int] | None, limit_mm: 
 
 def synthesis_mosaic(t1: np.ndarray, true: np.ndarray | None, synth: np.ndarray,
                      sd: np.ndarray | None, mask: np.ndarray, units: str, n: int = 6,
-                     z_mm: tuple[float, float] | None = None) -> str:
+                     z_mm: tuple[float, float] | None = None, prefix: str = "") -> str:
     """Rows T1w / true / synthetic / difference / SD on shared colour scales (axial slices of
     an RAS grid, shown in neurological convention: L on the left), colour bars in
-    ``units``; ``z_mm`` (z of slice 0, slice spacing) labels each slice with its z in mm."""
+    ``units``; ``z_mm`` (z of slice 0, slice spacing) labels each slice with its z in mm;
+    ``prefix`` before the PET rows' titles (the group report's "mean ")."""
     from mpl_toolkits.axes_grid1 import make_axes_locatable
 
     z = np.flatnonzero(mask.any(axis=(0, 1)))
@@ -110,11 +111,12 @@ def synthesis_mosaic(t1: np.ndarray, true: np.ndarray | None, synth: np.ndarray,
     vmax = float(np.percentile(synth[mask], 99.5)) if mask.any() else 1
     if true is not None:
         vmax = max(vmax, float(np.percentile(true[mask], 99.5)))
-        rows.append(("true", true * mask, "inferno", (0, vmax)))
-    rows.append(("synthetic", synth * mask, "inferno", (0, vmax)))
+        rows.append((f"{prefix}true", true * mask, "inferno", (0, vmax)))
+    rows.append((f"{prefix}synthetic", synth * mask, "inferno", (0, vmax)))
     if true is not None:
         lim = float(np.percentile(np.abs(synth - true)[mask], 99)) or 1
-        rows.append(("synthetic − true", (synth - true) * mask, "RdBu_r", (-lim, lim)))
+        rows.append((f"{prefix}synthetic − {prefix}true", (synth - true) * mask, "RdBu_r",
+                     (-lim, lim)))
     if sd is not None:
         rows.append(("SD across folds", sd * mask, "viridis", (0, float(sd[mask].max()) or 1)))
     # one image per row (slices side by side, blank gaps): few axes, fast to draw
@@ -234,11 +236,22 @@ def training_curves(histories: dict[int, pd.DataFrame]) -> str:
     return svg_of(fig)
 
 
+def _panel_grid(n: int, width: float, height: float, per_row: int = 6):
+    """A figure of ``n`` panels, at most ``per_row`` to a row (extra axes hidden); the axes
+    as a flat list."""
+    rows, cols = -(-n // per_row), min(n, per_row)
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+    flat = list(axes.ravel())
+    for ax in flat[n:]:
+        ax.set_visible(False)
+    return fig, flat[:n]
+
+
 def group_comparison(regions: pd.DataFrame, names: list[str]) -> str:
     """Smoothed true vs synthetic regional values per diagnostic group (the paper's Fig. 3)."""
     groups = sorted(regions.group.astype(str).unique())
-    fig, axes = plt.subplots(1, len(names), figsize=(2.6 * len(names), 3), squeeze=False)
-    for ax, name in zip(axes[0], names):
+    fig, axes = _panel_grid(len(names), 2.6, 3)
+    for ax, name in zip(axes, names):
         df = regions[regions.region == name]
         data, ticks = [], []
         for g in groups:
@@ -256,8 +269,8 @@ def group_comparison(regions: pd.DataFrame, names: list[str]) -> str:
 
 def median_split(regions: pd.DataFrame, names: list[str]) -> str:
     """Synthetic values of sessions below/above the median smoothed true value (Fig. 4)."""
-    fig, axes = plt.subplots(1, len(names), figsize=(2.2 * len(names), 3), squeeze=False)
-    for ax, name in zip(axes[0], names):
+    fig, axes = _panel_grid(len(names), 2.2, 3)
+    for ax, name in zip(axes, names):
         df = regions[regions.region == name]
         median = df.true_smooth_mean.median()
         low = df.synth_mean[df.true_smooth_mean <= median].to_numpy()
@@ -265,5 +278,5 @@ def median_split(regions: pd.DataFrame, names: list[str]) -> str:
         ax.boxplot([low, high], widths=0.5, showfliers=False)
         ax.set_xticks([1, 2], ["low\ntrue", "high\ntrue"], fontsize=8)
         ax.set_title(name.replace("_", " "), fontsize=9)
-    axes[0, 0].set_ylabel("synthetic regional mean")
+    axes[0].set_ylabel("synthetic regional mean")
     return svg_of(fig)

@@ -11,12 +11,15 @@ import numpy as np
 import pandas as pd
 
 from .. import CITATION, __version__
+from ..evaluation.group_maps import read_group_means
 from ..evaluation.statistics import cnr_paired_t, paired_over_subjects
 from ..evaluation.verdict import steps_per_fold, verdict
 from ..io.atomic import write_text_atomic
 from ..io.columns import describe_column
 from ..io.derivatives import group_table_path
+from ..io.spaces import resolve_template
 from ..io.tables import read_tsv
+from ..model.targets import scale_t1
 from . import figures
 from .flags import (
     MAX_FRAME_MOTION_MM,
@@ -25,6 +28,7 @@ from .flags import (
     preprocessing_qc,
     sessions_to_check,
 )
+from .regions_shown import regions_to_show
 from .rendering import ENV, METHODS, run_errors
 
 
@@ -95,10 +99,26 @@ def _qc_summary(out: Path) -> dict | None:
             "table": _table(table)}
 
 
+def _group_mosaic(out: Path) -> str | None:
+    """Mean true, mean synthetic and their difference over subjects, on the template."""
+    maps = read_group_means(out)
+    if maps is None:
+        return None
+    true_img, synth_img, meta = maps
+    tpl_img, tpl_mask = resolve_template(2).load()
+    mask = (np.asarray(tpl_mask.dataobj) > 0.5) & (np.asarray(true_img.dataobj) > 0)
+    if tpl_img.shape[:3] != mask.shape or not mask.any():
+        return None
+    affine = true_img.affine
+    return figures.synthesis_mosaic(
+        scale_t1(np.asarray(tpl_img.dataobj, np.float32), mask),
+        np.asarray(true_img.dataobj, np.float32), np.asarray(synth_img.dataobj, np.float32),
+        None, mask, meta.get("Units", ""), z_mm=(float(affine[2, 3]), float(affine[2, 2])),
+        prefix="mean ")
+
+
 def group_report(out: Path) -> Path:
     """Write ``group_report.html`` (self-contained) from the group tables and the bundle."""
-    from ..evaluation.statistics import KEY_REGIONS
-
     out = Path(out)
     metrics = read_tsv(group_table_path(out, "metrics"))
     regions = read_tsv(group_table_path(out, "regions"))
@@ -111,14 +131,14 @@ def group_report(out: Path) -> Path:
         figs["metrics"] = figures.metric_boxplots(metrics, labels={
             c: (describe_column("group_metrics", c) or {}).get("LongName", c)
             for c in metrics.columns})
-    key = (stats[stats.region.str.contains("|".join(KEY_REGIONS))] if stats is not None
-           else None)
-    if key is not None and len(stats):
+    key = regions_to_show(stats, regions)
+    if len(key):
         figs["region_bars"] = figures.region_bars(key)
-        figs["scatter"] = [figures.region_scatter_ba(regions, r) for r in key.region[:6]]
-        top = list(key.region[:4])
-        figs["groups"] = figures.group_comparison(regions, top)
-        figs["median_split"] = figures.median_split(regions, top)
+        figs["scatter"] = [figures.region_scatter_ba(regions, r) for r in key.region]
+        figs["groups"] = figures.group_comparison(regions, list(key.region))
+        figs["median_split"] = figures.median_split(regions, list(key.region))
+    if (mosaic := _group_mosaic(out)) is not None:
+        figs["group_mosaic"] = mosaic
     if bundle is not None:
         histories = {int(p.parent.name.split("-")[1]): read_tsv(p)
                      for p in sorted(bundle.parent.glob("fold-*/history.tsv"))}
@@ -156,7 +176,10 @@ def group_report(out: Path) -> Path:
                    if repeated else [])  # repeated scans: the subject-level test too
                 + ["ba_bias", "ba_loa_low", "ba_loa_high", "mannwhitney_p"]
                 + [c for c in stats if c.startswith(("mannwhitney_p_", "wilcoxon_p_"))])
-        tables["regions"] = _table(key[keep])
+        tables["regions"] = _table(key[keep[:1] + ["why"] + keep[1:]])
+        tables["regions_shown"] = {"shown": len(key), "total": int(stats.region.nunique()),
+                                   "why": key.groupby(key.why.str.split(" [(]").str[0],
+                                                      sort=False).region.apply(list).to_dict()}
     html = ENV.get_template("group.html.j2").render(
         model=model, figs=figs, tables=tables,
         to_check=sessions_to_check(out),
