@@ -35,8 +35,16 @@ def test_entrypoint_user_and_labels():
     for label in ("title", "description", "version", "source", "licenses"):
         assert f"org.opencontainers.image.{label}=" in runtime, label
     assert "TEMPLATEFLOW_HOME=/opt/templateflow" in runtime
-    # the derivatives' GeneratedBy.Container names the image (bids_tspo.io.derivatives.container)
-    assert "BIDS_TSPO_IMAGE=bids_tspo:${VERSION}-${VARIANT}" in runtime
+    # the derivatives' GeneratedBy.Container names the image with the package's version
+    # (bids_tspo.io.dataset.container); caches no longer go to a shared /tmp/matplotlib
+    assert "BIDS_TSPO_VARIANT=${VARIANT}" in runtime and "MPLCONFIGDIR" not in runtime
+    # build-only tools stay in the build stage; both stages take BASE_IMAGE
+    assert "templateflow" not in runtime.lower().replace("templateflow_home", "").replace(
+        "/opt/templateflow", "")
+    assert DOCKERFILE.count("FROM ${BASE_IMAGE}") == 2
+    for arg in ("BASE_IMAGE", "TORCH_INDEX_URL", "TEMPLATEFLOW", "COMPILER"):
+        assert re.search(rf"^ARG {arg}=", DOCKERFILE, re.M), arg
+    assert "TEMPLATEFLOW=0" in DOCKERFILE and "docker/wheels" in DOCKERFILE
 
 
 def test_python_dependencies_match_pyproject():
@@ -45,7 +53,8 @@ def test_python_dependencies_match_pyproject():
     extras = project["optional-dependencies"]
     installed = []
     for line in re.findall(r"pip install ([^;\\\n]+)", DOCKERFILE):
-        installed += [a for a in line.split() if not a.startswith("-") and "://" not in a]
+        installed += [a for a in line.split()
+                      if not a.startswith(("-", '"$', "$")) and "://" not in a and a != "-y"]
     assert installed
     for arg in installed:
         arg = arg.strip('"')
