@@ -43,7 +43,7 @@ def test_entrypoint_user_and_labels():
         "/opt/templateflow", "")
     assert DOCKERFILE.count("FROM ${BASE_IMAGE}") == 2
     for arg in ("BASE_IMAGE", "TORCH_INDEX_URL", "TEMPLATEFLOW", "COMPILER"):
-        assert re.search(rf"^ARG {arg}=", DOCKERFILE, re.M), arg
+        assert re.search(rf"^ARG {arg}=", DOCKERFILE, re.MULTILINE), arg
     assert "TEMPLATEFLOW=0" in DOCKERFILE and "docker/wheels" in DOCKERFILE
 
 
@@ -189,3 +189,22 @@ def test_caches_go_to_a_per_user_temp_folder(monkeypatch):
     assert os.environ["MPLCONFIGDIR"] == str(root / "matplotlib")
     assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(root / "torchinductor")
     assert os.environ["TRITON_CACHE_DIR"] == "/chosen"
+
+
+def test_uid_without_passwd_entry_gets_a_user_name(monkeypatch):
+    """docker -u 4321:4321 has no passwd entry: getpass.getuser() (torch calls it) must work."""
+    import getpass
+    import pwd
+
+    from bids_tspo.app.cli import private_caches
+
+    def no_entry(uid):
+        raise KeyError(f"getpwuid(): uid not found: {uid}")
+
+    monkeypatch.setattr(pwd, "getpwuid", no_entry)
+    for var in ("LOGNAME", "USER", "LNAME", "USERNAME"):
+        monkeypatch.delenv(var, raising=False)
+    with pytest.raises(KeyError):
+        getpass.getuser()
+    private_caches()
+    assert getpass.getuser() == f"uid{os.getuid()}"

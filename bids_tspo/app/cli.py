@@ -165,6 +165,15 @@ def private_caches() -> None:
                      ("TORCHINDUCTOR_CACHE_DIR", "torchinductor"), ("TRITON_CACHE_DIR", "triton")):
         if not os.environ.get(var):
             os.environ[var] = str(root / sub)
+    # a uid with no passwd entry (docker -u, Singularity): getpass.getuser(), which torch
+    # calls, raises KeyError unless one of these names the user
+    if hasattr(os, "getuid") and not any(os.environ.get(v) for v in ("LOGNAME", "USER")):
+        import pwd
+
+        try:
+            pwd.getpwuid(os.getuid())
+        except KeyError:
+            os.environ["USER"] = f"uid{os.getuid()}"
 
 
 def build_config(args: argparse.Namespace, argv: list[str]) -> Config:
