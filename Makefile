@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEMO_OUT ?= demo_out
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: install demo test test-slow clean
+.PHONY: install demo test test-slow container-test clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,11 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
+
+# Build the CPU image and run it as users would, all with --network none (docs/hpc.md; needs a
+# Docker daemon; put the torch wheel in docker/wheels/ to build offline-capably). ~10 min.
+container-test:
+	bash docker/container-test.sh
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) build *.egg-info

@@ -35,8 +35,16 @@ def test_entrypoint_user_and_labels():
     for label in ("title", "description", "version", "source", "licenses"):
         assert f"org.opencontainers.image.{label}=" in runtime, label
     assert "TEMPLATEFLOW_HOME=/opt/templateflow" in runtime
-    # the derivatives' GeneratedBy.Container names the image (bids_tspo.io.derivatives.container)
-    assert "BIDS_TSPO_IMAGE=bids_tspo:${VERSION}-${VARIANT}" in runtime
+    # the derivatives' GeneratedBy.Container names the image with the package's version
+    # (bids_tspo.io.dataset.container); caches no longer go to a shared /tmp/matplotlib
+    assert "BIDS_TSPO_VARIANT=${VARIANT}" in runtime and "MPLCONFIGDIR" not in runtime
+    # build-only tools stay in the build stage; both stages take BASE_IMAGE
+    assert "templateflow" not in runtime.lower().replace("templateflow_home", "").replace(
+        "/opt/templateflow", "")
+    assert DOCKERFILE.count("FROM ${BASE_IMAGE}") == 2
+    for arg in ("BASE_IMAGE", "TORCH_INDEX_URL", "TEMPLATEFLOW", "COMPILER"):
+        assert re.search(rf"^ARG {arg}=", DOCKERFILE, re.MULTILINE), arg
+    assert "TEMPLATEFLOW=0" in DOCKERFILE and "docker/wheels" in DOCKERFILE
 
 
 def test_python_dependencies_match_pyproject():
@@ -45,7 +53,8 @@ def test_python_dependencies_match_pyproject():
     extras = project["optional-dependencies"]
     installed = []
     for line in re.findall(r"pip install ([^;\\\n]+)", DOCKERFILE):
-        installed += [a for a in line.split() if not a.startswith("-") and "://" not in a]
+        installed += [a for a in line.split()
+                      if not a.startswith(("-", '"$', "$")) and "://" not in a and a != "-y"]
     assert installed
     for arg in installed:
         arg = arg.strip('"')
@@ -112,3 +121,90 @@ def test_demo_with_templateflow_home(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "group_report.html" in proc.stdout
     assert list((tmp_path / "demo").rglob("*space-MNI152NLin2009cAsym_desc-synth_pet.nii.gz"))
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o027, 0o640)])
+def test_written_files_get_the_umask_mode(tmp_path, umask, mode):
+    """Atomic writes (text, NIfTI, np.savez caches, shutil copies) and the phantom writer give
+    files the mode open() would give, not mkstemp's 0600 (#21)."""
+    import shutil
+
+    from bids_tspo.io.atomic import atomic_path, save_nifti_atomic, write_text_atomic
+    from bids_tspo.phantom.writer import make_phantom
+
+    old = os.umask(umask)
+    try:
+        written = [write_text_atomic(tmp_path / "a" / "x.tsv", "a\n"),
+                   save_nifti_atomic(nib.Nifti1Image(np.zeros((2, 2, 2), np.float32), np.eye(4)),
+                                     tmp_path / "a" / "x.nii.gz")]
+        with atomic_path(tmp_path / "a" / "c.npz") as tmp:
+            np.savez(tmp, x=np.zeros(3))
+        with atomic_path(tmp_path / "a" / "copy.tsv") as tmp:
+            shutil.copyfile(written[0], tmp)
+        written += [tmp_path / "a" / "c.npz", tmp_path / "a" / "copy.tsv"]
+        bids = make_phantom(tmp_path / "bids", n_subjects=1, size="tiny", progress=False)
+    finally:
+        os.umask(old)
+    phantom_files = [p for p in bids.rglob("*") if p.is_file()]
+    assert len(phantom_files) > 5
+    for path in written + phantom_files:
+        assert path.stat().st_mode & 0o777 == mode, (path, oct(path.stat().st_mode))
+    assert (tmp_path / "a").stat().st_mode & 0o777 == 0o777 & ~umask
+
+
+def test_default_work_dir_is_private_temp_folder(tiny_bids, tmp_path, caplog):
+    """OUTPUT_DIR's parent may be unwritable (/ in a container, read-only in Singularity): the
+    default work dir is in the system temp dir, keyed by user and OUTPUT_DIR, and logged."""
+    import tempfile
+
+    from bids_tspo.app.cli import build_config, build_parser, main
+
+    parent = tmp_path / "readonly"
+    (parent / "out").mkdir(parents=True)
+    parent.chmod(0o555)
+    try:
+        argv = [str(tiny_bids), str(parent / "out"), "participant"]
+        work = build_config(build_parser().parse_args(argv), argv).work_dir
+        assert work.is_dir() and work.parent == Path(tempfile.gettempdir()).resolve()
+        assert str(os.getuid()) in work.name and not (parent / "work").exists()
+        other = [str(tiny_bids), str(tmp_path / "out2"), "participant"]
+        assert build_config(build_parser().parse_args(other), other).work_dir != work
+        with caplog.at_level("INFO", logger="bids_tspo"):
+            main(argv + ["--participant-label", "99"])
+    finally:
+        parent.chmod(0o755)
+    assert f"work directory {work}" in (parent / "out" / "logs").glob("*.log").__next__().read_text()
+
+
+def test_caches_go_to_a_per_user_temp_folder(monkeypatch):
+    import tempfile
+
+    from bids_tspo.app.cli import private_caches
+
+    for var in ("MPLCONFIGDIR", "XDG_CACHE_HOME", "TORCHINDUCTOR_CACHE_DIR"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("TRITON_CACHE_DIR", "/chosen")
+    private_caches()
+    root = Path(tempfile.gettempdir()) / f"bids_tspo_cache_{os.getuid()}"
+    assert os.environ["MPLCONFIGDIR"] == str(root / "matplotlib")
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(root / "torchinductor")
+    assert os.environ["TRITON_CACHE_DIR"] == "/chosen"
+
+
+def test_uid_without_passwd_entry_gets_a_user_name(monkeypatch):
+    """docker -u 4321:4321 has no passwd entry: getpass.getuser() (torch calls it) must work."""
+    import getpass
+    import pwd
+
+    from bids_tspo.app.cli import private_caches
+
+    def no_entry(uid):
+        raise KeyError(f"getpwuid(): uid not found: {uid}")
+
+    monkeypatch.setattr(pwd, "getpwuid", no_entry)
+    for var in ("LOGNAME", "USER", "LNAME", "USERNAME"):
+        monkeypatch.delenv(var, raising=False)
+    with pytest.raises(KeyError):
+        getpass.getuser()
+    private_caches()
+    assert getpass.getuser() == f"uid{os.getuid()}"

@@ -145,12 +145,35 @@ def _inside(path: Path, parent: Path) -> bool:
     return path == parent or parent in path.parents
 
 
-def _default_work_dir(bids_dir: Path, output_dir: Path) -> Path:
-    candidate = output_dir.parent / "work"
-    if not _inside(candidate, bids_dir):
-        return candidate
+def _uid() -> str:
+    return str(os.getuid()) if hasattr(os, "getuid") else os.environ.get("USERNAME", "user")
+
+
+def _default_work_dir(output_dir: Path) -> Path:
+    """A folder the running user can always create (any uid, read-only root, OUTPUT_DIR's
+    parent not writable): in the system temp dir, keyed by the user and OUTPUT_DIR, so
+    reruns into one OUTPUT_DIR reuse their finished work and never share it with another."""
     digest = hashlib.sha1(str(output_dir).encode()).hexdigest()[:8]
-    return Path(tempfile.gettempdir()) / f"bids_tspo_work_{digest}"
+    return Path(tempfile.gettempdir()) / f"bids_tspo_work_{_uid()}_{digest}"
+
+
+def private_caches() -> None:
+    """Point matplotlib's, torch's and XDG caches at a per-user temp folder unless the caller
+    chose them: nothing is written into HOME (unset, ``/`` or read-only in containers)."""
+    root = Path(tempfile.gettempdir()) / f"bids_tspo_cache_{_uid()}"
+    for var, sub in (("MPLCONFIGDIR", "matplotlib"), ("XDG_CACHE_HOME", "xdg"),
+                     ("TORCHINDUCTOR_CACHE_DIR", "torchinductor"), ("TRITON_CACHE_DIR", "triton")):
+        if not os.environ.get(var):
+            os.environ[var] = str(root / sub)
+    # a uid with no passwd entry (docker -u, Singularity): getpass.getuser(), which torch
+    # calls, raises KeyError unless one of these names the user
+    if hasattr(os, "getuid") and not any(os.environ.get(v) for v in ("LOGNAME", "USER")):
+        import pwd
+
+        try:
+            pwd.getpwuid(os.getuid())
+        except KeyError:
+            os.environ["USER"] = f"uid{os.getuid()}"
 
 
 def build_config(args: argparse.Namespace, argv: list[str]) -> Config:
@@ -164,7 +187,7 @@ def build_config(args: argparse.Namespace, argv: list[str]) -> Config:
     if _inside(bids_dir, output_dir):
         raise UsageError(f"OUTPUT_DIR {output_dir} contains BIDS_DIR; choose another folder")
     work_dir = (args.work_dir.expanduser().resolve() if args.work_dir
-                else _default_work_dir(bids_dir, output_dir))
+                else _default_work_dir(output_dir))
     if _inside(work_dir, bids_dir):
         raise UsageError(f"--work-dir {work_dir} is inside BIDS_DIR; choose another folder")
     if args.fold is not None and args.fold >= args.folds:
@@ -230,6 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     from .runlog import setup_logging
 
     argv = list(sys.argv[1:] if argv is None else argv)
+    private_caches()
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # --help/--version (0) and usage errors (64)
@@ -238,6 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = build_config(args, ["bids_tspo", *argv])
         setup_logging(verbose=config.verbose, config=config)
+        LOG.info("work directory %s", config.work_dir)
         from .workflow import run
 
         code = run(config)

@@ -2,7 +2,9 @@
 
 A file is written to a temporary name in its destination folder and renamed into place, so a
 killed run never leaves a partial file and concurrent participant runs into one OUTPUT_DIR
-never see each other's half-written files.
+never see each other's half-written files. The file gets the mode a plain ``open()`` would
+give under the caller's umask (0644 under 022), not ``mkstemp``'s private 0600, so the group
+on a cluster or a container under another uid can read the outputs.
 
 >>> import tempfile
 >>> dest = Path(tempfile.mkdtemp()) / "sub-01" / "x.json"
@@ -23,6 +25,25 @@ from pathlib import Path
 from ..errors import OutputError
 
 
+def current_umask() -> int:
+    """The process umask, read without changing it where Linux says it (/proc), else by the
+    classic set-and-restore."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def file_mode() -> int:
+    """Mode of a new regular file under the current umask (0o644 under 0o022)."""
+    return 0o666 & ~current_umask()
+
+
 @contextmanager
 def atomic_path(dest: Path, suffix: str | None = None):
     """Yield a temporary path next to ``dest`` (same suffixes, so writers that choose the
@@ -39,6 +60,7 @@ def atomic_path(dest: Path, suffix: str | None = None):
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, file_mode())
         os.replace(tmp_path, dest)
     finally:
         if tmp_path.exists():

@@ -13,30 +13,44 @@ from pathlib import Path
 
 from .. import CODE_URL, __version__
 from .atomic import write_json_atomic, write_text_atomic
+from .spaces import NILEARN_NAME, TEMPLATEFLOW_NAME, templateflow_files
 
 BIDSIGNORE = "logs/\nmodels/\n*.html\n*/figures/\ngroup_*.tsv\ngroup_*.json\ngroup_*.nii.gz\n"
 
 
 def container(env=None) -> dict | None:
     """``GeneratedBy.Container`` (BIDS): Singularity/Apptainer when running in one, Docker in
-    the image of our Dockerfile (which sets ``BIDS_TSPO_IMAGE``), else None.
+    the image of our Dockerfile (which sets ``BIDS_TSPO_VARIANT``; ``BIDS_TSPO_IMAGE`` overrides), else None.
 
     >>> container({"BIDS_TSPO_IMAGE": "bids_tspo:0.1.0-cuda", "APPTAINER_CONTAINER": "/i/t.sif"})
     {'Type': 'singularity', 'Tag': 'bids_tspo:0.1.0-cuda', 'URI': 'file:///i/t.sif'}
+    >>> container({"BIDS_TSPO_VARIANT": "cpu"})["Tag"] == f"bids_tspo:{__version__}-cpu"
+    True
     >>> container({}) is None
     True
     """
     env = os.environ if env is None else env
     image = env.get("APPTAINER_CONTAINER") or env.get("SINGULARITY_CONTAINER")
     tag = env.get("BIDS_TSPO_IMAGE")
+    if not tag and env.get("BIDS_TSPO_VARIANT"):  # our image: the version is the package's
+        tag = f"bids_tspo:{__version__}-{env['BIDS_TSPO_VARIANT']}"
     if image:
         return ({"Type": "singularity"} | ({"Tag": tag} if tag else {})
                 | {"URI": Path(image).as_uri() if Path(image).is_absolute() else image})
     return {"Type": "docker", "Tag": tag} if tag else None
 
 
+def template_note() -> str:
+    """Which template the run uses (an image built with TEMPLATEFLOW=0 has none baked)."""
+    if templateflow_files(1) is not None:
+        return f"template {TEMPLATEFLOW_NAME} from TemplateFlow"
+    return (f"template {NILEARN_NAME} shipped with nilearn (no TemplateFlow files in "
+            "TEMPLATEFLOW_HOME, e.g. an image built with TEMPLATEFLOW=0)")
+
+
 def dataset_description(bids_dir: Path | None = None, name: str = "bids_tspo") -> dict:
-    generated = {"Name": "bids_tspo", "Version": __version__, "CodeURL": CODE_URL}
+    generated = {"Name": "bids_tspo", "Version": __version__, "CodeURL": CODE_URL,
+                 "Description": template_note()}
     if (box := container()) is not None:
         generated["Container"] = box
     desc = {
