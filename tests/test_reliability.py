@@ -203,13 +203,21 @@ def test_marker_of_another_version_or_method_revision_is_redone(tmp_path):
 
     out = tmp_path / "x_desc-suv_pet.nii.gz"
     out.write_bytes(b"done")
-    config = SimpleNamespace(suv_window=(60.0, 90.0))
+    config = SimpleNamespace(suv_window=(60.0, 90.0), output_dir=tmp_path)
     record = {"version": __version__, "revision": METHOD_REVISION, "preset": "sloppy",
-              "suv_window": [60.0, 90.0], "inputs": {"t1w": 1}, "outputs": [str(out)]}
+              "suv_window": [60.0, 90.0], "inputs": {"t1w": 1}, "outputs": [str(out)],
+              "output_dir": str(tmp_path.resolve())}
     assert finished_outputs(record, "sloppy", config, {"t1w": 1}) == [out]
     for stale in ({"revision": METHOD_REVISION - 1}, {"version": "0.0.1"}, {"revision": None},
-                  {"suv_window": [50.0, 80.0]}, {"preset": "standard"}, {"inputs": {"t1w": 2}}):
+                  {"suv_window": [50.0, 80.0]}, {"preset": "standard"}, {"inputs": {"t1w": 2}},
+                  {"output_dir": None}):
         assert finished_outputs({**record, **stale}, "sloppy", config, {"t1w": 1}) is None, stale
+    # a second OUTPUT_DIR beside the first, sharing the work dir, gets its own outputs
+    other = SimpleNamespace(suv_window=(60.0, 90.0), output_dir=tmp_path / "out2")
+    other.output_dir.mkdir()
+    assert finished_outputs(record, "sloppy", other, {"t1w": 1}) is None
+    assert finished_outputs({**record, "output_dir": str(other.output_dir.resolve())},
+                            "sloppy", other, {"t1w": 1}) is None  # outputs not inside it
     out.unlink()
     assert finished_outputs(record, "sloppy", config, {"t1w": 1}) is None
 
