@@ -193,6 +193,18 @@ def test_rerun_skips_finished_and_clean_workdir_recomputes(tiny_bids, tmp_path):
     assert t1.stat().st_mtime_ns != stamp
 
 
+def test_two_output_dirs_sharing_a_work_dir_each_get_outputs(tiny_bids, tmp_path):
+    """Two OUTPUT_DIRs side by side under one parent with one work dir: the second is not
+    fooled by the first's finished-work record and gets its own outputs."""
+    args = ["--participant-label", "01", "--sloppy", "-w", str(tmp_path / "w"),
+            "--omp-nthreads", "2"]
+    t1 = "sub-01/ses-01/anat/sub-01_ses-01_desc-preproc_T1w.nii.gz"
+    assert main([str(tiny_bids), str(tmp_path / "out1"), "participant", *args]) == 0
+    assert main([str(tiny_bids), str(tmp_path / "out2"), "participant", *args]) == 0
+    assert (tmp_path / "out1" / t1).is_file() and (tmp_path / "out2" / t1).is_file()
+    assert list((tmp_path / "out2/sub-01/ses-01/pet").glob("*desc-suv_pet.nii.gz"))
+
+
 def test_marker_of_another_version_or_method_revision_is_redone(tmp_path):
     """A session finished by another version, or before a change of method (the decay
     correction's sign, revision 2), is processed again; the same settings and inputs reuse it."""
