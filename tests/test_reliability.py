@@ -193,6 +193,18 @@ def test_rerun_skips_finished_and_clean_workdir_recomputes(tiny_bids, tmp_path):
     assert t1.stat().st_mtime_ns != stamp
 
 
+def test_two_output_dirs_sharing_a_work_dir_each_get_outputs(tiny_bids, tmp_path):
+    """Two OUTPUT_DIRs side by side under one parent with one work dir: the second is not
+    fooled by the first's finished-work record and gets its own outputs."""
+    args = ["--participant-label", "01", "--sloppy", "-w", str(tmp_path / "w"),
+            "--omp-nthreads", "2"]
+    t1 = "sub-01/ses-01/anat/sub-01_ses-01_desc-preproc_T1w.nii.gz"
+    assert main([str(tiny_bids), str(tmp_path / "out1"), "participant", *args]) == 0
+    assert main([str(tiny_bids), str(tmp_path / "out2"), "participant", *args]) == 0
+    assert (tmp_path / "out1" / t1).is_file() and (tmp_path / "out2" / t1).is_file()
+    assert list((tmp_path / "out2/sub-01/ses-01/pet").glob("*desc-suv_pet.nii.gz"))
+
+
 def test_marker_of_another_version_or_method_revision_is_redone(tmp_path):
     """A session finished by another version, or before a change of method (the decay
     correction's sign, revision 2), is processed again; the same settings and inputs reuse it."""
@@ -203,13 +215,21 @@ def test_marker_of_another_version_or_method_revision_is_redone(tmp_path):
 
     out = tmp_path / "x_desc-suv_pet.nii.gz"
     out.write_bytes(b"done")
-    config = SimpleNamespace(suv_window=(60.0, 90.0))
+    config = SimpleNamespace(suv_window=(60.0, 90.0), output_dir=tmp_path)
     record = {"version": __version__, "revision": METHOD_REVISION, "preset": "sloppy",
-              "suv_window": [60.0, 90.0], "inputs": {"t1w": 1}, "outputs": [str(out)]}
+              "suv_window": [60.0, 90.0], "inputs": {"t1w": 1}, "outputs": [str(out)],
+              "output_dir": str(tmp_path.resolve())}
     assert finished_outputs(record, "sloppy", config, {"t1w": 1}) == [out]
     for stale in ({"revision": METHOD_REVISION - 1}, {"version": "0.0.1"}, {"revision": None},
-                  {"suv_window": [50.0, 80.0]}, {"preset": "standard"}, {"inputs": {"t1w": 2}}):
+                  {"suv_window": [50.0, 80.0]}, {"preset": "standard"}, {"inputs": {"t1w": 2}},
+                  {"output_dir": None}):
         assert finished_outputs({**record, **stale}, "sloppy", config, {"t1w": 1}) is None, stale
+    # a second OUTPUT_DIR beside the first, sharing the work dir, gets its own outputs
+    other = SimpleNamespace(suv_window=(60.0, 90.0), output_dir=tmp_path / "out2")
+    other.output_dir.mkdir()
+    assert finished_outputs(record, "sloppy", other, {"t1w": 1}) is None
+    assert finished_outputs({**record, "output_dir": str(other.output_dir.resolve())},
+                            "sloppy", other, {"t1w": 1}) is None  # outputs not inside it
     out.unlink()
     assert finished_outputs(record, "sloppy", config, {"t1w": 1}) is None
 

@@ -135,6 +135,7 @@ def preprocess_session(config: Config, session: Session) -> list[Path]:
                                            "preset": preset["name"],
                                            "suv_window": list(config.suv_window),
                                            "inputs": inputs,
+                                           "output_dir": str(Path(config.output_dir).resolve()),
                                            "outputs": [str(p) for p in written]})
     LOG.debug("%s timings: %s", session.name, timings)
     return written
@@ -192,10 +193,13 @@ def finished_outputs(record: dict, preset: str, config: Config,
                      inputs: dict | None = None) -> list[Path] | None:
     """The outputs of a finished session when its marker (``done.json`` as read by
     :func:`_read_marker`) matches this version and method revision, the settings and the
-    inputs (:func:`input_record`) and every output still exists; otherwise None (the session
-    is processed)."""
+    inputs (:func:`input_record`), was written for this OUTPUT_DIR (two OUTPUT_DIRs may share
+    a work dir) and every output still exists; otherwise None (the session is processed)."""
     outputs = [Path(p) for p in record.get("outputs", [])]
+    out_dir = Path(config.output_dir).resolve()
     same = (record.get("version") == __version__
+            and record.get("output_dir") == str(out_dir)
+            and all(out_dir in p.resolve().parents for p in outputs)
             and record.get("revision") == METHOD_REVISION
             and record.get("preset") == preset
             and record.get("suv_window") == list(config.suv_window)
