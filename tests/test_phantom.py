@@ -9,6 +9,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from bids_tspo.errors import EXIT_USAGE
 from bids_tspo.phantom import make_phantom
 from bids_tspo.phantom.cli import main as phantom_main
 
@@ -136,3 +137,35 @@ def test_individual_tissue_composition_shows_in_t1w_and_pet():
         changed = np.abs(d_suv) > 1e-3
         assert changed.mean() > 0.2
         assert sign * np.corrcoef(d_t1[changed], d_suv[changed])[0, 1] > 0.8
+
+
+def test_t1w_trace_switch_removes_the_inflammation_from_the_t1w(tmp_path):
+    """--t1w-trace 0: a patient's T1w is exactly the T1w it would have without inflammation
+    (negative control), while its PET still carries the effect; the default darkens the T1w."""
+    from dataclasses import replace
+
+    from bids_tspo.phantom.anatomy import T1W_TRACE, build_head_model
+    from bids_tspo.phantom.subjects import make_cohort
+    from bids_tspo.phantom.warp import Individual
+    from bids_tspo.phantom.writer import SIZES, render_session
+
+    model = build_head_model(2)
+    patient = next(s for s in make_cohort(6, seed=0, with_sessions=False) if s.severity > 0)
+    person = Individual.random(np.random.default_rng(0), model.affine, model.shape, age=40)
+
+    def render(subject, trace):
+        images = render_session(model, SIZES["tiny"], "tiny", subject, subject.sessions[0],
+                                person, "RAS", t1w_trace=trace)
+        return np.asarray(images["t1w"].dataobj, float), images["true_suv"].get_fdata()
+
+    t1_off, suv_off = render(patient, 0.0)
+    t1_on, suv_on = render(patient, T1W_TRACE)
+    t1_healthy, suv_healthy = render(replace(patient, severity=0.0), T1W_TRACE)
+    assert np.array_equal(t1_off, t1_healthy)           # no trace at all
+    assert np.array_equal(suv_off, suv_on)               # PET unchanged by the switch
+    assert (suv_on > suv_healthy + 1e-3).sum() > 50      # the inflammation is in the PET
+    darker = t1_on < t1_off - 1e-6
+    assert darker.sum() > 50 and not (t1_on > t1_off + 1e-6).any()
+    with pytest.raises(SystemExit) as exc:
+        phantom_main([str(tmp_path / "bad"), "--t1w-trace", "-1"])
+    assert exc.value.code == EXIT_USAGE and not (tmp_path / "bad").exists()

@@ -1,4 +1,5 @@
-"""``bids_tspo-phantom OUT_BIDS_DIR [--subjects N] [--seed S] [--size {tiny,small,full}]``."""
+"""``bids_tspo-phantom OUT_BIDS_DIR [--subjects N] [--seed S] [--size {tiny,small,full}]
+[--t1w-trace X]``."""
 
 from __future__ import annotations
 
@@ -8,9 +9,12 @@ import sys
 from pathlib import Path
 
 from ..app.runlog import setup_logging
-from ..app.validators import Parser, nonnegative_int, positive_int
+from ..app.validators import Parser, bounded, nonnegative_int, positive_int
 from ..errors import EXIT_CANTCREAT, EXIT_USAGE
+from .anatomy import T1W_TRACE
 from .writer import SIZES, make_phantom
+
+nonnegative_float = bounded(float, 0, False, "a number", "cannot be negative")
 
 LOG = logging.getLogger(__name__)
 
@@ -27,6 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="tiny: 4 mm, for tests; small: 2 mm, seconds; full: 1 mm T1w")
     p.add_argument("--no-sessions", dest="with_sessions", action="store_false",
                    help="no session level (one visit per subject)")
+    p.add_argument("--t1w-trace", type=nonnegative_float, default=T1W_TRACE, metavar="X",
+                   help="fractional T1w darkening per unit of fractional SUV increase in the "
+                        "patients' affected regions; 0 leaves no trace of the inflammation in "
+                        f"the T1w (negative control) (default: {T1W_TRACE})")
     p.add_argument("-v", "--verbose", action="count", default=0)
     return p
 
@@ -44,6 +52,6 @@ def main(argv: list[str] | None = None) -> int:
         LOG.error("cannot create %s: %s", out, exc.strerror)
         return EXIT_CANTCREAT
     make_phantom(out, args.subjects, args.seed, args.size, args.with_sessions,
-                 progress=sys.stderr.isatty())
+                 progress=sys.stderr.isatty(), t1w_trace=args.t1w_trace)
     LOG.info("phantom dataset written to %s", out)
     return 0

@@ -73,7 +73,8 @@ def _bias_field(rng, shape, amplitude=0.12) -> np.ndarray:
 
 
 def render_session(model: HeadModel, spec: SizeSpec, size: str, subject: PhantomSubject,
-                   session: PhantomSession, person: Individual, orientation: str) -> dict:
+                   session: PhantomSession, person: Individual, orientation: str,
+                   t1w_trace: float = T1W_TRACE) -> dict:
     """All images of one session (nibabel images) and its truth record."""
     rng = np.random.default_rng(session.pose_seed)
     pose = rigid(rng, rot_deg=6.0, trans_mm=5.0)
@@ -100,7 +101,7 @@ def render_session(model: HeadModel, spec: SizeSpec, size: str, subject: Phantom
     smooth_suv = ndimage.gaussian_filter(true_suv, sigma_vox).astype(np.float32)
 
     # T1w: subtle trace of the inflammation, bias field, Rician noise, scanner units
-    signal = t1w * (1.0 - T1W_TRACE * eff * subject.severity) * _bias_field(rng, t1_shape)
+    signal = t1w * (1.0 - t1w_trace * eff * subject.severity) * _bias_field(rng, t1_shape)
     noise_sd = 0.025
     noisy = np.sqrt((signal + rng.normal(0, noise_sd, t1_shape)) ** 2
                     + rng.normal(0, noise_sd, t1_shape) ** 2)
@@ -215,8 +216,12 @@ def _write_tables(out: Path, cohort: list[PhantomSubject]) -> None:
 
 
 def make_phantom(out: Path, n_subjects: int | None = None, seed: int = 0, size: str = "small",
-                 with_sessions: bool = True, progress: bool = True) -> Path:
-    """Write the phantom BIDS dataset to ``out`` (deterministic for a given seed and size)."""
+                 with_sessions: bool = True, progress: bool = True,
+                 t1w_trace: float = T1W_TRACE) -> Path:
+    """Write the phantom BIDS dataset to ``out`` (deterministic for a given seed and size).
+
+    ``t1w_trace``: fractional T1w darkening per unit of fractional SUV increase in the patients'
+    affected regions (0: the T1w carries no trace of the inflammation)."""
     spec = SIZES[size]
     n_subjects = spec.subjects if n_subjects is None else n_subjects
     out = Path(out)
@@ -233,7 +238,7 @@ def make_phantom(out: Path, n_subjects: int | None = None, seed: int = 0, size: 
                                                          subject.age)
         orientation = T1W_ORIENTATIONS[subject.index % len(T1W_ORIENTATIONS)]
         images = render_session(model, spec, size, subject, session, anatomies[subject.label],
-                                orientation)
+                                orientation, t1w_trace)
         _write_session(out, truth_root, subject, session, images, size, spec)
     _write_tables(out, cohort)
     write_json_atomic(out / "dataset_description.json", {
@@ -251,7 +256,8 @@ def make_phantom(out: Path, n_subjects: int | None = None, seed: int = 0, size: 
         "Name": "bids_tspo phantom truth", "BIDSVersion": "1.9.0", "DatasetType": "derivative",
         "GeneratedBy": [{"Name": "bids_tspo-phantom", "Version": __version__}],
         "PhantomSettings": {"size": size, "seed": seed, "subjects": n_subjects,
-                            "with_sessions": with_sessions, **asdict(spec)},
+                            "with_sessions": with_sessions, "t1w_trace": t1w_trace,
+                            **asdict(spec)},
     })
     write_text_atomic(out / ".bidsignore", "derivatives/\n")
     return out
