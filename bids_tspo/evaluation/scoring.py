@@ -16,7 +16,7 @@ from ..io.derivatives import SessionFiles
 from ..model.targets import pet_target, to_units
 from ..preprocess.reference import session_reference
 from .baseline import baseline_map
-from .beyond import deviation_metrics
+from .beyond import session_columns
 from .metrics import all_metrics
 
 
@@ -39,10 +39,12 @@ def id_columns(files: SessionFiles, fold, target: str) -> dict:
 
 
 def score_session(files: SessionFiles, synth: np.ndarray, fold, target: str,
-                  reference: str = "wholebrain", mean_train=None, seed: int = 0) -> list[dict]:
+                  reference: str = "wholebrain", mean_train=None, seed: int = 0,
+                  genotype_factor: float | None = None) -> list[dict]:
     """Rows of metrics of one session: the synthetic map ``synth`` (T1w grid, target units)
     and, with ``mean_train`` (:func:`~bids_tspo.evaluation.baseline.training_mean`), the
-    baseline."""
+    baseline; ``genotype_factor``: the contrast factor the fold applied to this SUVR map, for
+    the metrics without the subject's genotype."""
     t1, scored, region, truth = session_truth(files, target, reference)
     zooms = t1.header.get_zooms()[:3]
     base = id_columns(files, fold, target)
@@ -52,5 +54,5 @@ def score_session(files: SessionFiles, synth: np.ndarray, fold, target: str,
         baseline = to_units(pet_target(baseline, scored, target, region), target)
         rows.append(base | {"model": "baseline_mean"}
                     | all_metrics(baseline, truth, scored, zooms, seed=seed, with_ssim=False))
-    rows[0] |= deviation_metrics(synth, baseline, truth, scored, zooms)
+    rows[0] |= session_columns(synth, baseline, truth, scored, zooms, genotype_factor)
     return rows
