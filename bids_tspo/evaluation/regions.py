@@ -15,7 +15,7 @@ import pandas as pd
 
 from ..io.atlases import harvard_oxford
 from ..io.columns import write_table
-from ..io.derivatives import SessionFiles, find_pet, pet_path
+from ..io.derivatives import SessionFiles, pet_path
 from ..io.spaces import resolve_template
 from ..model.targets import imaged_part, pet_target, scale_t1, target_units, to_units
 from ..preprocess.images import resample_with_transforms
@@ -43,11 +43,11 @@ def _session_images(out: Path, files: SessionFiles, target: str, tpl_img, tpl_ma
     if xfm is None:
         return None
     tpl_name, xfm_path = xfm
-    suv_paths = find_pet(files.pet_dir, files.name, desc="suv", space=tpl_name)
+    suv_path = files.suv_in(tpl_name)
     synth_path = pet_path(out, session, desc="synth", space=tpl_name)
-    if not suv_paths or not synth_path.is_file():
+    if suv_path is None or not synth_path.is_file():
         return None
-    suv = np.asarray(nib.load(suv_paths[0]).dataobj, np.float32)
+    suv = np.asarray(nib.load(suv_path).dataobj, np.float32)
     imaged = imaged_part(suv, tpl_mask)
     true = to_units(pet_target(suv, imaged, target, region), target)
     synth = np.asarray(nib.load(synth_path).dataobj, np.float32) * tpl_mask
