@@ -31,6 +31,7 @@ from ..io.derivatives import (
 from ..io.layout import PetImage, Session
 from ..io.spaces import resolve_template
 from .anat import AnatResult, preprocess_anat, seed_ants
+from .decay import frame_timing_problems
 from .images import field_of_view, load_checked, resample_with_transforms, to_ants
 from .motion import realign_frames
 from .pet import body_weight, compute_suv
@@ -82,6 +83,7 @@ def preprocess_session(config: Config, session: Session) -> list[Path]:
         LOG.info("%s: already preprocessed (%d outputs; --clean-workdir recomputes)",
                  session.name, len(done))
         return done
+    check_pet_timing(session)  # every PET's frame list, before any image or ANTs work
     measured = [_measured_suv(config, session, pet, preset.get("pet_motion"), work)
                 for pet in session.pet]  # bad PET: fail fast
     LOG.info("%s: T1w %s (preset %s)", session.name, session.primary_t1w.name, preset["name"])
@@ -147,6 +149,16 @@ def preprocess_session(config: Config, session: Session) -> list[Path]:
                                            "outputs": [str(p) for p in written]})
     LOG.debug("%s timings: %s", session.name, timings)
     return written
+
+
+def check_pet_timing(session: Session) -> None:
+    """The frame timing of every PET of ``session`` (:func:`frame_timing_problems`; a sidecar
+    that cannot be read says so): all problems in one :class:`InputDataError`."""
+    problems = [p for pet in session.pet
+                for p in ([pet.problem] if pet.problem else frame_timing_problems(pet.sidecar,
+                                                                                  pet.path))]
+    if problems:
+        raise InputDataError("; ".join(problems))
 
 
 def _measured_suv(config: Config, session: Session, pet: PetImage, motion: dict | None,
