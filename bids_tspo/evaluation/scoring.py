@@ -3,7 +3,8 @@
 Maps are compared on the T1w grid inside the brain where the PET imaged it, with the true PET
 normalised like the model target (:mod:`bids_tspo.model.targets`). One row per session and
 model: ``unet`` and, when the fold's training sessions are known, ``baseline_mean``
-(:mod:`bids_tspo.evaluation.baseline`).
+(:mod:`bids_tspo.evaluation.baseline`); the ``unet`` row carries ``deviation_r`` (what the
+synthesis adds beyond that baseline, :mod:`bids_tspo.evaluation.beyond`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from ..io.derivatives import SessionFiles
 from ..model.targets import pet_target, to_units
 from ..preprocess.reference import session_reference
 from .baseline import baseline_map
+from .beyond import deviation_metrics
 from .metrics import all_metrics
 
 
@@ -50,4 +52,5 @@ def score_session(files: SessionFiles, synth: np.ndarray, fold, target: str,
         baseline = to_units(pet_target(baseline, scored, target, region), target)
         rows.append(base | {"model": "baseline_mean"}
                     | all_metrics(baseline, truth, scored, zooms, seed=seed, with_ssim=False))
+    rows[0] |= deviation_metrics(synth, baseline, truth, scored, zooms)
     return rows
