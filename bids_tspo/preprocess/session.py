@@ -31,10 +31,10 @@ from ..io.derivatives import (
 from ..io.layout import PetImage, Session
 from ..io.spaces import resolve_template
 from .anat import AnatResult, preprocess_anat, seed_ants
-from .decay import frame_timing_problems
 from .images import field_of_view, load_checked, resample_with_transforms, to_ants
 from .motion import realign_frames
 from .pet import body_weight, compute_suv
+from .preflight import preflight
 from .presets import load_preset
 from .qc import anat_qc
 
@@ -83,7 +83,7 @@ def preprocess_session(config: Config, session: Session) -> list[Path]:
         LOG.info("%s: already preprocessed (%d outputs; --clean-workdir recomputes)",
                  session.name, len(done))
         return done
-    check_pet_timing(session)  # every PET's frame list, before any image or ANTs work
+    preflight(config, session)  # every input problem of the session, before any ANTs work
     measured = [_measured_suv(config, session, pet, preset.get("pet_motion"), work)
                 for pet in session.pet]  # bad PET: fail fast
     LOG.info("%s: T1w %s (preset %s)", session.name, session.primary_t1w.name, preset["name"])
@@ -151,16 +151,6 @@ def preprocess_session(config: Config, session: Session) -> list[Path]:
     return written
 
 
-def check_pet_timing(session: Session) -> None:
-    """The frame timing of every PET of ``session`` (:func:`frame_timing_problems`; a sidecar
-    that cannot be read says so): all problems in one :class:`InputDataError`."""
-    problems = [p for pet in session.pet
-                for p in ([pet.problem] if pet.problem else frame_timing_problems(pet.sidecar,
-                                                                                  pet.path))]
-    if problems:
-        raise InputDataError("; ".join(problems))
-
-
 def _measured_suv(config: Config, session: Session, pet: PetImage, motion: dict | None,
                   work: Path):
     """(body weight, SUV, seconds) of one PET from its image and sidecar (frames realigned
@@ -199,7 +189,10 @@ def input_record(session: Session) -> dict:
     weight). A rerun reprocesses a session when any of it changed: another T1w or PET chosen
     (``--bids-filter-file``), an image replaced, a sidecar or a weight corrected."""
     def stamp(path: Path) -> list:
-        st = Path(path).stat()
+        try:
+            st = Path(path).stat()
+        except OSError:  # a broken link: reported by the pre-flight
+            return [str(path), None, None]
         return [str(path), st.st_size, st.st_mtime_ns]
 
     return json.loads(json.dumps({
