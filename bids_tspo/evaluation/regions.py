@@ -1,7 +1,8 @@
 """Template-space evaluation of the out-of-fold maps: regions, specificity, cohort table.
 
 Writes ``group_regions.tsv`` (one row per session and region), ``group_region_stats.tsv``
-(one row per region), ``group_specificity.tsv`` and ``group_cohort.tsv`` in OUTPUT_DIR.
+(one row per region), ``group_specificity.tsv`` and ``group_cohort.tsv`` in OUTPUT_DIR, and
+the voxelwise across-subject correlation map (:mod:`.across_subject`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from ..io.spaces import resolve_template
 from ..model.targets import imaged_part, scale_t1, target_units
 from ..preprocess.images import resample_with_transforms
 from ..preprocess.reference import reference_region
+from .across_subject import write_across_subject
 from .group_maps import SubjectMeans
 from .metrics import all_metrics, comparable, smooth
 from .statistics import cohort_summary, region_stats, region_values, specificity
@@ -60,9 +62,12 @@ def _session_images(out: Path, files: SessionFiles, target: str, tpl_img, tpl_ma
 
 
 def write_region_tables(out: Path, paired: list[SessionFiles], folds: dict[str, int],
-                        target: str, seed: int = 0, reference: str = "wholebrain"
-                        ) -> tuple[dict[str, pd.DataFrame], dict]:
-    """Region tables, and per-session metrics in template space (keys suffixed ``_tpl``)."""
+                        target: str, seed: int = 0, reference: str = "wholebrain",
+                        baselines: dict | None = None) -> tuple[dict[str, pd.DataFrame], dict]:
+    """Region tables, and per-session metrics in template space (keys suffixed ``_tpl``);
+    ``baselines``: subject → its fold's training mean (:func:`~.baseline.training_mean`), the
+    population value of the region tables and the control of the across-subject map."""
+    baselines = baselines or {}
     tpl_img, tpl_mask_img = resolve_template(2).load()
     tpl_mask = np.asarray(tpl_mask_img.dataobj) > 0.5
     region = reference_region(reference, tpl_mask_img, tpl_mask) if target == "suvr" else None
@@ -79,12 +84,13 @@ def write_region_tables(out: Path, paired: list[SessionFiles], folds: dict[str, 
             continue
         true, synth, t1w, imaged = images  # regions and metrics: the part the PET imaged
         smooth_true = smooth(true, zooms, mask=imaged)
+        population = _population(baselines.get(files.subject), imaged, target, region)
         base = {"bids_name": files.name, "participant_id": f"sub-{files.subject}",
                 "session_id": f"ses-{files.session}" if files.session else "n/a",
                 "group": files.group, "genotype": files.genotype,
                 "fold": folds.get(files.subject, -1)}
         rows += [base | r for r in region_values(labels * imaged, names, true, smooth_true,
-                                                 synth, t1w)]
+                                                 synth, t1w, baseline=population)]
         scores = all_metrics(synth, true, imaged, zooms, seed=seed)
         tpl_metrics[files.name] = {f"{k}_tpl": v for k, v in scores.items()}
         # kept for the subject-specificity table, as vectors over the template brain (a
@@ -92,7 +98,7 @@ def write_region_tables(out: Path, paired: list[SessionFiles], folds: dict[str, 
         synths[files.name], trues[files.name], scored[files.name] = (
             synth[tpl_mask], smooth_true[tpl_mask], imaged[tpl_mask])
         subject_of[files.name] = files.subject
-        means.add(files.subject, true, synth, imaged)
+        means.add(files.subject, true, synth, imaged, population)
         cohort["original"].append(float(true[imaged].mean()))
         cohort["synthesized"].append(float(synth[imaged].mean()))
         cohort["smoothed"].append(float(smooth_true[imaged].mean()))
@@ -104,4 +110,14 @@ def write_region_tables(out: Path, paired: list[SessionFiles], folds: dict[str, 
     for key, table in tables.items():
         write_table(out, f"group_{key}", table)
     means.write(out, resolve_template(2).name, tpl_mask_img.affine, target_units(target))
+    if len(means):
+        write_across_subject(out, resolve_template(2).name, tpl_mask_img.affine, tpl_mask,
+                             means.stacks(tpl_mask))
     return tables, tpl_metrics
+
+
+def _population(mean, imaged: np.ndarray, target: str, region) -> np.ndarray | None:
+    """The fold's training-mean map in this session's units (normalised like its truth)."""
+    if mean is None:
+        return None
+    return to_units(pet_target(mean[0], imaged, target, region), target) * imaged
