@@ -1,8 +1,10 @@
 """Template-space evaluation of the out-of-fold maps: regions, specificity, cohort table.
 
 Writes ``group_regions.tsv`` (one row per session and region), ``group_region_stats.tsv``
-(one row per region), ``group_specificity.tsv`` and ``group_cohort.tsv`` in OUTPUT_DIR, and
-the voxelwise across-subject correlation map (:mod:`.across_subject`).
+(one row per region), the same two for the paper's atlas (``group_paper_regions.tsv``,
+``group_paper_region_stats.tsv``: :func:`~bids_tspo.io.atlases.paper_atlas`),
+``group_specificity.tsv`` and ``group_cohort.tsv`` in OUTPUT_DIR, and the voxelwise
+across-subject correlation map (:mod:`.across_subject`).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
-from ..io.atlases import harvard_oxford
+from ..io.atlases import harvard_oxford, paper_atlas
 from ..io.columns import write_table
 from ..io.derivatives import SessionFiles, pet_path
 from ..io.spaces import resolve_template
@@ -29,10 +31,12 @@ from .statistics import cohort_summary, region_stats, region_values, specificity
 LOG = logging.getLogger(__name__)
 
 
-def _labels_on(template_img: nib.Nifti1Image) -> tuple[np.ndarray, dict[int, str]]:
+def _labels_on(template_img: nib.Nifti1Image, atlas=harvard_oxford
+               ) -> tuple[np.ndarray, dict[int, str]]:
+    """``atlas()``'s labels on the template's grid (nearest neighbour)."""
     from nilearn.image import resample_to_img
 
-    labels, names = harvard_oxford()
+    labels, names = atlas()
     on = resample_to_img(labels, template_img, interpolation="nearest", force_resample=True,
                          copy_header=True)
     return np.asarray(on.dataobj).astype(np.int16), names
@@ -73,6 +77,8 @@ def write_region_tables(out: Path, paired: list[SessionFiles], folds: dict[str, 
     region = reference_region(reference, tpl_mask_img, tpl_mask) if target == "suvr" else None
     labels, names = _labels_on(tpl_mask_img)
     labels = labels * tpl_mask
+    paper, paper_names = _labels_on(tpl_mask_img, paper_atlas)
+    paper, paper_rows = paper * tpl_mask, []
     zooms = tpl_mask_img.header.get_zooms()[:3]
     rows, synths, trues, scored, subject_of, tpl_metrics = [], {}, {}, {}, {}, {}
     cohort = {"original": [], "synthesized": [], "smoothed": []}
@@ -91,6 +97,9 @@ def write_region_tables(out: Path, paired: list[SessionFiles], folds: dict[str, 
                 "fold": folds.get(files.subject, -1)}
         rows += [base | r for r in region_values(labels * imaged, names, true, smooth_true,
                                                  synth, t1w, baseline=population)]
+        paper_rows += [base | r for r in region_values(paper * imaged, paper_names, true,
+                                                       smooth_true, synth, t1w,
+                                                       baseline=population)]
         scores = all_metrics(synth, true, imaged, zooms, seed=seed)
         tpl_metrics[files.name] = {f"{k}_tpl": v for k, v in scores.items()}
         # kept for the subject-specificity table, as vectors over the template brain (a
@@ -105,6 +114,8 @@ def write_region_tables(out: Path, paired: list[SessionFiles], folds: dict[str, 
     tables = {"regions": pd.DataFrame(rows)}
     if rows:
         tables["region_stats"] = region_stats(tables["regions"])
+        tables["paper_regions"] = pd.DataFrame(paper_rows)
+        tables["paper_region_stats"] = region_stats(tables["paper_regions"])
         tables["specificity"] = specificity(synths, trues, scored, subject_of)
         tables["cohort"] = cohort_summary(cohort)
     for key, table in tables.items():
@@ -120,4 +131,4 @@ def _population(mean, imaged: np.ndarray, target: str, region) -> np.ndarray | N
     """The fold's training-mean map in this session's units (normalised like its truth)."""
     if mean is None:
         return None
-    return to_units(pet_target(mean[0], imaged, target, region), target) * imaged
+    return comparable(mean[0], imaged, target, region)
