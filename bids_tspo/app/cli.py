@@ -206,6 +206,8 @@ def build_config(args: argparse.Namespace, argv: list[str]) -> Config:
         raise MissingInputError(f"--model {args.model}: no such model folder")
     if args.splits is not None and not args.splits.is_file():
         raise MissingInputError(f"--splits {args.splits}: no such file")
+    if args.analysis_level == "group":
+        _check_group_options(args)
     if args.bids_filter_file is not None and not args.bids_filter_file.is_file():
         raise MissingInputError(f"--bids-filter-file {args.bids_filter_file}: no such file")
     filters = read_filters(args.bids_filter_file) if args.bids_filter_file else {}
@@ -252,6 +254,23 @@ def build_config(args: argparse.Namespace, argv: list[str]) -> Config:
         verbose=args.verbose,
         command_line=tuple(argv),
     )
+
+
+def _check_group_options(args: argparse.Namespace) -> None:
+    """Input selection is refused at the group level (exit 64); ``--splits`` matches ``--folds``."""
+    given = [opt for opt, value in (("--participant-label", args.participant_label),
+                                    ("--session-label", args.session_label),
+                                    ("--bids-filter-file", args.bids_filter_file)) if value]
+    if given:
+        raise UsageError(f"{', '.join(given)}: not available at the group level, which uses every "
+                         "session preprocessed in OUTPUT_DIR; select subjects, sessions and "
+                         "PETs at the participant level (into another OUTPUT_DIR for a subset)")
+    if args.splits is not None and args.model is None:
+        from ..model.splits import read_splits
+
+        if (k := read_splits(args.splits)["k"]) != args.folds:
+            raise UsageError(f"--splits {args.splits} has {k} folds but --folds is "
+                             f"{args.folds}; pass --folds {k}")
 
 
 def main(argv: list[str] | None = None) -> int:

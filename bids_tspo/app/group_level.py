@@ -39,7 +39,14 @@ from ..model.maps import native_maps, write_maps
 from ..model.network import UNetConfig
 from ..model.prior import fold_populations, fold_priors, prior_box, with_prior
 from ..model.splits import load_splits, make_splits, oof_plan
-from ..model.train import TrainSettings, distributed, few_steps_warning, is_complete, train_fold
+from ..model.train import (
+    TrainSettings,
+    barrier,
+    distributed,
+    few_steps_warning,
+    is_complete,
+    train_fold,
+)
 from .config import Config
 from .parallel import Failure
 from .resources import check_training_memory
@@ -180,8 +187,8 @@ def train_folds(config: Config, bundle_dir: Path, splits: dict, cohort: Cohort, 
         if k not in _folds_requested(config):
             continue
         fold_dir = bundle_dir / f"fold-{k}"
-        if config.clean_workdir and fold_dir.exists() and rank == 0:
-            shutil.rmtree(fold_dir)  # retrain from scratch, not from the finished checkpoint
+        if config.clean_workdir:
+            fresh_fold(fold_dir, rank)
         if is_complete(fold_dir) and not _continues(fold_dir, config):
             continue
         contrast = factors["contrast"].get(str(k), {}) if config.target == "suvr" else {}
@@ -195,6 +202,15 @@ def train_folds(config: Config, bundle_dir: Path, splits: dict, cohort: Cohort, 
             LOG.warning(warning)
             warned = True
         train_fold(fold_dir, train, val, cfg, settings)
+
+
+def fresh_fold(fold_dir: Path, rank: int) -> None:
+    """``--clean-workdir``: rank 0 removes the fold's checkpoint (retrain from scratch), and
+    every rank waits until it is gone before reading :func:`is_complete` (else a rank that saw
+    the old checkpoint would skip the fold while the others train it)."""
+    if rank == 0 and fold_dir.exists():
+        shutil.rmtree(fold_dir)
+    barrier()
 
 
 def evaluate(config: Config, bundle: Bundle, plan: list[tuple], cohort: Cohort, device,

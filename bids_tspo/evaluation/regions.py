@@ -17,11 +17,11 @@ from ..io.atlases import harvard_oxford
 from ..io.columns import write_table
 from ..io.derivatives import SessionFiles, find_pet, pet_path
 from ..io.spaces import resolve_template
-from ..model.targets import imaged_part, pet_target, scale_t1, target_units, to_units
+from ..model.targets import imaged_part, scale_t1, target_units
 from ..preprocess.images import resample_with_transforms
 from ..preprocess.reference import reference_region
 from .group_maps import SubjectMeans
-from .metrics import all_metrics, smooth
+from .metrics import all_metrics, comparable, smooth
 from .statistics import cohort_summary, region_stats, region_values, specificity
 
 LOG = logging.getLogger(__name__)
@@ -49,8 +49,9 @@ def _session_images(out: Path, files: SessionFiles, target: str, tpl_img, tpl_ma
         return None
     suv = np.asarray(nib.load(suv_paths[0]).dataobj, np.float32)
     imaged = imaged_part(suv, tpl_mask)
-    true = to_units(pet_target(suv, imaged, target, region), target)
-    synth = np.asarray(nib.load(synth_path).dataobj, np.float32) * tpl_mask
+    true = comparable(suv, imaged, target, region)  # the same units for both (see metrics)
+    synth = comparable(np.asarray(nib.load(synth_path).dataobj, np.float32), imaged, target,
+                       region, within=tpl_mask)
     t1 = nib.load(files.t1w)
     t1_tpl = resample_with_transforms(np.asarray(t1.dataobj, np.float32), t1.affine, tpl_img,
                                       [xfm_path])

@@ -27,6 +27,7 @@ from .anat import AnatResult, preprocess_anat, seed_ants
 from .images import field_of_view, load_checked, resample_with_transforms, to_ants
 from .motion import realign_frames
 from .pet import body_weight, compute_suv
+from .preflight import preflight
 from .presets import load_preset
 from .qc import anat_qc
 
@@ -74,6 +75,7 @@ def preprocess_session(config: Config, session: Session) -> list[Path]:
         LOG.info("%s: already preprocessed (%d outputs; --clean-workdir recomputes)",
                  session.name, len(done))
         return done
+    preflight(config, session)  # every input problem of the session, before any ANTs work
     measured = [_measured_suv(config, session, pet, preset.get("pet_motion"), work)
                 for pet in session.pet]  # bad PET: fail fast
     LOG.info("%s: T1w %s (preset %s)", session.name, session.primary_t1w.name, preset["name"])
@@ -179,7 +181,10 @@ def input_record(session: Session) -> dict:
     weight). A rerun reprocesses a session when any of it changed: another T1w or PET chosen
     (``--bids-filter-file``), an image replaced, a sidecar or a weight corrected."""
     def stamp(path: Path) -> list:
-        st = Path(path).stat()
+        try:
+            st = Path(path).stat()
+        except OSError:  # a broken link: reported by the pre-flight
+            return [str(path), None, None]
         return [str(path), st.st_size, st.st_mtime_ns]
 
     return json.loads(json.dumps({

@@ -170,12 +170,12 @@ def group_report(out: Path) -> Path:
                                       f"mean r own {t.r_own.mean():.3f} vs others "
                                       f"{t.r_others_mean.mean():.3f}")
     if stats is not None:
-        repeated = "n_subjects" in key and bool((key.n_subjects < key.n_sessions).any())
-        keep = (["region", "pearson_r", "pearson_p"]
-                + (["n_sessions", "n_subjects", "pearson_r_subjects", "pearson_p_subjects"]
-                   if repeated else [])  # repeated scans: the subject-level test too
-                + ["ba_bias", "ba_loa_low", "ba_loa_high", "mannwhitney_p"]
-                + [c for c in stats if c.startswith(("mannwhitney_p_", "wilcoxon_p_"))])
+        keep = (["region", "n_subjects", "pearson_r", "pearson_p", "pearson_q", "spearman_rho",
+                 "icc", "pearson_r_sessions", "ba_bias", "ba_loa_low", "ba_loa_high",
+                 "mannwhitney_p", "mannwhitney_q"]
+                + [c for c in stats if c.startswith(("mannwhitney_p_", "wilcoxon_p_",
+                                                     "mannwhitney_q_", "wilcoxon_q_"))])
+        keep = [c for c in keep if c in key]
         tables["regions"] = _table(key[keep[:1] + ["why"] + keep[1:]])
         tables["regions_shown"] = {"shown": len(key), "total": int(stats.region.nunique()),
                                    "why": key.groupby(key.why.str.split(" [(]").str[0],
