@@ -93,11 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
                    action="store_true",
                    help="train complete folds that made fewer than --epochs on to --epochs "
                         "from their checkpoints (at --lr); without it they are reused")
-    g.add_argument("--learn-deviation", "--learn_deviation", dest="learn_deviation",
-                   action="store_true",
-                   help="give the network the fold's population map (training subjects' mean "
-                        "PET) as a second input and an additive prior on its output, so it "
-                        "learns the deviation from it (default: the paper's T1w-only model)")
+    g.add_argument("--learn-deviation", action="store_true", help="population map as prior")
 
     g = p.add_argument_group("PET quantification")
     g.add_argument("--target", choices=["minmax", "suvr"], default="minmax",
@@ -235,8 +231,7 @@ def build_config(args: argparse.Namespace, argv: list[str]) -> Config:
         lr=args.lr,
         image_size=args.image_size,
         seed=args.seed,
-        continue_training=args.continue_training,
-        learn_deviation=args.learn_deviation,
+        continue_training=args.continue_training, learn_deviation=args.learn_deviation,
         target=args.target,
         suvr_reference=args.suvr_reference,
         suv_window=(float(start), float(end)),
