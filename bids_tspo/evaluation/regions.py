@@ -1,8 +1,10 @@
 """Template-space evaluation of the out-of-fold maps: regions, specificity, cohort table.
 
 Writes ``group_regions.tsv`` (one row per session and region), ``group_region_stats.tsv``
-(one row per region), ``group_specificity.tsv`` and ``group_cohort.tsv`` in OUTPUT_DIR, and
-the voxelwise across-subject correlation map (:mod:`.across_subject`).
+(one row per region), the same two for the paper's atlas (``group_paper_regions.tsv``,
+``group_paper_region_stats.tsv``: :func:`~bids_tspo.io.atlases.paper_atlas`),
+``group_specificity.tsv`` and ``group_cohort.tsv`` in OUTPUT_DIR, and the voxelwise
+across-subject correlation map (:mod:`.across_subject`).
 """
 
 from __future__ import annotations
@@ -14,25 +16,27 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
-from ..io.atlases import harvard_oxford
+from ..io.atlases import harvard_oxford, paper_atlas
 from ..io.columns import write_table
-from ..io.derivatives import SessionFiles, find_pet, pet_path
+from ..io.derivatives import SessionFiles, pet_path
 from ..io.spaces import resolve_template
-from ..model.targets import imaged_part, pet_target, scale_t1, target_units, to_units
+from ..model.targets import imaged_part, scale_t1, target_units
 from ..preprocess.images import resample_with_transforms
 from ..preprocess.reference import reference_region
 from .across_subject import write_across_subject
 from .group_maps import SubjectMeans
-from .metrics import all_metrics, smooth
+from .metrics import all_metrics, comparable, smooth
 from .statistics import cohort_summary, region_stats, region_values, specificity
 
 LOG = logging.getLogger(__name__)
 
 
-def _labels_on(template_img: nib.Nifti1Image) -> tuple[np.ndarray, dict[int, str]]:
+def _labels_on(template_img: nib.Nifti1Image, atlas=harvard_oxford
+               ) -> tuple[np.ndarray, dict[int, str]]:
+    """``atlas()``'s labels on the template's grid (nearest neighbour)."""
     from nilearn.image import resample_to_img
 
-    labels, names = harvard_oxford()
+    labels, names = atlas()
     on = resample_to_img(labels, template_img, interpolation="nearest", force_resample=True,
                          copy_header=True)
     return np.asarray(on.dataobj).astype(np.int16), names
@@ -45,14 +49,15 @@ def _session_images(out: Path, files: SessionFiles, target: str, tpl_img, tpl_ma
     if xfm is None:
         return None
     tpl_name, xfm_path = xfm
-    suv_paths = find_pet(files.pet_dir, files.name, desc="suv", space=tpl_name)
+    suv_path = files.suv_in(tpl_name)
     synth_path = pet_path(out, session, desc="synth", space=tpl_name)
-    if not suv_paths or not synth_path.is_file():
+    if suv_path is None or not synth_path.is_file():
         return None
-    suv = np.asarray(nib.load(suv_paths[0]).dataobj, np.float32)
+    suv = np.asarray(nib.load(suv_path).dataobj, np.float32)
     imaged = imaged_part(suv, tpl_mask)
-    true = to_units(pet_target(suv, imaged, target, region), target)
-    synth = np.asarray(nib.load(synth_path).dataobj, np.float32) * tpl_mask
+    true = comparable(suv, imaged, target, region)  # the same units for both (see metrics)
+    synth = comparable(np.asarray(nib.load(synth_path).dataobj, np.float32), imaged, target,
+                       region, within=tpl_mask)
     t1 = nib.load(files.t1w)
     t1_tpl = resample_with_transforms(np.asarray(t1.dataobj, np.float32), t1.affine, tpl_img,
                                       [xfm_path])
@@ -72,6 +77,8 @@ def write_region_tables(out: Path, paired: list[SessionFiles], folds: dict[str, 
     region = reference_region(reference, tpl_mask_img, tpl_mask) if target == "suvr" else None
     labels, names = _labels_on(tpl_mask_img)
     labels = labels * tpl_mask
+    paper, paper_names = _labels_on(tpl_mask_img, paper_atlas)
+    paper, paper_rows = paper * tpl_mask, []
     zooms = tpl_mask_img.header.get_zooms()[:3]
     rows, synths, trues, scored, subject_of, tpl_metrics = [], {}, {}, {}, {}, {}
     cohort, cohort_subjects = {"original": [], "synthesized": [], "smoothed": []}, []
@@ -90,6 +97,9 @@ def write_region_tables(out: Path, paired: list[SessionFiles], folds: dict[str, 
                 "fold": folds.get(files.subject, -1)}
         rows += [base | r for r in region_values(labels * imaged, names, true, smooth_true,
                                                  synth, t1w, baseline=population)]
+        paper_rows += [base | r for r in region_values(paper * imaged, paper_names, true,
+                                                       smooth_true, synth, t1w,
+                                                       baseline=population)]
         scores = all_metrics(synth, true, imaged, zooms, seed=seed)
         tpl_metrics[files.name] = {f"{k}_tpl": v for k, v in scores.items()}
         # kept for the subject-specificity table, as vectors over the template brain (a
@@ -105,6 +115,8 @@ def write_region_tables(out: Path, paired: list[SessionFiles], folds: dict[str, 
     tables = {"regions": pd.DataFrame(rows)}
     if rows:
         tables["region_stats"] = region_stats(tables["regions"])
+        tables["paper_regions"] = pd.DataFrame(paper_rows)
+        tables["paper_region_stats"] = region_stats(tables["paper_regions"])
         tables["specificity"] = specificity(synths, trues, scored, subject_of)
         tables["cohort"] = cohort_summary(cohort, cohort_subjects)
     for key, table in tables.items():
@@ -120,4 +132,4 @@ def _population(mean, imaged: np.ndarray, target: str, region) -> np.ndarray | N
     """The fold's training-mean map in this session's units (normalised like its truth)."""
     if mean is None:
         return None
-    return to_units(pet_target(mean[0], imaged, target, region), target) * imaged
+    return comparable(mean[0], imaged, target, region)

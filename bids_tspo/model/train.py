@@ -102,6 +102,14 @@ def distributed() -> tuple[int, int]:
     return dist.get_rank(), world
 
 
+def barrier() -> None:
+    """Wait for every rank under torchrun (nothing in a single process)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        dist.barrier()
+
+
 def _loader(dataset, settings: TrainSettings, epoch: int, rank: int, world: int, shuffle: bool):
     """Batches of in-memory arrays (no worker processes: augmentation runs on the device)."""
     generator = torch.Generator().manual_seed(settings.seed * 1000 + epoch)

@@ -20,13 +20,21 @@ from ..app.config import Config
 from ..errors import InputDataError
 from ..io.atomic import atomic_path, save_nifti_atomic, write_json_atomic
 from ..io.dataset import bids_uri
-from ..io.derivatives import anat_path, fov_mask_path, pet_path, sidecar_path, xfm_path
+from ..io.derivatives import (
+    anat_path,
+    fov_mask_path,
+    pet_entities,
+    pet_path,
+    sidecar_path,
+    xfm_path,
+)
 from ..io.layout import PetImage, Session
 from ..io.spaces import resolve_template
 from .anat import AnatResult, preprocess_anat, seed_ants
 from .images import field_of_view, load_checked, resample_with_transforms, to_ants
 from .motion import realign_frames
 from .pet import body_weight, compute_suv
+from .preflight import preflight
 from .presets import load_preset
 from .qc import anat_qc
 
@@ -37,8 +45,9 @@ MIN_BRAIN_COVERAGE = 0.99  # warn when the PET field of view misses more of the 
 # Raised whenever a change makes unchanged inputs give other outputs, so that a rerun redoes
 # sessions finished before it. 2: images decay corrected after the injection were scaled by
 # exp(-lambda t) instead of exp(+lambda t) (SUV too low). 3: the frames averaged for the SUV
-# are realigned (head motion).
-METHOD_REVISION = 3
+# are realigned (head motion). 4: PET outputs keep every entity of the input's name (task-,
+# rec-, ...; two PETs no longer share one output).
+METHOD_REVISION = 4
 
 
 def coregister_pet(suv, pet_affine, anat: AnatResult, preset: dict, workdir: Path):
@@ -55,7 +64,7 @@ def coregister_pet(suv, pet_affine, anat: AnatResult, preset: dict, workdir: Pat
 
 
 def _pet_entities(pet: PetImage) -> dict:
-    return {"trc": pet.entities.get("tracer"), "run": pet.entities.get("run")}
+    return pet_entities(pet.path)
 
 
 def preprocess_session(config: Config, session: Session) -> list[Path]:
@@ -74,6 +83,7 @@ def preprocess_session(config: Config, session: Session) -> list[Path]:
         LOG.info("%s: already preprocessed (%d outputs; --clean-workdir recomputes)",
                  session.name, len(done))
         return done
+    preflight(config, session)  # every input problem of the session, before any ANTs work
     measured = [_measured_suv(config, session, pet, preset.get("pet_motion"), work)
                 for pet in session.pet]  # bad PET: fail fast
     LOG.info("%s: T1w %s (preset %s)", session.name, session.primary_t1w.name, preset["name"])
@@ -179,7 +189,10 @@ def input_record(session: Session) -> dict:
     weight). A rerun reprocesses a session when any of it changed: another T1w or PET chosen
     (``--bids-filter-file``), an image replaced, a sidecar or a weight corrected."""
     def stamp(path: Path) -> list:
-        st = Path(path).stat()
+        try:
+            st = Path(path).stat()
+        except OSError:  # a broken link: reported by the pre-flight
+            return [str(path), None, None]
         return [str(path), st.st_size, st.st_mtime_ns]
 
     return json.loads(json.dumps({
