@@ -93,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
                    action="store_true",
                    help="train complete folds that made fewer than --epochs on to --epochs "
                         "from their checkpoints (at --lr); without it they are reused")
+    g.add_argument("--learn-deviation", action="store_true", help="population map as prior")
 
     g = p.add_argument_group("PET quantification")
     g.add_argument("--target", choices=["minmax", "suvr"], default="minmax",
@@ -230,7 +231,7 @@ def build_config(args: argparse.Namespace, argv: list[str]) -> Config:
         lr=args.lr,
         image_size=args.image_size,
         seed=args.seed,
-        continue_training=args.continue_training,
+        continue_training=args.continue_training, learn_deviation=args.learn_deviation,
         target=args.target,
         suvr_reference=args.suvr_reference,
         suv_window=(float(start), float(end)),

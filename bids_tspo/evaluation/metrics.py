@@ -1,7 +1,9 @@
 """Image-similarity metrics of the paper (+ MAE, PSNR, SSIM, Pearson r): pure functions.
 
 All take the synthetic (``rec``) and true (``true``) volumes and a boolean ``mask``; values
-are computed over the voxels inside the mask.
+are computed over the voxels inside the mask. Before scoring, every map of a session (true,
+synthetic, baseline) is put in the same units on the grid where they are compared by
+:func:`comparable` (one rule for all three; see docs/methods.md).
 
 >>> rec, true = np.array([1.0, 2.0, 3.0]), np.array([1.0, 1.0, 1.0])
 >>> m = np.ones(3, bool)
@@ -14,6 +16,53 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+ROBUST_RANGE = (0.5, 99.5)   # percentiles in the brain taken as 0 and 1 by ``comparable``
+LOW_SIGNAL = 0.1             # PercDiff / NormDiff: true > 10 % of its 99th percentile
+SSIM_SIGMA, SSIM_TRUNCATE = 1.5, 3.5   # Gaussian window: radius int(3.5 * 1.5 + 0.5) = 5 -> 11³
+SSIM_K1, SSIM_K2 = 0.01, 0.03
+CNR_BOX_MM = (8.0, 8.0, 6.0)  # the paper's 4x4x3 voxels at 2 mm
+
+
+def comparable(image: np.ndarray, mask: np.ndarray, target: str,
+               region: np.ndarray | None = None, within: np.ndarray | None = None
+               ) -> np.ndarray:
+    """A map in the session's shared evaluation units, with its scale taken inside ``mask``
+    and zero outside ``within`` (default ``mask``): the same rule
+    for the true PET (SUV), the synthetic map and the baseline, on the grid they are compared.
+
+    * ``minmax``: robust min–max inside ``mask``: the 0.5th percentile -> 0, the 99.5th -> 1,
+      clipped to [0, 1] like the training target (a single hot voxel moves neither end);
+    * ``suvr``: the map over its own mean in ``region`` ∩ ``mask`` (the whole mask without it).
+
+    Any map that is a positive affine function of the truth (a perfect predictor whose
+    min–max was taken on another grid) becomes identical to the truth.
+
+    >>> x, m = np.arange(201.0), np.ones(201, bool)
+    >>> bool(np.allclose(comparable(3 * x + 7, m, "minmax"), comparable(x, m, "minmax")))
+    True
+    """
+    mask = np.asarray(mask, bool)
+    image = np.asarray(image, np.float64)
+    inside = image[mask]
+    if not inside.size:
+        return np.zeros(image.shape, np.float32)
+    if target == "minmax":
+        lo, hi = np.percentile(inside, ROBUST_RANGE)
+        out = np.clip((image - lo) / max(hi - lo, 1e-12), 0.0, 1.0)
+    elif target == "suvr":
+        region = None if region is None else np.asarray(region, bool) & mask
+        ref = image[region] if region is not None and region.any() else inside
+        out = image / max(float(ref.mean()), 1e-12)
+    else:
+        raise ValueError(f"unknown target {target!r}")
+    return (out * (mask if within is None else np.asarray(within, bool))).astype(np.float32)
+
+
+def _signal(true: np.ndarray) -> np.ndarray:
+    """Voxels of ``true`` (values inside the mask) with meaningful signal: above
+    ``LOW_SIGNAL`` of its 99th percentile (PercDiff and NormDiff use the same rule)."""
+    return true > LOW_SIGNAL * np.percentile(true, 99)
+
 
 def mse(rec, true, mask) -> float:
     return float(np.mean((rec[mask] - true[mask]) ** 2))
@@ -23,18 +72,19 @@ def mae(rec, true, mask) -> float:
     return float(np.mean(np.abs(rec[mask] - true[mask])))
 
 
-def normdiff(rec, true, mask, eps: float = 1e-8) -> float:
-    """mean((rec − true) / (rec + true)) over voxels where rec + true > eps (bounded in ±1)."""
+def normdiff(rec, true, mask) -> float:
+    """mean((rec − true) / (rec + true)) (bounded in ±1) over the voxels with signal in the
+    truth (``_signal``: true > 10 % of its 99th percentile, as PercDiff)."""
     r, t = rec[mask], true[mask]
-    ok = (r + t) > eps
+    ok = _signal(t) & ((r + t) > 0)
     return float(np.mean((r[ok] - t[ok]) / (r[ok] + t[ok]))) if ok.any() else float("nan")
 
 
-def percdiff(rec, true, mask, min_fraction: float = 0.1) -> float:
-    """mean((rec − true) / true), in %, over voxels whose true value exceeds ``min_fraction`` of
-    the 99th percentile of the true image in the mask (meaningful signal only)."""
+def percdiff(rec, true, mask) -> float:
+    """mean((rec − true) / true), in %, over voxels whose true value exceeds 10 % of the
+    99th percentile of the true image in the mask (meaningful signal only)."""
     r, t = rec[mask], true[mask]
-    ok = t > min_fraction * np.percentile(t, 99)
+    ok = _signal(t)
     return float(100.0 * np.mean((r[ok] - t[ok]) / t[ok])) if ok.any() else float("nan")
 
 
@@ -52,16 +102,35 @@ def psnr(rec, true, mask) -> float:
     return float("inf") if err == 0 else float(10 * np.log10(peak**2 / err))
 
 
-def ssim(rec, true, mask) -> float:
-    """3D SSIM (MONAI, Gaussian 11³ window) on brain-masked images, data range from ``true``."""
-    import torch
-    from monai.metrics import SSIMMetric
+def ssim(rec, true, mask, data_range: float | None = None) -> float:
+    """Mean SSIM (Wang et al. 2004) over the voxels inside ``mask``: both images zero outside
+    it; Gaussian window σ = 1.5 voxels truncated at 3.5σ (11³ voxels), K1 = 0.01, K2 = 0.03,
+    population covariances, L = ``data_range`` (default: the range of ``true`` in the mask).
+    The SSIM map equals skimage's ``structural_similarity(..., gaussian_weights=True,
+    sigma=1.5, use_sample_covariance=False, data_range=L, full=True)``; only its mean is
+    taken inside the mask (the background would otherwise score as similar).
+    """
+    mask = np.asarray(mask, bool)
+    if not mask.any():
+        return float("nan")
+    t_in = np.asarray(true, np.float64)[mask]
+    L = float(data_range) if data_range else float(t_in.max() - t_in.min()) or 1.0
+    # crop to the mask's box plus the window radius: zeros beyond it, so the result is exact
+    pad = int(SSIM_TRUNCATE * SSIM_SIGMA + 0.5)
+    idx = np.argwhere(mask)
+    box = tuple(slice(max(lo - pad, 0), hi + pad + 1) for lo, hi in zip(idx.min(0), idx.max(0)))
+    m = mask[box]
+    x = np.where(m, np.asarray(rec, np.float64)[box], 0.0)
+    y = np.where(m, np.asarray(true, np.float64)[box], 0.0)
 
-    t = np.where(mask, true, 0).astype(np.float32)
-    r = np.where(mask, rec, 0).astype(np.float32)
-    metric = SSIMMetric(spatial_dims=3, data_range=float(t.max() - t.min()) or 1.0,
-                        win_size=min(7, *[s - (s + 1) % 2 for s in t.shape]))
-    return float(metric(torch.from_numpy(r)[None, None], torch.from_numpy(t)[None, None]).mean())
+    def g(v):
+        return ndimage.gaussian_filter(v, SSIM_SIGMA, truncate=SSIM_TRUNCATE, mode="reflect")
+
+    ux, uy = g(x), g(y)
+    vx, vy, vxy = g(x * x) - ux * ux, g(y * y) - uy * uy, g(x * y) - ux * uy
+    c1, c2 = (SSIM_K1 * L) ** 2, (SSIM_K2 * L) ** 2
+    s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux**2 + uy**2 + c1) * (vx + vy + c2))
+    return float(s[m].mean())
 
 
 def smooth(volume: np.ndarray, zooms, fwhm_mm: float = 4.0, mask=None) -> np.ndarray:
@@ -102,19 +171,28 @@ def template_similarity(warped: np.ndarray, template: np.ndarray, mask: np.ndarr
     return float(np.corrcoef(a, b)[0, 1])
 
 
-def cnr(image: np.ndarray, mask: np.ndarray, n_pairs: int = 1000, box=(4, 4, 3),
-        seed: int = 0, pooled: bool = True) -> float:
-    """Median CNR over ``n_pairs`` random pairs of boxes lying fully inside ``mask``.
+def box_voxels(zooms=None, box_mm=CNR_BOX_MM) -> tuple[int, ...]:
+    """A CNR box sized in mm, in voxels of a grid with ``zooms`` (2 mm when None: the paper's
+    4×4×3 voxels).
 
-    ``pooled=True`` (the authors' code): |m1 − m2| / sqrt(s1² + s2²); ``pooled=False`` (the
-    printed formula): |m1 − m2| / std(box1 ∪ box2). Seeded, so reproducible.
+    >>> box_voxels((1.0, 1.0, 1.0)), box_voxels()
+    ((8, 8, 6), (4, 4, 3))
     """
-    box = tuple(int(b) for b in box)
+    zooms = (2.0, 2.0, 2.0) if zooms is None else zooms
+    return tuple(max(1, round(float(b) / float(z))) for b, z in zip(box_mm, zooms))
+
+
+def cnr_ratios(image: np.ndarray, mask: np.ndarray, zooms=None, n_pairs: int = 1000,
+               box_mm=CNR_BOX_MM, seed: int = 0, pooled: bool = True) -> np.ndarray:
+    """Signed (m1 − m2) / noise of ``n_pairs`` seeded random pairs of boxes of ``box_mm`` lying
+    fully inside ``mask`` (empty when fewer than two boxes fit). ``pooled=True`` (the authors'
+    code): noise = sqrt(s1² + s2²); ``pooled=False`` (the printed formula): std(box1 ∪ box2)."""
+    box = box_voxels(zooms, box_mm)
     inside = ndimage.minimum_filter(mask.astype(np.uint8), size=box, mode="constant") > 0
     # minimum_filter centres the box; convert centres to corner indices
     centres = np.argwhere(inside)
     if len(centres) < 2:
-        return float("nan")
+        return np.zeros(0)
     corners = centres - np.asarray(box) // 2
     rng = np.random.default_rng(seed)
     picks = rng.integers(0, len(corners), size=(n_pairs, 2))
@@ -126,14 +204,25 @@ def cnr(image: np.ndarray, mask: np.ndarray, n_pairs: int = 1000, box=(4, 4, 3),
         denom = np.sqrt(values.var(axis=-1).sum(axis=-1))
     else:
         denom = values.reshape(n_pairs, -1).std(axis=-1)
-    contrast = np.abs(values[:, 0].mean(axis=-1) - values[:, 1].mean(axis=-1))
-    ratio = np.divide(contrast, denom, out=np.zeros_like(contrast), where=denom > 0)
-    return float(np.median(ratio))
+    contrast = values[:, 0].mean(axis=-1) - values[:, 1].mean(axis=-1)
+    return np.divide(contrast, denom, out=np.zeros_like(contrast), where=denom > 0)
+
+
+def cnr(image: np.ndarray, mask: np.ndarray, zooms=None, n_pairs: int = 1000,
+        box_mm=CNR_BOX_MM, seed: int = 0, pooled: bool = True, signed: bool = False) -> float:
+    """Median CNR over the box pairs of :func:`cnr_ratios`: of |m1 − m2| / noise, or with
+    ``signed`` of (m1 − m2) / noise as the paper's Equation 3 (whose median over random pairs
+    sits near 0). Boxes are ``box_mm`` in mm, so the value does not depend on the grid."""
+    ratio = cnr_ratios(image, mask, zooms, n_pairs, box_mm, seed, pooled)
+    if not ratio.size:
+        return float("nan")
+    return float(np.median(ratio if signed else np.abs(ratio)))
 
 
 def all_metrics(rec, true, mask, zooms, seed: int = 0, with_ssim: bool = True) -> dict:
     """Every metric against the true image and against it smoothed at 4 mm FWHM (inside
-    ``mask``: the brain's edge is not smoothed towards the zeros outside it)."""
+    ``mask``: the brain's edge is not smoothed towards the zeros outside it). ``rec`` and
+    ``true`` in the same units (:func:`comparable`)."""
     out = {}
     smoothed = smooth(true, zooms, mask=mask)
     for suffix, ref in (("", true), ("_smooth", smoothed)):
@@ -145,6 +234,13 @@ def all_metrics(rec, true, mask, zooms, seed: int = 0, with_ssim: bool = True) -
         out[f"psnr{suffix}"] = psnr(rec, ref, mask)
         if with_ssim:
             out[f"ssim{suffix}"] = ssim(rec, ref, mask)
-        out[f"cnr_true{suffix}"] = cnr(ref, mask, seed=seed)
-    out["cnr_synth"] = cnr(rec, mask, seed=seed)
+        ratios = cnr_ratios(ref, mask, zooms, seed=seed)
+        out[f"cnr_true{suffix}"] = _median(np.abs(ratios))
+        out[f"cnr_true_signed{suffix}"] = _median(ratios)
+    ratios = cnr_ratios(rec, mask, zooms, seed=seed)
+    out["cnr_synth"], out["cnr_synth_signed"] = _median(np.abs(ratios)), _median(ratios)
     return out
+
+
+def _median(values: np.ndarray) -> float:
+    return float(np.median(values)) if values.size else float("nan")

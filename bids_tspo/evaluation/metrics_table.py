@@ -16,8 +16,8 @@ from .statistics import cnr_paired_t, paired_over_subjects
 from .verdict import verdict
 
 ID_COLUMNS = ["bids_name", "participant_id", "session_id", "group", "genotype", "fold", "target"]
-KEY_METRICS = ["pearson_r", "pearson_r_smooth", "mse", "mae", "normdiff", "percdiff", "ssim",
-               "psnr", "pearson_r_tpl", "mse_tpl"]
+KEY_METRICS = ["pearson_r", "pearson_r_smooth", "deviation_r", "mse", "mae", "normdiff",
+               "percdiff", "ssim", "psnr", "pearson_r_tpl", "mse_tpl"]
 
 
 def metrics_table(rows: list[dict], template: dict | None = None) -> pd.DataFrame:

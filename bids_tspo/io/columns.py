@@ -23,12 +23,17 @@ def _columns() -> dict:
 def describe_column(table: str, column: str) -> dict | None:
     """BIDS description (``LongName``, ``Description``, ``Units``) of a group-table column,
     from ``data/columns.json``: metric names compose with ``baseline_``, ``_smooth`` and
-    ``_tpl``, and ``{}`` entries match a genotype or group label. None when unknown.
+    ``_tpl``, and ``{}`` entries match a genotype or group label; a table with ``_same_as``
+    takes that table's descriptions. None when unknown.
 
     >>> describe_column("group_region_stats", "wilcoxon_p_HC")["LongName"]
     'Wilcoxon p, group HC'
+    >>> describe_column("group_region_stats", "wilcoxon_q_HC")["LongName"]
+    'Wilcoxon p, group HC, BH q'
     """
     spec, known = _columns(), _columns().get(table, {})
+    if "_same_as" in known:  # a table with another's columns (some described anew)
+        known = spec[known["_same_as"]] | {k: v for k, v in known.items() if k != "_same_as"}
     if column in known:
         return dict(known[column])
     for key, entry in known.items():
@@ -36,6 +41,12 @@ def describe_column(table: str, column: str) -> dict | None:
         label = column[len(head): len(column) - len(tail)]
         if placeholder and column == head + label + tail and label:
             return {k: v.replace("{}", label) for k, v in entry.items()}
+    parts = column.split("_")
+    if "q" in parts:  # X_q: the Benjamini-Hochberg q of the p column X_p
+        parts[parts.index("q")] = "p"
+        base = describe_column(table, "_".join(parts))
+        if base is not None:
+            return {k: v.replace("{}", base.get(k, "")) for k, v in spec["q_value"].items()}
     for modifier, entry in spec["modifiers"].items():
         prefix = modifier.endswith("_")
         if column.startswith(modifier) if prefix else column.endswith(modifier):

@@ -35,7 +35,7 @@ from .subjects import ND_SUV, PhantomSession, PhantomSubject, make_cohort
 from .warp import Individual, rigid, scanner_grid
 
 LOG = logging.getLogger(__name__)
-PET_FWHM_MM = 5.0
+PET_FWHM_MM = 6.0  # mMR ~4.3 mm (NEMA, Delso et al. 2011) with a 4 mm Gaussian post-filter
 MOTION_ONSET_MIN = 70  # sessions with head motion: frames starting this late are moved
 T1W_ORIENTATIONS = ("LIA", "PIR", "RAS", "LPS", "ASL")
 
@@ -74,15 +74,17 @@ def _bias_field(rng, shape, amplitude=0.12) -> np.ndarray:
 
 def render_session(model: HeadModel, spec: SizeSpec, size: str, subject: PhantomSubject,
                    session: PhantomSession, person: Individual, orientation: str,
-                   t1w_trace: float = T1W_TRACE) -> dict:
-    """All images of one session (nibabel images) and its truth record."""
+                   t1w_trace: float = T1W_TRACE, noise: float = 1.0,
+                   patient_effect: float = 1.0) -> dict:
+    """All images of one session (nibabel images) and its truth record; ``noise`` scales the
+    PET noise, ``patient_effect`` the patients' regional increases (0: none)."""
     rng = np.random.default_rng(session.pose_seed)
     pose = rigid(rng, rot_deg=6.0, trans_mm=5.0)
     t1_shape, t1_affine = scanner_grid(rng, spec.t1_fov, spec.t1_voxel, orientation)
     points = grid_points(t1_shape, t1_affine)
     q = apply(np.linalg.inv(pose @ person.to_subject), points)
     q = q + person.displacement(q)
-    effect = model.effects[subject.group]
+    effect = model.effects[subject.group] * patient_effect
     cont = sample(np.stack([model.t1w, model.suv, effect, model.sinus, model.brain,
                             *model.variation]), model.affine, q)
     t1w, suv, eff, sinus, brain, *variation = (c.reshape(t1_shape) for c in cont)
@@ -133,7 +135,7 @@ def render_session(model: HeadModel, spec: SizeSpec, size: str, subject: Phantom
             conc = (on_pet[0].reshape(pet_shape) * session.dose_mbq * 1e6
                     / (session.weight_kg * 1e3))
             return dynamic_frames(conc, np.clip(on_pet[1].reshape(pet_shape), 0, 1), size, rng,
-                                  injection_lead_s=session.injection_lead_s)
+                                  noise, session.injection_lead_s, spec.pet_voxel)
 
         frames = pet_frames(np.linalg.inv(pet_offset))
         if session.head_motion:  # the head moved in the scanner from MOTION_ONSET_MIN on
@@ -217,11 +219,13 @@ def _write_tables(out: Path, cohort: list[PhantomSubject]) -> None:
 
 def make_phantom(out: Path, n_subjects: int | None = None, seed: int = 0, size: str = "small",
                  with_sessions: bool = True, progress: bool = True,
-                 t1w_trace: float = T1W_TRACE) -> Path:
+                 t1w_trace: float = T1W_TRACE, noise: float = 1.0,
+                 patient_effect: float = 1.0) -> Path:
     """Write the phantom BIDS dataset to ``out`` (deterministic for a given seed and size).
 
     ``t1w_trace``: fractional T1w darkening per unit of fractional SUV increase in the patients'
-    affected regions (0: the T1w carries no trace of the inflammation)."""
+    affected regions (0: the T1w carries no trace of the inflammation); ``noise``: PET noise
+    scale (1: realistic, 0: none); ``patient_effect``: scale of the patients' increases."""
     spec = SIZES[size]
     n_subjects = spec.subjects if n_subjects is None else n_subjects
     out = Path(out)
@@ -238,7 +242,7 @@ def make_phantom(out: Path, n_subjects: int | None = None, seed: int = 0, size: 
                                                          subject.age)
         orientation = T1W_ORIENTATIONS[subject.index % len(T1W_ORIENTATIONS)]
         images = render_session(model, spec, size, subject, session, anatomies[subject.label],
-                                orientation, t1w_trace)
+                                orientation, t1w_trace, noise, patient_effect)
         _write_session(out, truth_root, subject, session, images, size, spec)
     _write_tables(out, cohort)
     write_json_atomic(out / "dataset_description.json", {
@@ -257,6 +261,8 @@ def make_phantom(out: Path, n_subjects: int | None = None, seed: int = 0, size: 
         "GeneratedBy": [{"Name": "bids_tspo-phantom", "Version": __version__}],
         "PhantomSettings": {"size": size, "seed": seed, "subjects": n_subjects,
                             "with_sessions": with_sessions, "t1w_trace": t1w_trace,
+                            "noise": noise, "patient_effect": patient_effect,
+                            "pet_fwhm_mm": PET_FWHM_MM,
                             **asdict(spec)},
     })
     write_text_atomic(out / ".bidsignore", "derivatives/\n")

@@ -22,6 +22,7 @@ from ..app.config import Config
 from ..errors import BidsTspoError, InputDataError
 from ..io.dataset import bids_uri
 from ..io.layout import Session, missing_target
+from .decay import frame_timing_problems
 from .images import load_checked
 from .pet import WeightLookup, body_weight, compute_suv
 
@@ -77,7 +78,9 @@ def _one_pet(config: Config, session: Session, pet) -> list[str]:
         weight = body_weight(pet.sidecar, session.session_row, session.participant, pet.path)
     except BidsTspoError as exc:
         problems.append(str(exc))
-    if frames is not None:
+    timing = frame_timing_problems(pet.sidecar, pet.path, frames)  # one line each
+    problems += timing
+    if frames is not None and not timing:
         stand_in = np.ones((1, 1, 1, frames), np.float32)
         try:
             compute_suv(stand_in, np.eye(4), pet.sidecar, pet.path, weight, config.suv_window)

@@ -20,7 +20,14 @@ from ..app.config import Config
 from ..errors import InputDataError
 from ..io.atomic import atomic_path, save_nifti_atomic, write_json_atomic
 from ..io.dataset import bids_uri
-from ..io.derivatives import anat_path, fov_mask_path, pet_path, sidecar_path, xfm_path
+from ..io.derivatives import (
+    anat_path,
+    fov_mask_path,
+    pet_entities,
+    pet_path,
+    sidecar_path,
+    xfm_path,
+)
 from ..io.layout import PetImage, Session
 from ..io.spaces import resolve_template
 from .anat import AnatResult, preprocess_anat, seed_ants
@@ -38,8 +45,9 @@ MIN_BRAIN_COVERAGE = 0.99  # warn when the PET field of view misses more of the 
 # Raised whenever a change makes unchanged inputs give other outputs, so that a rerun redoes
 # sessions finished before it. 2: images decay corrected after the injection were scaled by
 # exp(-lambda t) instead of exp(+lambda t) (SUV too low). 3: the frames averaged for the SUV
-# are realigned (head motion).
-METHOD_REVISION = 3
+# are realigned (head motion). 4: PET outputs keep every entity of the input's name (task-,
+# rec-, ...; two PETs no longer share one output).
+METHOD_REVISION = 4
 
 
 def coregister_pet(suv, pet_affine, anat: AnatResult, preset: dict, workdir: Path):
@@ -56,7 +64,7 @@ def coregister_pet(suv, pet_affine, anat: AnatResult, preset: dict, workdir: Pat
 
 
 def _pet_entities(pet: PetImage) -> dict:
-    return {"trc": pet.entities.get("tracer"), "run": pet.entities.get("run")}
+    return pet_entities(pet.path)
 
 
 def preprocess_session(config: Config, session: Session) -> list[Path]:

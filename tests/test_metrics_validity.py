@@ -1,0 +1,168 @@
+"""The evaluation's metrics are valid: SSIM inside the brain equals skimage's at explicit
+parameters, one normalisation shared by truth, synthesis and baseline (a perfect predictor
+scores exactly 0 bias; one hot voxel changes nothing), NormDiff with PercDiff's low-signal
+rule, the paper's signed CNR and boxes sized in mm."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import ndimage, stats
+
+from bids_tspo.evaluation import metrics as M
+from bids_tspo.evaluation.scoring import score_maps
+from bids_tspo.model.targets import pet_target
+
+
+@pytest.fixture(scope="module")
+def session():
+    """A 40³ 1 mm volume whose brain (a ball) fills 18 % of it: a smooth SUV map, and a
+    synthetic map that is the truth plus noise."""
+    rng = np.random.default_rng(0)
+    n = 40
+    r = np.sqrt(((np.indices((n, n, n)) - n / 2 + 0.5) ** 2).sum(0))
+    brain = r < 14
+    suv = (ndimage.gaussian_filter(rng.random((n, n, n)), 2) * 10 + 1) * brain
+    truth = M.comparable(suv, brain, "minmax")
+    synth = np.clip(truth + rng.normal(0, 0.1, truth.shape), 0, 1) * brain
+    return suv, brain, truth, synth, rng
+
+
+def test_ssim_inside_the_brain_equals_skimage_at_explicit_parameters(session):
+    from skimage.metrics import structural_similarity
+
+    _, brain, truth, synth, rng = session
+    kwargs = {"gaussian_weights": True, "sigma": 1.5, "use_sample_covariance": False,
+              "data_range": 1.0, "K1": 0.01, "K2": 0.03}
+    full = structural_similarity(synth, truth, full=True, **kwargs)[1]
+    assert M.ssim(synth, truth, brain, data_range=1.0) == pytest.approx(full[brain].mean(),
+                                                                        abs=1e-9)
+    assert M.ssim(truth, truth, brain) == pytest.approx(1.0)
+    # the background no longer counts: unrelated noise and a constant brain score far lower
+    # inside the brain than over the whole box (the old average)
+    noise = rng.random(truth.shape) * brain
+    constant = 0.5 * brain
+    whole_noise = structural_similarity(noise, truth, **kwargs)
+    whole_constant = structural_similarity(constant, truth, **kwargs)
+    assert M.ssim(noise, truth, brain) < 0.3 and whole_noise > 0.5          # 0.23 vs 0.57
+    assert M.ssim(constant, truth, brain) < 0.45 and whole_constant > 0.7   # 0.43 vs 0.71
+    assert M.ssim(synth, truth, brain) > M.ssim(noise, truth, brain) + 0.5
+
+
+def test_perfect_predictor_scores_exactly_zero_bias(session):
+    """A predictor that learnt the target exactly, min-max normalised on another grid (the
+    2 mm model box: another minimum and maximum), is an affine function of the truth. Scored
+    the old way (truth re-normalised on the native grid, the synthesis taken as it is) it
+    showed a bias the size of the paper's; in the shared units it is exactly the truth."""
+    suv, brain, truth, _, _ = session
+    box = suv.reshape(20, 2, 20, 2, 20, 2).mean((1, 3, 5))
+    inside = box[brain.reshape(20, 2, 20, 2, 20, 2).all((1, 3, 5))]
+    perfect = (suv - inside.min()) / (inside.max() - inside.min()) * brain
+    old = M.all_metrics(perfect, pet_target(suv, brain, "minmax"), brain, (1, 1, 1))
+    assert old["normdiff"] < -0.02 and old["percdiff"] < -4  # -0.025, -4.5 %
+    row, = score_maps(truth, {"unet": perfect}, brain, (1, 1, 1), "minmax")
+    assert row["normdiff"] == 0 and row["percdiff"] == 0 and row["mse"] == 0
+    assert row["pearson_r"] == pytest.approx(1) and row["ssim"] == pytest.approx(1)
+    # SUVR: the same, for a predictor off by a global factor
+    region = brain & (np.indices(brain.shape)[2] < 20)
+    suvr_truth = M.comparable(suv, brain, "suvr", region)
+    row, = score_maps(suvr_truth, {"unet": 1.07 * suv}, brain, (1, 1, 1), "suvr", region)
+    assert abs(row["normdiff"]) < 1e-7 and abs(row["percdiff"]) < 1e-5
+
+
+def test_unet_and_baseline_are_treated_alike(session):
+    """The same map scored as the U-Net's and as the baseline's gets the same numbers (the
+    baseline used to be rescaled to the truth's range, the U-Net output not, and had no SSIM)."""
+    _, brain, truth, synth, _ = session
+    rows = score_maps(truth, {"unet": 0.6 * synth + 0.1, "baseline_mean": 0.6 * synth + 0.1,
+                              "skipped": None}, brain, (1, 1, 1), "minmax")
+    assert [r.pop("model") for r in rows] == ["unet", "baseline_mean"]
+    assert rows[0] == rows[1] and "ssim" in rows[1]
+
+
+def test_one_hot_voxel_changes_neither_normalisation_nor_metrics(session):
+    suv, brain, truth, synth, _ = session
+    hot = suv.copy()
+    hot[20, 20, 20] = 20 * suv.max()
+    with_hot = M.comparable(hot, brain, "minmax")
+    others = brain.copy()
+    others[20, 20, 20] = False
+    # the 99.5th percentile moves by one rank: every other voxel within 0.001 (0.0003)
+    assert np.abs(with_hot[others] - truth[others]).max() < 1e-3
+    a, = score_maps(truth, {"unet": synth}, brain, (1, 1, 1), "minmax")
+    b, = score_maps(with_hot, {"unet": synth}, brain, (1, 1, 1), "minmax")
+    for key in ("mse", "normdiff", "pearson_r", "ssim", "psnr", "cnr_true"):
+        assert b[key] == pytest.approx(a[key], rel=0.01, abs=1e-3), key
+    assert b["percdiff"] == pytest.approx(a["percdiff"], abs=0.1)  # -0.21 % vs -0.17 %
+    # the old per-volume maximum: the whole truth divided by 20
+    old = M.all_metrics(synth, pet_target(hot, brain, "minmax"), brain, (1, 1, 1))
+    assert old["pearson_r"] < 0.2 and a["pearson_r"] > 0.85
+
+
+def test_normdiff_ignores_low_signal_voxels_like_percdiff():
+    rec = np.array([2.0, 4.0, 0.001, 5.0])
+    true = np.array([1.0, 4.0, 0.002, 0.01])
+    mask = np.ones(4, bool)
+    # threshold 10 % of the 99th percentile of true (3.91): the last two voxels are out
+    assert M.normdiff(rec, true, mask) == pytest.approx((1 / 3 + 0) / 2)
+    assert M.percdiff(rec, true, mask) == pytest.approx(100 * (1 + 0) / 2)
+
+
+def test_each_metric_against_a_reference_on_a_hand_made_array():
+    rec = np.array([[0.2, 0.4], [0.5, 0.9]])
+    true = np.array([[0.1, 0.5], [0.5, 0.7]])
+    mask = np.ones((2, 2), bool)
+    err = rec - true
+    assert M.mse(rec, true, mask) == pytest.approx(np.mean(err**2))          # 0.015
+    assert M.mae(rec, true, mask) == pytest.approx(np.mean(np.abs(err)))      # 0.1
+    assert M.pearson(rec, true, mask) == pytest.approx(
+        stats.pearsonr(rec.ravel(), true.ravel())[0])
+    assert M.psnr(rec, true, mask) == pytest.approx(10 * math.log10(0.6**2 / 0.015))
+    assert M.normdiff(rec, true, mask) == pytest.approx(
+        np.mean([0.1 / 0.3, -0.1 / 0.9, 0.0, 0.2 / 1.6]))
+    assert M.percdiff(rec, true, mask) == pytest.approx(100 * np.mean([1, -0.2, 0, 0.2 / 0.7]))
+    x = np.linspace(0, 1, 201)
+    assert M.comparable(x, np.ones(201, bool), "minmax")[[1, 100, 199]] == pytest.approx(
+        [0.0, 0.5, 1.0])  # the 0.5th and 99.5th percentiles are 0.005 and 0.995
+
+
+def test_signed_cnr_is_the_papers_and_sits_near_zero():
+    """Three 4x4x3-voxel blocks (2 mm voxels: the paper's box) offset by 0, 2 and 4: random
+    ordered pairs give as many negative as positive contrasts, so the signed median is 0
+    while the absolute one is 2 / sqrt(0.5)."""
+    img = np.zeros((4, 4, 11))
+    mask = np.zeros_like(img, bool)
+    checker = np.indices((4, 4, 3)).sum(axis=0) % 2
+    for offset, z in ((0.0, 0), (2.0, 4), (4.0, 8)):
+        img[:, :, z:z + 3] = checker + offset
+        mask[:, :, z:z + 3] = True
+    zooms = (2.0, 2.0, 2.0)
+    assert M.cnr(img, mask, zooms, seed=3) == pytest.approx(2 / math.sqrt(0.5))
+    assert M.cnr(img, mask, zooms, seed=3, signed=True) == 0.0
+    ratios = M.cnr_ratios(img, mask, zooms, seed=3)
+    assert set(np.round(np.abs(ratios), 6)) == {0.0, round(2 / math.sqrt(0.5), 6),
+                                                round(4 / math.sqrt(0.5), 6)}
+    out = M.all_metrics(img, img, mask, zooms, with_ssim=False)
+    assert out["cnr_true_signed"] == out["cnr_synth_signed"] == 0.0
+    assert out["cnr_true"] == pytest.approx(2 / math.sqrt(0.5))
+
+
+def _field(step: float):
+    """One continuous image sampled every ``step`` mm over a 64 mm cube, and a ball mask."""
+    x = np.arange(0, 64, step) + step / 2
+    X, Y, Z = np.meshgrid(x, x, x, indexing="ij")
+    r = np.sqrt((X - 32) ** 2 + (Y - 32) ** 2 + (Z - 32) ** 2)
+    return np.sin(X / 7.0) + np.cos(Y / 5.0) * np.sin(Z / 9.0) + 0.02 * X, r < 28
+
+
+def test_cnr_boxes_in_mm_do_not_depend_on_the_grid():
+    (fine, fine_mask), (coarse, coarse_mask) = _field(1.0), _field(2.0)
+    assert M.box_voxels((1, 1, 1)) == (8, 8, 6) and M.box_voxels((2, 2, 2)) == (4, 4, 3)
+    a = M.cnr(fine, fine_mask, (1.0, 1.0, 1.0), n_pairs=20000)
+    b = M.cnr(coarse, coarse_mask, (2.0, 2.0, 2.0), n_pairs=20000)
+    assert a == pytest.approx(b, rel=0.1)  # 1.56 vs 1.64
+    # boxes in voxels (the old way): the 1 mm grid gets 4x4x3 mm boxes, and a CNR 2.3x higher
+    in_voxels = M.cnr(fine, fine_mask, (2.0, 2.0, 2.0), n_pairs=20000)
+    assert in_voxels > 2 * b
