@@ -71,13 +71,19 @@ def test_symlink_farm_and_annex_pass_the_preflight(one_subject, tmp_path):
     annex = tmp_path / "annex"
     shutil.copytree(one_subject, annex)
     assert len(_annex(annex)) >= 4
-    for root in (farm, annex):
+    folders = tmp_path / "folders"  # the subject's folder itself a link into the store
+    folders.mkdir()
+    for path in one_subject.iterdir():
+        (folders / path.name).symlink_to(path)
+    for root in (farm, annex, folders):
         args = build_parser().parse_args([str(root), str(tmp_path / "o"), "participant"])
         config = build_config(args, [])
         sessions, _ = select_sessions(load_layout(root), ("03",))
         (session,) = sessions
         assert session.pet and session.pet[0].sidecar["InjectedRadioactivity"] > 0
         assert session_problems(config, session) == []
+        assert bids_uri(session.pet[0].path, config.bids_dir) \
+            == "bids:raw:sub-03/ses-01/pet/sub-03_ses-01_trc-PBR28_pet.nii.gz"
 
 
 def test_annexed_dataset_runs_end_to_end(one_subject, tmp_path):
