@@ -241,7 +241,8 @@ def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("workdir", type=Path)
     p.add_argument("--controls", nargs="+", default=list(CONTROLS), choices=list(CONTROLS))
-    p.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    p.add_argument("--models", nargs="*", default=list(MODELS), choices=list(MODELS),
+                   help="none: only the phantoms and the participant level")
     p.add_argument("--smoke", action="store_true",
                    help="check the script end to end on a tiny phantom (1 epoch); its results "
                         "go to controls_smoke.json and say nothing about the app")
@@ -250,6 +251,9 @@ def main() -> int:
     if args.smoke:
         RECIPE.update(size="tiny", subjects=6, epochs=1, image_size=32)
         RESULTS = RESULTS.with_name("controls_smoke.json")
+    elif args.controls != list(CONTROLS) or args.models != list(MODELS):  # a part, in parallel
+        RESULTS = RESULTS.with_name(f"controls_{'-'.join(args.controls)}_"
+                                    f"{'-'.join(args.models) or 'prep'}.json")
     work = args.workdir.resolve()
     results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
     results |= {"benchmark": "negative and positive controls on the phantom (#24)",
