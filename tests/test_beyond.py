@@ -198,11 +198,13 @@ def test_metrics_without_the_subjects_genotype():
     truth = population + 0.1 * rng.standard_normal(shape)
     neutral = population + 0.05 * (truth - population)  # the model's genotype-neutral output
     restored = 1.0 + (neutral - 1.0) * 0.6  # the fold's contrast factor for a LAB-like type
-    out = B.session_columns(restored, population, truth, brain, (2, 2, 2), 0.6)
-    assert np.allclose(B.without_genotype(restored, 0.6, brain), neutral, atol=1e-6)
+    free = B.without_genotype(restored, 0.6, brain)
+    out = B.session_columns(restored, population, truth, brain, (2, 2, 2), free)
+    assert np.allclose(free, neutral, atol=1e-6)
     assert out["pearson_r_nogenotype"] == pytest.approx(st.pearsonr(neutral.ravel(),
                                                                     truth.ravel())[0], abs=1e-6)
     assert out["mse_nogenotype"] == pytest.approx(np.mean((neutral - truth) ** 2), rel=1e-5)
     assert out["mse_nogenotype"] != pytest.approx(np.mean((restored - truth) ** 2), rel=1e-3)
     assert "pearson_r_nogenotype" not in B.session_columns(restored, population, truth, brain,
-                                                           (2, 2, 2), None)
+                                                           (2, 2, 2))
+    assert B.without_genotype(restored, None, brain) is None

@@ -67,13 +67,12 @@ def without_genotype(synth: np.ndarray, factor: float | None,
 
 
 def session_columns(synth: np.ndarray, baseline: np.ndarray | None, truth: np.ndarray,
-                    scored: np.ndarray, zooms, genotype_factor: float | None = None) -> dict:
+                    scored: np.ndarray, zooms, free: np.ndarray | None = None) -> dict:
     """The ``unet`` row's columns of this module: :func:`deviation_metrics` and, where the
     fold's genotype contrast was applied to this SUVR map, Pearson r, MSE and deviation r of
-    the map without it (``*_nogenotype``): what MRI alone gives, not mixed with what the
-    genotype gives."""
+    the map without it (``free``, :func:`without_genotype`, in the truth's units;
+    ``*_nogenotype``): what MRI alone gives, not mixed with what the genotype gives."""
     out = deviation_metrics(synth, baseline, truth, scored, zooms)
-    free = without_genotype(synth, genotype_factor, scored)
     if free is not None:
         s, t = free[scored], truth[scored]
         out |= {"pearson_r_nogenotype": pearson(s, t)[0],

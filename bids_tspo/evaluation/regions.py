@@ -81,7 +81,7 @@ def write_region_tables(out: Path, paired: list[SessionFiles], folds: dict[str, 
     paper, paper_rows = paper * tpl_mask, []
     zooms = tpl_mask_img.header.get_zooms()[:3]
     rows, synths, trues, scored, subject_of, tpl_metrics = [], {}, {}, {}, {}, {}
-    cohort = {"original": [], "synthesized": [], "smoothed": []}
+    cohort, cohort_subjects = {"original": [], "synthesized": [], "smoothed": []}, []
     means = SubjectMeans()
     for files in paired:
         images = _session_images(out, files, target, tpl_img, tpl_mask, region)
@@ -111,13 +111,14 @@ def write_region_tables(out: Path, paired: list[SessionFiles], folds: dict[str, 
         cohort["original"].append(float(true[imaged].mean()))
         cohort["synthesized"].append(float(synth[imaged].mean()))
         cohort["smoothed"].append(float(smooth_true[imaged].mean()))
+        cohort_subjects.append(files.subject)
     tables = {"regions": pd.DataFrame(rows)}
     if rows:
         tables["region_stats"] = region_stats(tables["regions"])
         tables["paper_regions"] = pd.DataFrame(paper_rows)
         tables["paper_region_stats"] = region_stats(tables["paper_regions"])
         tables["specificity"] = specificity(synths, trues, scored, subject_of)
-        tables["cohort"] = cohort_summary(cohort)
+        tables["cohort"] = cohort_summary(cohort, cohort_subjects)
     for key, table in tables.items():
         write_table(out, f"group_{key}", table)
     means.write(out, resolve_template(2).name, tpl_mask_img.affine, target_units(target))

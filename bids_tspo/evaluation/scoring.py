@@ -17,7 +17,7 @@ import numpy as np
 from ..io.derivatives import SessionFiles
 from ..preprocess.reference import session_reference
 from .baseline import baseline_map
-from .beyond import session_columns
+from .beyond import session_columns, without_genotype
 from .metrics import all_metrics, comparable
 
 
@@ -54,8 +54,11 @@ def score_session(files: SessionFiles, synth: np.ndarray, fold, target: str,
     baseline = maps["baseline_mean"]
     if baseline is not None:
         baseline = comparable(baseline, scored, target, region)
+    free = without_genotype(synth, genotype_factor, scored)  # SUVR map without the genotype
+    if free is not None:
+        free = comparable(free, scored, target, region)
     rows[0] |= session_columns(comparable(synth, scored, target, region), baseline, truth,
-                               scored, zooms, genotype_factor)
+                               scored, zooms, free)
     return rows
 
 
