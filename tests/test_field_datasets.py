@@ -219,16 +219,24 @@ def test_tracer_not_tspo_warned(name, tspo):
 # item 1: every entity that tells two PETs apart in the output names ---------------------------
 
 def test_pets_differing_by_rec_or_task_get_their_own_outputs(single_subject, tmp_path, caplog):
-    """One session, three PETs: task-rest, task-rest + rec-nacdyn (image x 0.5: differs only by
-    rec-) and task-eyes (image x 2: differs only by task-). Three SUV maps in each space, with
-    the values of their own input; the group level uses one, says which, in every space."""
+    """One session, three PETs: task-rest_rec-acdyn, task-rest_rec-nacdyn (image x 0.5: differs
+    only by rec-) and task-eyes_rec-acdyn (image x 2: differs only by task-; every PET has both
+    entities, as BIDS inheritance wants: no sidecar applies to another PET). Three SUV maps in each space, with
+    the values of their own input; the group level uses one, says which, in every space.
+    The rec-nacdyn sidecar also gives BodyWeight 1.5 x participants.tsv's and a non-TSPO
+    TracerName: both recorded in its SUV sidecar (item 3 end to end)."""
     pet = single_subject / "sub-01/pet"
     img = nib.load(pet / "sub-01_trc-PBR28_pet.nii.gz")
     data = np.asarray(img.dataobj, np.float32)
-    for name, scale in (("task-rest_trc-PBR28", 1.0), ("task-rest_trc-PBR28_rec-nacdyn", 0.5),
-                        ("task-eyes_trc-PBR28", 2.0)):
+    kg = float(participants_table(single_subject)["01"]["weight"])
+    for name, scale in (("task-rest_trc-PBR28_rec-acdyn", 1.0),
+                        ("task-rest_trc-PBR28_rec-nacdyn", 0.5),
+                        ("task-eyes_trc-PBR28_rec-acdyn", 2.0)):
         nib.save(nib.Nifti1Image(data * scale, img.affine), pet / f"sub-01_{name}_pet.nii.gz")
-        shutil.copy(pet / "sub-01_trc-PBR28_pet.json", pet / f"sub-01_{name}_pet.json")
+        meta = _meta(pet / "sub-01_trc-PBR28_pet.json")
+        if "nacdyn" in name:
+            meta |= {"BodyWeight": round(1.5 * kg, 3), "TracerName": "[11C]DASB"}
+        (pet / f"sub-01_{name}_pet.json").write_text(json.dumps(meta))
     for old in pet.glob("sub-01_trc-PBR28_pet.*"):
         old.unlink()
     out = tmp_path / "out"
@@ -237,7 +245,8 @@ def test_pets_differing_by_rec_or_task_get_their_own_outputs(single_subject, tmp
     assert code == 0
     written = out / "sub-01/pet"
     suv = {}
-    for name in ("task-rest_trc-PBR28", "task-rest_trc-PBR28_rec-nacdyn", "task-eyes_trc-PBR28"):
+    for name in ("task-rest_trc-PBR28_rec-acdyn", "task-rest_trc-PBR28_rec-nacdyn",
+                 "task-eyes_trc-PBR28_rec-acdyn"):
         for space in ("T1w", TPL):
             path = written / f"sub-01_{name}_space-{space}_desc-suv_pet.nii.gz"
             assert path.is_file(), path.name
@@ -246,14 +255,22 @@ def test_pets_differing_by_rec_or_task_get_their_own_outputs(single_subject, tmp
         suv[name] = np.asarray(nib.load(written / f"sub-01_{name}_space-T1w_desc-suv_pet.nii.gz"
                                         ).dataobj, np.float32)
     assert len(list(written.glob("*_desc-suv_pet.nii.gz"))) == 6
-    rest = suv["task-rest_trc-PBR28"]
+    rest = suv["task-rest_trc-PBR28_rec-acdyn"]
     inside = rest > 0.1 * rest.max()
-    for name, scale in (("task-rest_trc-PBR28_rec-nacdyn", 0.5), ("task-eyes_trc-PBR28", 2.0)):
+    for name, scale in (("task-rest_trc-PBR28_rec-nacdyn", 0.5 * 1.5),
+                        ("task-eyes_trc-PBR28_rec-acdyn", 2.0)):
         ratio = np.median(suv[name][inside] / rest[inside])
         assert ratio == pytest.approx(scale, rel=0.02), name
+    side = _meta(written / "sub-01_task-rest_trc-PBR28_rec-nacdyn_space-T1w_desc-suv_pet.json")
+    assert side["BodyWeightDisagreement"] == {"sidecar BodyWeight": round(1.5 * kg, 3),
+                                              "participants.tsv weight": kg}
+    assert "tracer '[11C]DASB' is not a TSPO ligand" in side["TracerWarning"]
+    assert "TracerWarning" not in _meta(
+        written / "sub-01_task-rest_trc-PBR28_rec-acdyn_space-T1w_desc-suv_pet.json")
     with caplog.at_level("WARNING"):
         files = discover(out)[0]
-    chosen = "sub-01_task-eyes_trc-PBR28_space-T1w_desc-suv_pet.nii.gz"  # first by name
+    chosen = "sub-01_task-eyes_trc-PBR28_rec-acdyn_space-T1w_desc-suv_pet.nii.gz"  # first
     assert files.suv.name == chosen
     assert "3 SUV maps" in caplog.text and f"training and evaluation use {chosen}" in caplog.text
-    assert files.suv_in(TPL).name == f"sub-01_task-eyes_trc-PBR28_space-{TPL}_desc-suv_pet.nii.gz"
+    assert files.suv_in(TPL).name == (
+        f"sub-01_task-eyes_trc-PBR28_rec-acdyn_space-{TPL}_desc-suv_pet.nii.gz")

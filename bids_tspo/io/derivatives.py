@@ -106,15 +106,23 @@ def pet_path(out: Path, session: Session, *, desc: str, space: str, ext: str = "
 
 
 def fov_mask_path(out: Path, session: Session, *, space: str, **entities: str | None) -> Path:
-    """The PET field of view (voxels the PET imaged) on another grid, named like the SUV map."""
-    name = _entities(session, **entities, space=space, desc="fov")
-    return Path(out) / session.reldir / "pet" / f"{name}_mask.nii.gz"
+    """The PET field of view (voxels the PET imaged) on another grid: see :func:`fov_mask_for`."""
+    return fov_mask_for(pet_path(out, session, desc="suv", space=space, **entities))
 
 
 def fov_mask_for(suv: Path) -> Path:
-    """The field-of-view mask written beside a ``desc-suv`` map (see :func:`fov_mask_path`)."""
-    return Path(suv).with_name(Path(suv).name.replace("_desc-suv_pet.nii.gz",
-                                                      "_desc-fov_mask.nii.gz"))
+    """The field-of-view mask of a ``desc-suv`` map. It is on the T1w grid and BIDS has masks
+    in ``anat/`` but none in ``pet/``, and anat masks have no ``trc-``: so it lives in
+    ``anat/``, keeps the other entities of the SUV map and carries the tracer in ``desc``.
+
+    >>> fov_mask_for(Path("/o/sub-01/pet/sub-01_trc-PBR28_run-2_space-T1w_desc-suv_pet.nii.gz"))
+    PosixPath('/o/sub-01/anat/sub-01_run-2_space-T1w_desc-fovPBR28_mask.nii.gz')
+    """
+    ent = parse_name(suv)
+    keep = [f"{key}-{value}" for key, value in ent.items()
+            if key not in ("trc", "desc", "suffix", "extension")]
+    name = "_".join([*keep, f"desc-fov{ent.get('trc', '')}", "mask.nii.gz"])
+    return Path(suv).parent.parent / "anat" / name
 
 
 def find_pet(pet_dir: Path, name: str, *, desc: str, space: str,
