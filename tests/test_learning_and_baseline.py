@@ -104,7 +104,8 @@ def test_each_folds_baseline_holds_its_training_subjects_only(monkeypatch):
 def test_evaluation_scores_each_test_session_against_its_own_folds_baseline(monkeypatch,
                                                                             tmp_path):
     """The group level's evaluation stage, its heavy steps stubbed: each session's baseline
-    is the training mean of its fold's plan, whose sessions never include the subject."""
+    is the training mean of its fold's plan, whose sessions never include the subject, and
+    each session is scored with its own target normalisation."""
     sessions = _sessions(6)
     img = nib.Nifti1Image(np.ones((2, 2, 2), np.float32), np.eye(4))
     for f in sessions:
@@ -119,7 +120,8 @@ def test_evaluation_scores_each_test_session_against_its_own_folds_baseline(monk
         means[token] = {f.subject for f in train}
         return token
 
-    def score_session(files, synth, fold, target, reference, mean_train, seed):
+    def score_session(files, synth, fold, target, reference, mean_train, seed, pet_scale):
+        assert pet_scale is cohort.items[files.name]["pet_scale"]  # the session's own
         scored.append((files.subject, fold, mean_train))
         return []
 
@@ -135,7 +137,8 @@ def test_evaluation_scores_each_test_session_against_its_own_folds_baseline(monk
     config = SimpleNamespace(compile=False, precision="float32", output_dir=Path(tmp_path),
                              seed=0)
     bundle = SimpleNamespace(cfg=CFG, target="minmax", suvr_reference="wholebrain")
-    cohort = SimpleNamespace(items={f.name: {} for f in sessions}, paired=sessions)
+    cohort = SimpleNamespace(items={f.name: {"pet_scale": np.array([i, 1.0])}
+                                    for i, f in enumerate(sessions)}, paired=sessions)
     group_level.evaluate(config, bundle, plan, cohort, "cpu", {})
     assert len(scored) == len(sessions)
     test_of = {s: f["fold"] for f in splits["folds"] for s in f["test"]}

@@ -198,9 +198,10 @@ def evaluate(config: Config, bundle: Bundle, plan: list[tuple], cohort: Cohort, 
     tpl_mask = np.asarray(resolve_template(2).load()[1].dataobj) > 0.5
     net = Network(bundle.cfg, device, config.compile, config.precision)
     rows = []
+    scales = {name: item.get("pet_scale") for name, item in cohort.items.items()}
     for model_folds, cv_fold, test, train in plan:
-        mean_train = (training_mean(train, bundle.target, tpl_mask, bundle.suvr_reference)
-                      if train else None)
+        mean_train = (training_mean(train, bundle.target, tpl_mask, bundle.suvr_reference,
+                                    scales) if train else None)
         label = f"fold {cv_fold}" if cv_fold is not None else "ensemble"
         for files in tqdm(test, desc=f"synthesis ({label})"):
             item = cohort.items[files.name]
@@ -214,9 +215,10 @@ def evaluate(config: Config, bundle: Bundle, plan: list[tuple], cohort: Cohort, 
                        oof_fold=cv_fold, precision=net.precision)
             rows += score_session(files, maps["synth"],
                                   cv_fold if cv_fold is not None else "all", bundle.target,
-                                  bundle.suvr_reference, mean_train, config.seed)
+                                  bundle.suvr_reference, mean_train, config.seed,
+                                  scales.get(files.name))
     _, tpl = write_region_tables(config.output_dir, cohort.paired, folds_of, bundle.target,
-                                 config.seed, bundle.suvr_reference)
+                                 config.seed, bundle.suvr_reference, scales)
     return write_metrics(config.output_dir, rows, tpl, steps)
 
 

@@ -18,11 +18,11 @@ from ..io.atlases import harvard_oxford, paper_atlas
 from ..io.columns import write_table
 from ..io.derivatives import SessionFiles, find_pet, pet_path
 from ..io.spaces import resolve_template
-from ..model.targets import imaged_part, scale_t1, target_units
+from ..model.targets import apply_scale, imaged_part, pet_target, scale_t1, target_units, to_units
 from ..preprocess.images import resample_with_transforms
 from ..preprocess.reference import reference_region
 from .group_maps import SubjectMeans
-from .metrics import all_metrics, comparable, smooth
+from .metrics import all_metrics, smooth
 from .statistics import cohort_summary, region_stats, region_values, specificity
 
 LOG = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ def _labels_on(template_img: nib.Nifti1Image, atlas=harvard_oxford
 
 
 def _session_images(out: Path, files: SessionFiles, target: str, tpl_img, tpl_mask,
-                    region: np.ndarray | None = None):
+                    region: np.ndarray | None = None, scale=None):
     session = files.record
     xfm = files.xfm()
     if xfm is None:
@@ -52,9 +52,10 @@ def _session_images(out: Path, files: SessionFiles, target: str, tpl_img, tpl_ma
         return None
     suv = np.asarray(nib.load(suv_paths[0]).dataobj, np.float32)
     imaged = imaged_part(suv, tpl_mask)
-    true = comparable(suv, imaged, target, region)  # the same units for both (see metrics)
-    synth = comparable(np.asarray(nib.load(synth_path).dataobj, np.float32), imaged, target,
-                       region, within=tpl_mask)
+    # the session's own target normalisation (``scale``), as on the T1w grid
+    true = to_units(apply_scale(suv, imaged, scale) if scale is not None
+                    else pet_target(suv, imaged, target, region), target)
+    synth = np.asarray(nib.load(synth_path).dataobj, np.float32) * tpl_mask
     t1 = nib.load(files.t1w)
     t1_tpl = resample_with_transforms(np.asarray(t1.dataobj, np.float32), t1.affine, tpl_img,
                                       [xfm_path])
@@ -63,9 +64,10 @@ def _session_images(out: Path, files: SessionFiles, target: str, tpl_img, tpl_ma
 
 
 def write_region_tables(out: Path, paired: list[SessionFiles], folds: dict[str, int],
-                        target: str, seed: int = 0, reference: str = "wholebrain"
-                        ) -> tuple[dict[str, pd.DataFrame], dict]:
-    """Region tables, and per-session metrics in template space (keys suffixed ``_tpl``)."""
+                        target: str, seed: int = 0, reference: str = "wholebrain",
+                        scales: dict | None = None) -> tuple[dict[str, pd.DataFrame], dict]:
+    """Region tables, and per-session metrics in template space (keys suffixed ``_tpl``);
+    ``scales``: each session's target normalisation (its prepared ``pet_scale``)."""
     tpl_img, tpl_mask_img = resolve_template(2).load()
     tpl_mask = np.asarray(tpl_mask_img.dataobj) > 0.5
     region = reference_region(reference, tpl_mask_img, tpl_mask) if target == "suvr" else None
@@ -78,7 +80,8 @@ def write_region_tables(out: Path, paired: list[SessionFiles], folds: dict[str, 
     cohort = {"original": [], "synthesized": [], "smoothed": []}
     means = SubjectMeans()
     for files in paired:
-        images = _session_images(out, files, target, tpl_img, tpl_mask, region)
+        images = _session_images(out, files, target, tpl_img, tpl_mask, region,
+                                 (scales or {}).get(files.name))
         if images is None:
             LOG.warning("%s: no template-space maps; left out of the region analysis", files.name)
             continue
