@@ -40,19 +40,20 @@ def _toy(n: int, seed: int, size: int = 16) -> list[dict]:
 
 
 def test_training_on_a_learnable_toy_halves_the_validation_loss(tmp_path):
-    """8 training and 2 unseen validation volumes of 16³, CPU, 12 epochs (~20 s): the
-    validation loss goes from 0.39 after epoch 1 to 0.13; a train_fold that never stepped
-    the optimiser would keep epoch 1's loss and its initial weights."""
+    """6 training and 2 unseen validation volumes of 16³, CPU, 12 epochs (~15 s): the
+    validation loss goes from 0.42 after epoch 1 to 0.14-0.16 in the last epochs; a
+    train_fold that never stepped the optimiser would keep epoch 1's loss and its initial
+    weights."""
     torch.set_num_threads(1)
     settings = TrainSettings(epochs=12, batch_size=2, lr=3e-3, seed=0, augment=False,
                              progress=False)
-    summary = train_fold(tmp_path / "fold", _toy(8, 0), _toy(2, 1), CFG, settings)
+    summary = train_fold(tmp_path / "fold", _toy(6, 0), _toy(2, 1), CFG, settings)
     lines = (tmp_path / "fold" / "history.tsv").read_text().splitlines()
     header, rows = lines[0].split("\t"), [line.split("\t") for line in lines[1:]]
     val = [float(r[header.index("val_loss")]) for r in rows]
     train = [float(r[header.index("train_loss")]) for r in rows]
     assert len(val) == 12
-    assert val[-1] < 0.5 * val[0] and summary["best_score"] < 0.5 * val[0]
+    assert min(val[-3:]) < 0.5 * val[0] and summary["best_score"] < 0.5 * val[0]
     assert train[-1] < 0.5 * train[0]
     seed_everything(settings.seed)  # the initial weights train_fold started from
     initial = TSPOUNet(CFG).state_dict()
