@@ -40,9 +40,17 @@ def session():
     return suv, brain, truth, synth, rng
 
 
-def test_ssim_inside_the_brain_equals_skimage_at_explicit_parameters(session):
-    from skimage.metrics import structural_similarity
+def test_ssim_of_constant_images_is_the_luminance_term_by_hand():
+    """Two constant volumes a and b: no variance, so SSIM = (2ab + C1) / (a² + b² + C1)."""
+    a, b, L = 0.3, 0.6, 1.0
+    c1 = (0.01 * L) ** 2
+    mask = np.ones((12, 12, 12), bool)
+    assert M.ssim(np.full(mask.shape, a), np.full(mask.shape, b), mask, data_range=L) == (
+        pytest.approx((2 * a * b + c1) / (a**2 + b**2 + c1)))
 
+
+def test_ssim_inside_the_brain_equals_skimage_at_explicit_parameters(session):
+    structural_similarity = pytest.importorskip("skimage.metrics").structural_similarity
     _, brain, truth, synth, rng = session
     kwargs = {"gaussian_weights": True, "sigma": 1.5, "use_sample_covariance": False,
               "data_range": 1.0, "K1": 0.01, "K2": 0.03}
