@@ -59,7 +59,7 @@ def test_out_of_fold_maps_and_metrics(grouped, tiny_bids):
                                        "sub-03_ses-01"]
     for col in ("mse", "normdiff", "percdiff", "cnr_synth", "mse_smooth", "ssim", "psnr",
                 "pearson_r", "baseline_pearson_r", "mse_tpl", "pearson_r_tpl", "cnr_synth_tpl",
-                "normdiff_smooth_tpl", "ssim_tpl"):
+                "normdiff_smooth_tpl", "ssim_tpl", "deviation_r", "deviation_r_smooth"):
         assert col in table and table[col].notna().all(), col
     for _, row in table.iterrows():
         sub, ses = row.participant_id, row.session_id
@@ -94,9 +94,15 @@ def test_every_group_table_has_a_sidecar_describing_its_columns(grouped):
     assert "<th title=\"pearson_r_smooth: Voxelwise" in html and ">PercDiff</th>" in html
     # repeated scans of one person: the region correlation over subjects too, in the report
     stats = pd.read_csv(grouped / "group_region_stats.tsv", sep="\t")
-    assert (stats.n_subjects < stats.n_sessions).all() and "pearson_r_subjects" in stats
+    assert (stats.n_subjects < stats.n_sessions).all() and "pearson_r_sessions" in stats
+    assert (stats.n_subjects == 3).all()  # the subjects with PET: the unit of every test
+    for column in stats.columns:  # a BH q beside every p
+        parts = column.split("_")
+        if "p" in parts:
+            q = "_".join("q" if x == "p" else x for x in parts)
+            assert list(stats.columns).index(q) == list(stats.columns).index(column) + 1
     report = (grouped / "group_report.html").read_text()
-    assert "<th>pearson_r_subjects</th>" in report
+    assert "<th>pearson_q</th>" in report and "<th>icc</th>" in report
     # U-Net vs baseline paired over subjects, and the paper's CNR t-test, in report and bundle
     assert "<th>paired Wilcoxon p (subjects)</th>" in report
     assert "paired t-test across sessions" in report

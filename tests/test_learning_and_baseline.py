@@ -121,7 +121,8 @@ def test_evaluation_scores_each_test_session_against_its_own_folds_baseline(monk
         means[token] = {f.subject for f in train}
         return token
 
-    def score_session(files, synth, fold, target, reference, mean_train, seed, pet_scale):
+    def score_session(files, synth, fold, target, reference, mean_train, seed, factor,
+                      pet_scale):
         assert pet_scale is cohort.items[files.name]["pet_scale"]  # the session's own
         scored.append((files.subject, fold, mean_train))
         return []

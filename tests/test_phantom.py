@@ -95,8 +95,10 @@ def test_window_average_equals_truth_times_dose_over_weight(tiny_bids):
 
 def test_tspo_biology(tiny_bids):
     """Genotype and patient effects are present in the truth; groups leave a T1w trace."""
-    records = [json.loads(p.read_text()) for p in
-               (tiny_bids / "derivatives/phantom-truth").glob("sub-*/*/*_truth.json")]
+    from bids_tspo.phantom.writer import load_truth
+
+    records = [load_truth(p) for p in
+               (tiny_bids / "derivatives/phantom-truth").glob("sub-*/*/pet/*_desc-true_pet.json")]
     by_genotype = {r["subject"]["genotype"]: r["specific_binding"] for r in records}
     assert by_genotype["HAB"] > by_genotype.get("MAB", 0)
     assert all(r["nondisplaceable_suv"] > 0 for r in records)
@@ -169,3 +171,67 @@ def test_t1w_trace_switch_removes_the_inflammation_from_the_t1w(tmp_path):
     with pytest.raises(SystemExit) as exc:
         phantom_main([str(tmp_path / "bad"), "--t1w-trace", "-1"])
     assert exc.value.code == EXIT_USAGE and not (tmp_path / "bad").exists()
+
+
+def test_noise_switch_scales_the_pet_voxel_sd():
+    """--noise SCALE: the 60-90 min average of a uniform grey-matter-level block has a voxel
+    SD of NOISE_SD_2MM x SCALE at 2 mm (SD ~ voxel volume^-1/2 at 4 mm), and none at 0."""
+    from bids_tspo.phantom.dynamic import (
+        NOISE_SD_2MM,
+        dynamic_frames,
+        frame_schedule,
+        window_weights,
+    )
+
+    conc = np.full((40, 40, 40), 5000.0, np.float32)
+    w = window_weights(*frame_schedule("small"))
+
+    def rel_sd(noise, voxel_mm=2.0):
+        frames = dynamic_frames(conc, np.zeros_like(conc), "small", np.random.default_rng(0),
+                                noise=noise, voxel_mm=voxel_mm)
+        mean = (frames * w).sum(-1)[5:-5, 5:-5, 5:-5]
+        assert mean.mean() == pytest.approx(5000.0, rel=0.01)
+        return mean.std() / mean.mean()
+
+    assert NOISE_SD_2MM == 0.10
+    assert rel_sd(1.0) == pytest.approx(0.10, rel=0.05)
+    assert rel_sd(2.0) == pytest.approx(0.20, rel=0.05)
+    assert rel_sd(1.0, voxel_mm=4.0) == pytest.approx(0.10 / 8**0.5, rel=0.05)
+    assert rel_sd(0.0) < 1e-6
+
+
+def test_patient_effect_switch_scales_the_truths_patient_rois(tmp_path):
+    """--patient-effect SIZE: the patient's true SUV rises in its group's regions in
+    proportion to SIZE (0: none); a control is unchanged; the settings are recorded."""
+    from dataclasses import replace
+
+    from bids_tspo.phantom.anatomy import GROUP_EFFECTS, build_head_model
+    from bids_tspo.phantom.subjects import ND_SUV, make_cohort
+    from bids_tspo.phantom.warp import Individual
+    from bids_tspo.phantom.writer import SIZES, render_session
+
+    model = build_head_model(2)
+    patient = next(s for s in make_cohort(6, seed=0, with_sessions=False) if s.group == "CLBP")
+    patient = replace(patient, genotype="HAB")
+    person = Individual.random(np.random.default_rng(0), model.affine, model.shape, age=40)
+
+    def suv(subject, size):
+        images = render_session(model, SIZES["tiny"], "tiny", subject, subject.sessions[0],
+                                person, "RAS", patient_effect=size)
+        return images["true_suv"].get_fdata()
+
+    base, one, two = (suv(patient, size) for size in (0.0, 1.0, 2.0))
+    assert np.allclose(two - base, 2 * (one - base), atol=1e-4)
+    specific = base - np.minimum(base, ND_SUV * patient.subject_factor)
+    rise = (one - base)[specific > 0.3] / specific[specific > 0.3]
+    # largest rise of specific binding: CLBP thalamus +20 % x severity (smoothed at the edges)
+    peak = GROUP_EFFECTS["CLBP"]["Thalamus"] * patient.severity
+    assert 0.8 * peak < np.percentile(rise, 99.9) <= peak + 1e-3
+    assert (rise > 0.5 * peak).sum() > 20
+    control = replace(patient, group="HC", severity=0.0)
+    assert np.array_equal(suv(control, 0.0), suv(control, 2.0))
+    assert phantom_main([str(tmp_path / "ds"), "--subjects", "1", "--size", "tiny",
+                         "--noise", "0.5", "--patient-effect", "2"]) == 0
+    settings = json.loads((tmp_path / "ds/derivatives/phantom-truth/dataset_description.json")
+                          .read_text())["PhantomSettings"]
+    assert settings["noise"] == 0.5 and settings["patient_effect"] == 2.0

@@ -93,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
                    action="store_true",
                    help="train complete folds that made fewer than --epochs on to --epochs "
                         "from their checkpoints (at --lr); without it they are reused")
+    g.add_argument("--learn-deviation", action="store_true", help="population map as prior")
 
     g = p.add_argument_group("PET quantification")
     g.add_argument("--target", choices=["minmax", "suvr"], default="minmax",
@@ -201,6 +202,8 @@ def build_config(args: argparse.Namespace, argv: list[str]) -> Config:
         raise MissingInputError(f"--model {args.model}: no such model folder")
     if args.splits is not None and not args.splits.is_file():
         raise MissingInputError(f"--splits {args.splits}: no such file")
+    if args.analysis_level == "group":
+        _check_group_options(args)
     if args.bids_filter_file is not None and not args.bids_filter_file.is_file():
         raise MissingInputError(f"--bids-filter-file {args.bids_filter_file}: no such file")
     filters = read_filters(args.bids_filter_file) if args.bids_filter_file else {}
@@ -228,7 +231,7 @@ def build_config(args: argparse.Namespace, argv: list[str]) -> Config:
         lr=args.lr,
         image_size=args.image_size,
         seed=args.seed,
-        continue_training=args.continue_training,
+        continue_training=args.continue_training, learn_deviation=args.learn_deviation,
         target=args.target,
         suvr_reference=args.suvr_reference,
         suv_window=(float(start), float(end)),
@@ -246,6 +249,23 @@ def build_config(args: argparse.Namespace, argv: list[str]) -> Config:
         verbose=args.verbose,
         command_line=tuple(argv),
     )
+
+
+def _check_group_options(args: argparse.Namespace) -> None:
+    """Input selection is refused at the group level (exit 64); ``--splits`` matches ``--folds``."""
+    given = [opt for opt, value in (("--participant-label", args.participant_label),
+                                    ("--session-label", args.session_label),
+                                    ("--bids-filter-file", args.bids_filter_file)) if value]
+    if given:
+        raise UsageError(f"{', '.join(given)}: not available at the group level, which uses every "
+                         "session preprocessed in OUTPUT_DIR; select subjects, sessions and "
+                         "PETs at the participant level (into another OUTPUT_DIR for a subset)")
+    if args.splits is not None and args.model is None:
+        from ..model.splits import read_splits
+
+        if (k := read_splits(args.splits)["k"]) != args.folds:
+            raise UsageError(f"--splits {args.splits} has {k} folds but --folds is "
+                             f"{args.folds}; pass --folds {k}")
 
 
 def main(argv: list[str] | None = None) -> int:

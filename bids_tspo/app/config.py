@@ -37,6 +37,7 @@ class Config:
     image_size: int = 96
     seed: int = 42
     continue_training: bool = False  # extend complete folds trained for fewer epochs
+    learn_deviation: bool = False  # population map as input + output prior (model/prior.py)
     target: str = "minmax"
     suvr_reference: str = "wholebrain"
     suv_window: tuple[float, float] = (60.0, 90.0)

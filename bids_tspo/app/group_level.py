@@ -37,8 +37,16 @@ from ..model.genotype import genotype_factors, neutralise
 from ..model.infer import Network, ensemble, resolve_device
 from ..model.maps import native_maps, write_maps
 from ..model.network import UNetConfig
+from ..model.prior import fold_populations, fold_priors, prior_box, with_prior
 from ..model.splits import load_splits, make_splits, oof_plan
-from ..model.train import TrainSettings, distributed, few_steps_warning, is_complete, train_fold
+from ..model.train import (
+    TrainSettings,
+    barrier,
+    distributed,
+    few_steps_warning,
+    is_complete,
+    train_fold,
+)
 from .config import Config
 from .parallel import Failure
 from .resources import check_training_memory
@@ -84,8 +92,12 @@ def run_group_level(config: Config) -> tuple[list[str], list[Failure]]:
                             config, rank)
     splits = split(config, bundle_dir, cohort, rank)
     factors = genotype_factors(cohort.paired, splits, cohort.items)
-    cfg = UNetConfig()
-    train_folds(config, bundle_dir, splits, cohort, factors, cfg, device, world, rank)
+    cfg = UNetConfig(in_channels=2, prior=True) if config.learn_deviation else UNetConfig()
+    populations = (fold_populations(bundle_dir, splits, cohort.paired, config.target,
+                                    config.suvr_reference, write=rank == 0)
+                   if config.learn_deviation else {})
+    train_folds(config, bundle_dir, splits, cohort, factors, cfg, device, world, rank,
+                populations)
     if rank != 0:
         return cohort.names, cohort.left_out
     done = [f["fold"] for f in splits["folds"] if is_complete(bundle_dir / f"fold-{f['fold']}")]
@@ -163,8 +175,10 @@ def split(config: Config, bundle_dir: Path, cohort: Cohort, rank: int = 0) -> di
 
 
 def train_folds(config: Config, bundle_dir: Path, splits: dict, cohort: Cohort, factors: dict,
-                cfg: UNetConfig, device, world: int, rank: int) -> None:
-    """Stage 4: train each requested fold that has no complete checkpoint (or continues)."""
+                cfg: UNetConfig, device, world: int, rank: int,
+                populations: dict | None = None) -> None:
+    """Stage 4: train each requested fold that has no complete checkpoint (or continues);
+    ``populations``: each fold's population map (``--learn-deviation``)."""
     settings = TrainSettings(config.epochs, config.batch_size, config.lr, config.seed,
                              str(device), augment=True, progress=True)
     warned = False
@@ -173,13 +187,14 @@ def train_folds(config: Config, bundle_dir: Path, splits: dict, cohort: Cohort, 
         if k not in _folds_requested(config):
             continue
         fold_dir = bundle_dir / f"fold-{k}"
-        if config.clean_workdir and fold_dir.exists() and rank == 0:
-            shutil.rmtree(fold_dir)  # retrain from scratch, not from the finished checkpoint
+        if config.clean_workdir:
+            fresh_fold(fold_dir, rank)
         if is_complete(fold_dir) and not _continues(fold_dir, config):
             continue
         contrast = factors["contrast"].get(str(k), {}) if config.target == "suvr" else {}
-        train = _fold_items(cohort, fold["train"], contrast)
-        val = _fold_items(cohort, fold["val"], contrast)
+        population = (populations or {}).get(k)
+        train = _fold_items(cohort, fold["train"], contrast, population)
+        val = _fold_items(cohort, fold["val"], contrast, population)
         LOG.info("fold %d: training on %d session(s), validating on %d, testing %d subject(s)",
                  k, len(train), len(val), len(fold["test"]))
         warning = few_steps_warning(len(train), config.batch_size * world, config.epochs)
@@ -187,6 +202,15 @@ def train_folds(config: Config, bundle_dir: Path, splits: dict, cohort: Cohort, 
             LOG.warning(warning)
             warned = True
         train_fold(fold_dir, train, val, cfg, settings)
+
+
+def fresh_fold(fold_dir: Path, rank: int) -> None:
+    """``--clean-workdir``: rank 0 removes the fold's checkpoint (retrain from scratch), and
+    every rank waits until it is gone before reading :func:`is_complete` (else a rank that saw
+    the old checkpoint would skip the fold while the others train it)."""
+    if rank == 0 and fold_dir.exists():
+        shutil.rmtree(fold_dir)
+    barrier()
 
 
 def evaluate(config: Config, bundle: Bundle, plan: list[tuple], cohort: Cohort, device,
@@ -197,7 +221,8 @@ def evaluate(config: Config, bundle: Bundle, plan: list[tuple], cohort: Cohort, 
     ``steps``: optimiser steps per fold, for its advice)."""
     tpl_mask = np.asarray(resolve_template(2).load()[1].dataobj) > 0.5
     net = Network(bundle.cfg, device, config.compile, config.precision)
-    rows = []
+    populations = bundle.populations() if bundle.cfg.prior else {}
+    rows, baselines = [], {}
     scales = {name: item.get("pet_scale") for name, item in cohort.items.items()}
     for model_folds, cv_fold, test, train in plan:
         mean_train = (training_mean(train, bundle.target, tpl_mask, bundle.suvr_reference,
@@ -205,6 +230,10 @@ def evaluate(config: Config, bundle: Bundle, plan: list[tuple], cohort: Cohort, 
         label = f"fold {cv_fold}" if cv_fold is not None else "ensemble"
         for files in tqdm(test, desc=f"synthesis ({label})"):
             item = cohort.items[files.name]
+            if mean_train is not None:
+                baselines[files.subject] = mean_train
+            if populations:
+                item = fold_priors(files, item, {k: populations[k] for k in model_folds})
             mean, sd = ensemble(bundle, item, device, model_folds, genotype=files.genotype,
                                 net=net)
             t1 = nib.load(files.t1w)
@@ -213,12 +242,14 @@ def evaluate(config: Config, bundle: Bundle, plan: list[tuple], cohort: Cohort, 
                                bundle.target, t1, brain)
             write_maps(config.output_dir, files, maps, t1, brain, bundle, model_folds,
                        oof_fold=cv_fold, precision=net.precision)
+            factor = (bundle.genotype_factor(cv_fold, files.genotype)
+                      if cv_fold is not None and bundle.target == "suvr" else None)
             rows += score_session(files, maps["synth"],
                                   cv_fold if cv_fold is not None else "all", bundle.target,
-                                  bundle.suvr_reference, mean_train, config.seed,
+                                  bundle.suvr_reference, mean_train, config.seed, factor,
                                   scales.get(files.name))
     _, tpl = write_region_tables(config.output_dir, cohort.paired, folds_of, bundle.target,
-                                 config.seed, bundle.suvr_reference, scales)
+                                 config.seed, bundle.suvr_reference, baselines, scales)
     return write_metrics(config.output_dir, rows, tpl, steps)
 
 
@@ -226,9 +257,11 @@ def _folds_requested(config: Config) -> list[int]:
     return list(range(config.folds)) if config.fold is None else [config.fold]
 
 
-def _fold_items(cohort: Cohort, subjects: list[str], contrast: dict[str, float]) -> list:
+def _fold_items(cohort: Cohort, subjects: list[str], contrast: dict[str, float],
+                population=None) -> list:
     """The prepared sessions of ``subjects``; ``suvr`` targets made genotype-neutral with the
-    fold's contrast factors (see :mod:`bids_tspo.model.genotype`)."""
+    fold's contrast factors (see :mod:`bids_tspo.model.genotype`); with the fold's
+    ``population`` map as a second channel (``--learn-deviation``)."""
     chosen = []
     for f in cohort.paired:
         if f.subject in subjects:
@@ -236,6 +269,8 @@ def _fold_items(cohort: Cohort, subjects: list[str], contrast: dict[str, float])
             factor = contrast.get(f.genotype)
             if factor is not None:
                 item = item | {"pet": neutralise(item["pet"], loss_mask(item), factor)}
+            if population is not None:
+                item = with_prior(item, prior_box(f, item, population))
             chosen.append(item)
     return chosen
 

@@ -16,8 +16,8 @@ from .statistics import cnr_paired_t, paired_over_subjects
 from .verdict import verdict
 
 ID_COLUMNS = ["bids_name", "participant_id", "session_id", "group", "genotype", "fold", "target"]
-KEY_METRICS = ["pearson_r", "pearson_r_smooth", "mse", "mae", "normdiff", "percdiff", "ssim",
-               "psnr", "pearson_r_tpl", "mse_tpl"]
+KEY_METRICS = ["pearson_r", "pearson_r_smooth", "deviation_r", "mse", "mae", "normdiff",
+               "percdiff", "ssim", "psnr", "pearson_r_tpl", "mse_tpl"]
 
 
 def metrics_table(rows: list[dict], template: dict | None = None) -> pd.DataFrame:
@@ -52,6 +52,8 @@ def summarise(table: pd.DataFrame, steps: int | None = None) -> dict:
         summary["wilcoxon_p_subjects_r_vs_baseline"] = test["wilcoxon_p"]
     if {"cnr_synth", "cnr_true"} <= set(table):
         summary["cnr_paired_t"], summary["cnr_paired_t_p"] = cnr_paired_t(table)
+        summary["cnr_paired_t_subjects"], summary["cnr_paired_t_subjects_p"] = cnr_paired_t(
+            table, subjects=True)
     summary["verdict"] = verdict(table, steps)
     return summary
 

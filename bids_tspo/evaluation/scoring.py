@@ -6,7 +6,9 @@ made with on the model box (``pet_scale``: :func:`~bids_tspo.model.targets.targe
 perfect predictor of the target scores no bias whatever the grid; the synthetic map and the
 baseline (a mean of training targets) are in those units already and are taken as they are.
 One row per session and model: ``unet`` and, when the fold's training sessions are known,
-``baseline_mean`` (:mod:`bids_tspo.evaluation.baseline`); both get every metric.
+``baseline_mean`` (:mod:`bids_tspo.evaluation.baseline`); both get every metric, and the
+``unet`` row ``deviation_r`` (what the synthesis adds beyond that baseline,
+:mod:`bids_tspo.evaluation.beyond`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from ..io.derivatives import SessionFiles
 from ..model.targets import apply_scale, pet_target, to_units
 from ..preprocess.reference import session_reference
 from .baseline import baseline_map
+from .beyond import session_columns, without_genotype
 from .metrics import all_metrics
 
 
@@ -44,17 +47,23 @@ def id_columns(files: SessionFiles, fold, target: str) -> dict:
 
 def score_session(files: SessionFiles, synth: np.ndarray, fold, target: str,
                   reference: str = "wholebrain", mean_train=None, seed: int = 0,
-                  pet_scale=None) -> list[dict]:
+                  genotype_factor: float | None = None, pet_scale=None) -> list[dict]:
     """Rows of metrics of one session: the synthetic map ``synth`` (T1w grid, target units)
     and, with ``mean_train`` (:func:`~bids_tspo.evaluation.baseline.training_mean`), the
-    baseline, against the true PET normalised with ``pet_scale``."""
+    baseline, against the true PET normalised with ``pet_scale``; ``genotype_factor``: the
+    contrast factor the fold applied to this SUVR map, for the metrics without the subject's
+    genotype."""
     t1, scored, _, truth = session_truth(files, target, reference, pet_scale)
     zooms = t1.header.get_zooms()[:3]
     base = id_columns(files, fold, target)
     baseline = baseline_map(files, mean_train)
-    maps = {"unet": synth,
-            "baseline_mean": None if baseline is None else to_units(baseline, target)}
-    return [base | row for row in score_maps(truth, maps, scored, zooms, seed)]
+    if baseline is not None:
+        baseline = to_units(baseline, target)
+    maps = {"unet": synth, "baseline_mean": baseline}
+    rows = [base | row for row in score_maps(truth, maps, scored, zooms, seed)]
+    free = without_genotype(synth, genotype_factor, scored)  # SUVR map without the genotype
+    rows[0] |= session_columns(synth, baseline, truth, scored, zooms, free)
+    return rows
 
 
 def score_maps(truth: np.ndarray, maps: dict, scored: np.ndarray, zooms,

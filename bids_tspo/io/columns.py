@@ -28,6 +28,8 @@ def describe_column(table: str, column: str) -> dict | None:
 
     >>> describe_column("group_region_stats", "wilcoxon_p_HC")["LongName"]
     'Wilcoxon p, group HC'
+    >>> describe_column("group_region_stats", "wilcoxon_q_HC")["LongName"]
+    'Wilcoxon p, group HC, BH q'
     """
     spec, known = _columns(), _columns().get(table, {})
     if "_same_as" in known:  # a table with another's columns (some described anew)
@@ -39,6 +41,12 @@ def describe_column(table: str, column: str) -> dict | None:
         label = column[len(head): len(column) - len(tail)]
         if placeholder and column == head + label + tail and label:
             return {k: v.replace("{}", label) for k, v in entry.items()}
+    parts = column.split("_")
+    if "q" in parts:  # X_q: the Benjamini-Hochberg q of the p column X_p
+        parts[parts.index("q")] = "p"
+        base = describe_column(table, "_".join(parts))
+        if base is not None:
+            return {k: v.replace("{}", base.get(k, "")) for k, v in spec["q_value"].items()}
     for modifier, entry in spec["modifiers"].items():
         prefix = modifier.endswith("_")
         if column.startswith(modifier) if prefix else column.endswith(modifier):

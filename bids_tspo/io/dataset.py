@@ -12,10 +12,14 @@ import os
 from pathlib import Path
 
 from .. import CODE_URL, __version__
+from ..errors import InputDataError
 from .atomic import write_json_atomic, write_text_atomic
 from .spaces import NILEARN_NAME, TEMPLATEFLOW_NAME, templateflow_files
 
-BIDSIGNORE = "logs/\nmodels/\n*.html\n*/figures/\ngroup_*.tsv\ngroup_*.json\ngroup_*.nii.gz\n"
+# No trailing "/": the BIDS validator 3.x does not match "models/" against the folder itself.
+# "work": a -w/--work-dir placed in OUTPUT_DIR under that name. Transforms: BIDS has no .h5 rule.
+BIDSIGNORE = ("logs\nmodels\nwork\n*.html\nsub-*/figures\n*_xfm.h5\n"
+              "group_*.tsv\ngroup_*.json\ngroup_*.nii.gz\n")
 
 
 def container(env=None) -> dict | None:
@@ -59,8 +63,9 @@ def dataset_description(bids_dir: Path | None = None, name: str = "bids_tspo") -
         "DatasetType": "derivative",
         "GeneratedBy": [generated],
     }
-    if bids_dir is not None:
+    if bids_dir is not None:  # "raw": the dataset of the bids:raw: URIs in Sources
         desc["SourceDatasets"] = [{"URL": Path(bids_dir).resolve().as_uri()}]
+        desc["DatasetLinks"] = {"raw": desc["SourceDatasets"][0]["URL"]}
     return desc
 
 
@@ -83,5 +88,17 @@ def init_output_dir(output_dir: Path, bids_dir: Path | None = None) -> None:
 
 
 def bids_uri(path: Path, root: Path, dataset: str = "raw") -> str:
-    """BIDS URI of ``path`` inside dataset ``root``: ``bids:<dataset>:<relative path>``."""
-    return f"bids:{dataset}:{Path(path).resolve().relative_to(Path(root).resolve()).as_posix()}"
+    """BIDS URI of ``path`` inside dataset ``root``: ``bids:<dataset>:<relative path>``.
+
+    The path is taken as listed in the dataset, symbolic links not followed: a file that is a
+    link into a store outside the dataset (a symlink farm, git-annex's ``.git/annex/objects``)
+    keeps its place in the dataset.
+
+    >>> bids_uri(Path("/d/bids/sub-01/anat/../anat/sub-01_T1w.nii.gz"), Path("/d/bids"))
+    'bids:raw:sub-01/anat/sub-01_T1w.nii.gz'
+    """
+    listed, root = Path(os.path.abspath(path)), Path(root)
+    for base in (Path(os.path.abspath(root)), root.resolve()):
+        if base == listed or base in listed.parents:
+            return f"bids:{dataset}:{listed.relative_to(base).as_posix()}"
+    raise InputDataError(f"{path}: not inside the BIDS dataset {root}; no BIDS URI can name it")

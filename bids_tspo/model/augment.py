@@ -107,11 +107,11 @@ def apply(draw: Draw, t1: torch.Tensor, pet: torch.Tensor, mask: torch.Tensor):
                                    padding_mode="zeros", align_corners=False)
         stack = stack.index_copy(0, chosen, resample(stack[chosen],
                                                      draw.theta[draw.affine].to(device)))
-    t1, pet, mask = stack.split(1, dim=1)
+    t1, prior, pet, mask = stack.split([1, t1.shape[1] - 1, 1, 1], dim=1)  # prior: see network
     t1 = t1 * draw.intensity.to(device).view(-1, 1, 1, 1, 1)
     low = t1.amin(dim=(1, 2, 3, 4), keepdim=True)
     span = t1.amax(dim=(1, 2, 3, 4), keepdim=True) - low
     gamma = draw.gamma.to(device).view(-1, 1, 1, 1, 1)
     adjusted = ((t1 - low) / (span + 1e-7)).clamp_min(0) ** gamma * span + low
-    t1 = torch.where(gamma != 1, adjusted, t1)
+    t1 = torch.cat([torch.where(gamma != 1, adjusted, t1), prior], dim=1)
     return t1.contiguous(), pet.contiguous(), (mask > 0.5).float()

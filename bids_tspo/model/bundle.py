@@ -62,6 +62,12 @@ class Bundle:
         return (f"model {self.model_id} lost to its training-mean baseline in its "
                 f"out-of-fold evaluation: {verdict['text']}")
 
+    def populations(self) -> dict:
+        """Each fold's population map (``--learn-deviation`` bundles)."""
+        from .prior import load_population
+
+        return {k: load_population(self.path / f"fold-{k}") for k in sorted(self.folds)}
+
     def genotype_factor(self, fold: int, genotype: str) -> float | None:
         """Contrast factor restoring ``genotype`` on fold ``fold``'s output (None: none)."""
         from .genotype import fold_factor
@@ -109,7 +115,8 @@ def model_id_for(config: Config) -> str:
     target = config.target
     if target == "suvr" and config.suvr_reference != "wholebrain":
         target = f"suvr-{config.suvr_reference}"
-    return f"tspo-unet_{target}_{config.image_size}_k{config.folds}_s{config.seed}"
+    name = "tspo-unetdev" if config.learn_deviation else "tspo-unet"
+    return f"{name}_{target}_{config.image_size}_k{config.folds}_s{config.seed}"
 
 
 def write_bundle_files(bundle_dir: Path, config: Config, cfg: UNetConfig, splits: dict,
@@ -122,7 +129,8 @@ def write_bundle_files(bundle_dir: Path, config: Config, cfg: UNetConfig, splits
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "architecture": cfg.to_dict(),
         "network": {"name": "TSPOUNet (Ferrante et al. 2025)",
-                    "parameters": count_parameters(TSPOUNet(cfg))},
+                    "parameters": count_parameters(TSPOUNet(cfg)),
+                    "learn_deviation": cfg.prior},
         "normalisation": {"target": config.target, "units": target_units(config.target),
                           "image_size": config.image_size, "fov_mm": FOV_MM,
                           "spacing_mm": FOV_MM / config.image_size,
@@ -211,10 +219,16 @@ def model_card(meta: dict) -> str:
     verdict = (meta["metrics_summary"].get("verdict") or {}).get(
         "text", "Not evaluated yet: run the group level to compare the model with the "
                 "population baseline.")
+    deviation = ("\n\n**--learn-deviation**: the fold's population map (mean normalised PET "
+                 "of its training subjects, template space, `fold-<k>/population.nii.gz`) is a "
+                 "second input channel and an additive prior on the output (logit space); the "
+                 "network learns the deviation from it. The paper's model (T1w only) is the "
+                 "default; see benchmarks/README.md (controls) for the head-to-head comparison."
+                 if meta["network"].get("learn_deviation") else "")
     return f"""# Model card: {meta['model_id']}
 
 3D U-Net (Ferrante et al. 2025; {meta['network']['parameters']:,} parameters) mapping a
-skull-stripped, percentile-scaled T1w to a synthetic TSPO ([11C]PBR28) PET map.
+skull-stripped, percentile-scaled T1w to a synthetic TSPO ([11C]PBR28) PET map.{deviation}
 
 ## Verdict against the population baseline
 **{verdict}**

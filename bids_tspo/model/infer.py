@@ -169,7 +169,9 @@ def ensemble(bundle: Bundle, item: dict, device: torch.device, folds: list[int] 
              flips: bool = True, genotype: str = "n/a", net: Network | None = None
              ) -> tuple[np.ndarray, np.ndarray]:
     """Mean and SD (across fold models) of the predictions on ``item['t1']``, masked; each
-    fold's output gets that fold's genotype factor when the bundle applies one."""
+    fold's output gets that fold's genotype factor when the bundle applies one. A
+    ``--learn-deviation`` bundle takes each fold's prior from ``item['priors']``
+    (:mod:`bids_tspo.model.prior`)."""
     from .genotype import restore
 
     net = net or Network(bundle.cfg, device)
@@ -178,7 +180,10 @@ def ensemble(bundle: Bundle, item: dict, device: torch.device, folds: list[int] 
     with torch.no_grad():
         for k in folds if folds is not None else sorted(bundle.folds):
             net.load(bundle.folds[k])
-            pred = _forward(net, t1, device, flips)
+            x = t1
+            if bundle.cfg.prior:
+                x = torch.cat([t1[:1], torch.as_tensor(item["priors"][k], device=device)])
+            pred = _forward(net, x, device, flips)
             preds.append(restore(pred, bundle.genotype_factor(k, genotype)))
         # on the device: one copy of two maps to the host (the stack on a GPU's host CPU
         # took 20-100 ms, as long as the whole ensemble is meant to take there)
@@ -196,6 +201,10 @@ def synthesize_session(out: Path, files, bundle: Bundle, device: torch.device,
     from .maps import native_maps, write_maps
 
     item = prepare(files, bundle.image_size, bundle.target, cache_dir, bundle.suvr_reference)
+    if bundle.cfg.prior:
+        from .prior import fold_priors
+
+        item = fold_priors(files, item, bundle.populations())
     net = net or Network(bundle.cfg, device)
     mean, sd = ensemble(bundle, item, device, genotype=files.genotype, net=net)
     t1 = nib.load(files.t1w)

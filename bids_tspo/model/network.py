@@ -51,6 +51,9 @@ class UNetConfig:
     heads: int = 1
     groups: int = 4
     out_groups: int = 8
+    # --learn-deviation: the last input channel is a prior (the fold's population map, in
+    # (0, 1)) added to the output in logit space; the network learns the deviation from it
+    prior: bool = False
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
@@ -236,6 +239,9 @@ class TSPOUNet(nn.Module):
         self.decoder = nn.ModuleList(decoder)
         self.norm = nn.GroupNorm(cfg.out_groups, ch)
         self.final = nn.Conv3d(ch, cfg.out_channels, 3, padding=1)
+        if cfg.prior:  # start exactly at the prior: no deviation learnt yet
+            nn.init.zeros_(self.final.weight)
+            nn.init.zeros_(self.final.bias)
         self._register_load_state_dict_pre_hook(self._named_levels)
 
     def forward(self, x):
@@ -247,7 +253,10 @@ class TSPOUNet(nn.Module):
         h = self.middle(h)                          # bottleneck at S/8³
         for level in self.decoder:                  # S/8³ -> ... -> S³, consuming the skips
             h = level(h, skips)
-        return torch.sigmoid(self.final(F.silu(self.norm(h))))
+        out = self.final(F.silu(self.norm(h)))
+        if self.cfg.prior:
+            out = out + torch.logit(x[:, -1:].float().clamp(1e-4, 1 - 1e-4))
+        return torch.sigmoid(out)
 
     def _named_levels(self, state, prefix, *args):
         """Rename flat ``down.<i>``/``up.<i>`` keys of older weights in place."""

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputDataError, UsageError
+from ..errors import InputDataError, UsageError, describe
 
 LOG = logging.getLogger(__name__)
 VAL_FRACTION = 0.15
@@ -60,14 +60,57 @@ def make_splits(labels: dict[str, str], k: int, seed: int, column: str = "group"
             "strata": {s: labels[s] for s in sorted(labels)}, "folds": folds}
 
 
+def normalise_splits(data, source: str = "splits.json") -> dict:
+    """A splits file's structure checked and completed: ``folds``, a list of at least 2 objects
+    with ``test`` and ``train`` lists of subject labels (``sub-`` optional) and optionally
+    ``val`` and ``fold`` (its 0-based position); ``k``, when given, the number of folds. Any
+    other shape is an :class:`InputDataError` naming the file and what is wrong.
+
+    >>> s = normalise_splits({"folds": [{"test": ["sub-01"], "train": ["02"]},
+    ...                                 {"test": ["02"], "train": ["01"]}]})
+    >>> s["k"], s["folds"][0]
+    (2, {'test': ['01'], 'train': ['02'], 'val': [], 'fold': 0})
+    >>> normalise_splits({"k": 3, "folds": s["folds"]}, "my.json")
+    Traceback (most recent call last):
+    ...
+    bids_tspo.errors.InputDataError: my.json: "k" is 3 but "folds" lists 2 folds
+    """
+    def fail(what: str):
+        raise InputDataError(f"{source}: {what} (a splits file is "
+                             '{"folds": [{"test": [...], "train": [...], "val": [...]}, ...]})')
+
+    if not isinstance(data, dict) or not isinstance(data.get("folds"), list):
+        fail('no "folds" list')
+    if len(data["folds"]) < 2:
+        fail(f'"folds" lists {len(data["folds"])} fold(s); cross-validation needs at least 2')
+    if "k" in data and data["k"] != len(data["folds"]):
+        raise InputDataError(f'{source}: "k" is {data["k"]} but "folds" lists '
+                             f'{len(data["folds"])} folds')
+    folds = []
+    for i, fold in enumerate(data["folds"]):
+        if not isinstance(fold, dict):
+            fail(f"fold {i} is not an object")
+        if fold.get("fold", i) != i:
+            fail(f'fold {i} says "fold": {fold["fold"]!r}; folds are numbered 0, 1, ... in order')
+        lists = {}
+        for key in ("test", "train", "val"):
+            value = fold.get(key, [] if key == "val" else None)
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                fail(f'fold {i} has no "{key}" list of subject labels')
+            lists[key] = [v.removeprefix("sub-") for v in value]
+        if not lists["test"] or not lists["train"]:
+            fail(f'fold {i} has an empty "{"test" if not lists["test"] else "train"}" list')
+        folds.append({**fold, **lists, "fold": i})
+    return {"grouped_by": "subject", "stratified_by": "none (--splits file)", **data,
+            "k": len(folds), "folds": folds}
+
+
 def check_splits(splits: dict, subjects: set[str], source: str = "splits.json") -> dict:
     """Validate a (possibly user-supplied) splits dict against the available subjects."""
-    try:
-        folds = splits["folds"]
-        tests = [set(f["test"]) for f in folds]
-        trains = [set(f["train"]) | set(f.get("val", [])) for f in folds]
-    except (KeyError, TypeError) as exc:
-        raise InputDataError(f"{source}: not a bids_tspo splits file (missing {exc})") from None
+    splits = normalise_splits(splits, source)
+    folds = splits["folds"]
+    tests = [set(f["test"]) for f in folds]
+    trains = [set(f["train"]) | set(f["val"]) for f in folds]
     seen: Counter = Counter(s for t in tests for s in t)
     twice = sorted(s for s, n in seen.items() if n > 1)
     if twice:
@@ -85,12 +128,17 @@ def check_splits(splits: dict, subjects: set[str], source: str = "splits.json") 
     return splits
 
 
-def load_splits(path: Path, subjects: set[str]) -> dict:
+def read_splits(path: Path) -> dict:
+    """A splits file read and its structure checked (:func:`normalise_splits`)."""
     try:
         data = json.loads(Path(path).read_text())
     except (OSError, ValueError) as exc:
-        raise InputDataError(f"{path}: cannot be read as JSON ({exc})") from None
-    return check_splits(data, subjects, str(path))
+        raise InputDataError(f"{path}: cannot be read as JSON ({describe(exc, 120)})") from None
+    return normalise_splits(data, str(path))
+
+
+def load_splits(path: Path, subjects: set[str]) -> dict:
+    return check_splits(read_splits(path), subjects, str(path))
 
 
 def fold_of(splits: dict, subject: str) -> int:

@@ -102,6 +102,17 @@ def distributed() -> tuple[int, int]:
     return dist.get_rank(), world
 
 
+def barrier() -> None:
+    """Wait for every rank under torchrun (nothing in a single process)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        if dist.get_backend() == "nccl":  # this rank's GPU (resolve_device set it)
+            dist.barrier(device_ids=[torch.cuda.current_device()])
+        else:
+            dist.barrier()
+
+
 def _loader(dataset, settings: TrainSettings, epoch: int, rank: int, world: int, shuffle: bool):
     """Batches of in-memory arrays (no worker processes: augmentation runs on the device)."""
     generator = torch.Generator().manual_seed(settings.seed * 1000 + epoch)

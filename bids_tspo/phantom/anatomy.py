@@ -5,8 +5,8 @@ a scalp is synthesised in layers (CSF, inner table, diploë, outer table, muscle
 with eyes and a neck, so that brain extraction meets a realistic full-head image.
 
 The SUV map follows [11C]PBR28 at 60-90 min in a high-affinity binder: grey matter ~1, white
-matter lower, thalamus, brainstem and cerebellum high, a bright venous sinus (vascular TSPO),
-bone marrow and muscle moderate. Patient groups add regional increases (thalamus, sensorimotor
+matter lower, thalamus, brainstem and cerebellum high, a bright venous sinus (vascular TSPO)
+and choroid plexus, bone marrow and muscle moderate (sources in docs/phantom.md). Patient groups add regional increases (thalamus, sensorimotor
 cortex, cingulate; Loggia et al. 2015, Alshelh et al. 2022) that leave a subtle T1w
 hypointensity, so the MRI carries part of the signal.
 
@@ -27,7 +27,8 @@ from ..io.atlases import harvard_oxford, region_ids, tissue_priors
 
 # Tissue labels of the phantom's segmentation (written to the truth as a dseg).
 TISSUES = {0: "background", 1: "CSF", 2: "GM", 3: "WM", 4: "bone", 5: "marrow",
-           6: "muscle", 7: "fat", 8: "skin", 9: "eye", 10: "venous_sinus"}
+           6: "muscle", 7: "fat", 8: "skin", 9: "eye", 10: "venous_sinus",
+           11: "choroid_plexus"}
 
 # Scalp layers: (outer distance from the head core in mm, T1w intensity, SUV, tissue label)
 SCALP_LAYERS = [
@@ -39,7 +40,8 @@ SCALP_LAYERS = [
     (13.5, 0.85, 0.12, 7),  # subcutaneous fat
     (15.0, 0.45, 0.30, 8),  # skin
 ]
-SUV_TISSUE = {"gm": 1.0, "wm": 0.62, "csf": 0.15, "sinus": 1.9, "eye": 0.10}
+SUV_TISSUE = {"gm": 1.0, "wm": 0.62, "csf": 0.15, "sinus": 1.9, "eye": 0.10,
+              "choroid": 1.6}
 REGION_FACTORS = {  # multiplicative factors on brain SUV
     "Thalamus": 1.35, "Brain-Stem": 1.30, "Putamen": 1.05, "Pallidum": 1.10,
     "Caudate": 0.95, "Hippocampus": 1.0, "Amygdala": 1.05,
@@ -175,8 +177,13 @@ def build_head_model(resolution: int = 2, seed: int = 0) -> HeadModel:
     factor = ndimage.gaussian_filter(factor, 1.5 / zoom)
     brain_suv = (gm * SUV_TISSUE["gm"] + wm * SUV_TISSUE["wm"] + csf * SUV_TISSUE["csf"]) * factor
     suv = np.where(brain, brain_suv, suv) * (1 - sinus) + sinus * SUV_TISSUE["sinus"]
+    # choroid plexus glomus in the atria of the lateral ventricles (high constitutive TSPO)
+    choroid = (np.isin(labels, region_ids(names, "Lateral_Ventricle")) & (csf > 0.5)
+               & (y < -30) & (z > 5) & (z < 22))
+    suv = np.where(choroid, SUV_TISSUE["choroid"], suv)
     t1w = np.where(brain, t1, t1w)
     tissue = np.where(brain, np.select([wm >= np.maximum(gm, csf), gm >= csf], [3, 2], 1), tissue)
+    tissue[choroid] = 11
 
     variation = _variation_maps(t1, gm, wm, csf, factor, brain, sinus)
     effects = {}

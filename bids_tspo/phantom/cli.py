@@ -1,5 +1,5 @@
 """``bids_tspo-phantom OUT_BIDS_DIR [--subjects N] [--seed S] [--size {tiny,small,full}]
-[--t1w-trace X]``."""
+[--t1w-trace X] [--noise SCALE] [--patient-effect SIZE]``."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from ..app.runlog import setup_logging
 from ..app.validators import Parser, bounded, nonnegative_int, positive_int
 from ..errors import EXIT_CANTCREAT, EXIT_USAGE
 from .anatomy import T1W_TRACE
+from .dynamic import NOISE_SD_2MM
 from .writer import SIZES, make_phantom
 
 nonnegative_float = bounded(float, 0, False, "a number", "cannot be negative")
@@ -35,6 +36,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fractional T1w darkening per unit of fractional SUV increase in the "
                         "patients' affected regions; 0 leaves no trace of the inflammation in "
                         f"the T1w (negative control) (default: {T1W_TRACE})")
+    p.add_argument("--noise", type=nonnegative_float, default=1.0, metavar="SCALE",
+                   help="PET noise scale: 1 gives a realistic 60-90 min average (voxel SD "
+                        f"{NOISE_SD_2MM * 100:.0f} %% at 2 mm in grey matter), 0 none (default: 1)")
+    p.add_argument("--patient-effect", type=nonnegative_float, default=1.0, metavar="SIZE",
+                   help="scale of the patients' regional increases of specific binding "
+                        "(1: CLBP thalamus +20 %%, ...; 0: patients like controls) (default: 1)")
     p.add_argument("-v", "--verbose", action="count", default=0)
     return p
 
@@ -52,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         LOG.error("cannot create %s: %s", out, exc.strerror)
         return EXIT_CANTCREAT
     make_phantom(out, args.subjects, args.seed, args.size, args.with_sessions,
-                 progress=sys.stderr.isatty(), t1w_trace=args.t1w_trace)
+                 progress=sys.stderr.isatty(), t1w_trace=args.t1w_trace, noise=args.noise,
+                 patient_effect=args.patient_effect)
     LOG.info("phantom dataset written to %s", out)
     return 0

@@ -7,7 +7,9 @@ Frames are decay corrected to TimeZero: the injection, or the scan start when th
 came ``injection_lead_s`` before it (the frames then run from the scan start, and their values
 are what was left at it: ``exp(-lambda lead)`` of the injection-time activity). Noise follows
 the counts of each frame (C-11 decay, frame length) and is spatially correlated like a
-reconstructed image.
+reconstructed image; it is calibrated so that the 60-90 min average has a voxel SD of
+``NOISE_SD_2MM`` (relative, at the 90th-percentile concentration, about grey matter) at 2 mm
+voxels, times ``noise``, and smaller for larger voxels (SD ~ voxel volume^-1/2).
 
 >>> starts, durations = frame_schedule("small")
 >>> float(starts[-1] + durations[-1]) / 60
@@ -20,6 +22,11 @@ import numpy as np
 from scipy import ndimage
 
 C11_HALF_LIFE_S = 1220.04
+# Voxel SD of the 60-90 min SUV average at 2 mm voxels, relative, at a grey-matter level: an
+# estimate from counting statistics for a Biograph mMR (13.3 kcps/MBq, Karlberg et al. 2016),
+# ~450 MBq [11C]PBR28, OSEM with a 4 mm Gaussian filter; see docs/phantom.md.
+NOISE_SD_2MM = 0.10
+NOISE_SIGMA_VOX = 0.8  # spatial correlation of reconstructed-image noise (Gaussian, voxels)
 FRAMES = {  # frame durations in seconds, 0-90 min
     "full": [60] * 5 + [300] * 5 + [600] * 3 + [300] * 6,
     "small": [600] * 3 + [900] * 2 + [600] * 3,
@@ -57,14 +64,23 @@ def window_weights(starts: np.ndarray, durations: np.ndarray,
     return overlap / overlap.sum()
 
 
+def _kernel_sd(sigma: float) -> float:
+    """SD of unit white noise after scipy's Gaussian filter (truncate 4) in 3D."""
+    x = np.arange(-int(4.0 * sigma + 0.5), int(4.0 * sigma + 0.5) + 1)
+    k = np.exp(-0.5 * (x / sigma) ** 2)
+    k /= k.sum()
+    return float(np.sqrt((k**2).sum()) ** 3)
+
+
 def dynamic_frames(concentration: np.ndarray, vascular: np.ndarray, size: str,
-                   rng: np.random.Generator, noise: float = 0.12,
-                   injection_lead_s: float = 0.0) -> np.ndarray:
+                   rng: np.random.Generator, noise: float = 1.0,
+                   injection_lead_s: float = 0.0, voxel_mm: float = 2.0) -> np.ndarray:
     """4D frames (X, Y, Z, T) in Bq/mL whose 60-90 min mean is ``concentration`` (+ noise).
 
     ``concentration`` is the 60-90 min (after injection) mean activity (Bq/mL) decay corrected
     to injection, ``vascular`` the fraction (0-1) of each voxel following the vascular curve;
-    ``injection_lead_s``: see the module docstring.
+    ``noise`` scales the noise (1: ``NOISE_SD_2MM`` at 2 mm; 0: none); ``voxel_mm`` the voxel
+    size; ``injection_lead_s``: see the module docstring.
     """
     starts, durations = frame_schedule(size)
     starts = starts + injection_lead_s  # seconds after injection
@@ -77,13 +93,19 @@ def dynamic_frames(concentration: np.ndarray, vascular: np.ndarray, size: str,
     # count-based noise: relative SD ~ 1/sqrt(counts); decay-corrected frames get noisier
     lam = np.log(2) / C11_HALF_LIFE_S
     mid = starts + durations / 2
-    rel = noise / np.sqrt((durations / 300.0) * np.exp(-lam * (mid - 75 * 60)))
+    rel = 1.0 / np.sqrt((durations / 300.0) * np.exp(-lam * (mid - 75 * 60)))
+    # calibrate: relative SD of the window average of a tissue voxel at the scale level
+    target = NOISE_SD_2MM * noise * (2.0 / voxel_mm) ** 1.5
+    rel *= target / float(np.sqrt(((w * rel) ** 2 * tissue).sum()))
     positive = concentration[concentration > 0]
     scale = float(np.percentile(positive, 90)) if positive.size else 1.0
+    kernel_sd = _kernel_sd(NOISE_SIGMA_VOX)
     for k in range(frames.shape[-1]):
+        if not noise:
+            break
         sd = rel[k] * np.sqrt(np.clip(frames[..., k], 0, None) * scale)
-        n = ndimage.gaussian_filter(rng.standard_normal(frames.shape[:3]), 0.8) * 2.6
-        frames[..., k] += sd * n
+        n = ndimage.gaussian_filter(rng.standard_normal(frames.shape[:3]), NOISE_SIGMA_VOX)
+        frames[..., k] += sd * n / kernel_sd
     return (frames * np.exp(-lam * injection_lead_s)).astype(np.float32)
 
 
@@ -131,7 +153,7 @@ def pet_sidecar(size: str, dose_mbq: float, scan_start: str, body_weight: float 
         "ReconFilterType": "Gaussian",
         "ReconFilterSize": 4.0,
         "AttenuationCorrection": "PseudoCT (Izquierdo-Garcia et al. 2014)",
-        "SpatialResolutionNote": f"~5 mm FWHM, {voxel_mm:g} mm voxels (synthetic phantom)",
+        "SpatialResolutionNote": f"~6 mm FWHM, {voxel_mm:g} mm voxels (synthetic phantom)",
     }
     if body_weight is not None:
         meta["BodyWeight"] = round(body_weight, 1)

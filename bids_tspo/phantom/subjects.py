@@ -17,10 +17,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 GROUPS = ("HC", "CLBP", "KOA")
-# Fraction of HAB specific binding per rs6971 genotype; the nondisplaceable part (free and
-# nonspecific uptake, ``ND_SUV``) does not depend on genotype, so LAB images are flatter.
-GENOTYPE_FACTOR = {"HAB": 1.0, "MAB": 0.72, "LAB": 0.30}
-ND_SUV = 0.35
+# Fraction of HAB specific binding per rs6971 genotype (docs/phantom.md): LAB sites bind
+# PBR28 ~55-fold less (Ki 188 vs 3.4 nM, Owen et al. 2010; genotype: Owen et al. 2012), MAB
+# carry half of each site: 0.5 + 0.5/55. The nondisplaceable part (free and nonspecific uptake,
+# ``ND_SUV``) does not depend on genotype, so LAB images are flat. ND_SUV: BPND 1.6 in HAB
+# grey matter (Paul et al. 2019) gives a nondisplaceable fraction 1/2.6 of GM SUV 1.0.
+GENOTYPE_FACTOR = {"HAB": 1.0, "MAB": 0.51, "LAB": 0.02}
+ND_SUV = 0.38
 GENOTYPE_P = {"HAB": 0.5, "MAB": 0.4, "LAB": 0.1}
 
 

@@ -6,7 +6,8 @@ Layout::
     OUT/sub-<l>/[ses-<s>/]anat/..._T1w.nii.gz (+ .json)
     OUT/sub-<l>/[ses-<s>/]pet/..._trc-PBR28_pet.nii.gz (+ .json)     4D, Bq/mL
     OUT/derivatives/phantom-truth/...  brain mask and tissue dseg on the T1w grid, the true SUV
-                                       (noise-free; and at PET resolution), truth.json per session
+                                       (noise-free; and at PET resolution), the truth record
+                                       of each session in the desc-true sidecar
 
 >>> from bids_tspo.phantom import example_dataset     # make_phantom(OUT, 1, seed=1, "tiny")
 >>> sorted(p.name for p in example_dataset().iterdir())
@@ -30,12 +31,13 @@ from .. import __version__
 from ..io.atomic import save_nifti_atomic, write_json_atomic, write_text_atomic
 from ..model.grid import apply, grid_points, sample
 from .anatomy import T1W_TRACE, HeadModel, build_head_model
+from .bidsmeta import SESSIONS_JSON, TRUTH_LINKS, truth_sidecar, truth_sidecar_path
 from .dynamic import dynamic_frames, frame_schedule, pet_sidecar
 from .subjects import ND_SUV, PhantomSession, PhantomSubject, make_cohort
 from .warp import Individual, rigid, scanner_grid
 
 LOG = logging.getLogger(__name__)
-PET_FWHM_MM = 5.0
+PET_FWHM_MM = 6.0  # mMR ~4.3 mm (NEMA, Delso et al. 2011) with a 4 mm Gaussian post-filter
 MOTION_ONSET_MIN = 70  # sessions with head motion: frames starting this late are moved
 T1W_ORIENTATIONS = ("LIA", "PIR", "RAS", "LPS", "ASL")
 
@@ -74,15 +76,17 @@ def _bias_field(rng, shape, amplitude=0.12) -> np.ndarray:
 
 def render_session(model: HeadModel, spec: SizeSpec, size: str, subject: PhantomSubject,
                    session: PhantomSession, person: Individual, orientation: str,
-                   t1w_trace: float = T1W_TRACE) -> dict:
-    """All images of one session (nibabel images) and its truth record."""
+                   t1w_trace: float = T1W_TRACE, noise: float = 1.0,
+                   patient_effect: float = 1.0) -> dict:
+    """All images of one session (nibabel images) and its truth record; ``noise`` scales the
+    PET noise, ``patient_effect`` the patients' regional increases (0: none)."""
     rng = np.random.default_rng(session.pose_seed)
     pose = rigid(rng, rot_deg=6.0, trans_mm=5.0)
     t1_shape, t1_affine = scanner_grid(rng, spec.t1_fov, spec.t1_voxel, orientation)
     points = grid_points(t1_shape, t1_affine)
     q = apply(np.linalg.inv(pose @ person.to_subject), points)
     q = q + person.displacement(q)
-    effect = model.effects[subject.group]
+    effect = model.effects[subject.group] * patient_effect
     cont = sample(np.stack([model.t1w, model.suv, effect, model.sinus, model.brain,
                             *model.variation]), model.affine, q)
     t1w, suv, eff, sinus, brain, *variation = (c.reshape(t1_shape) for c in cont)
@@ -133,7 +137,7 @@ def render_session(model: HeadModel, spec: SizeSpec, size: str, subject: Phantom
             conc = (on_pet[0].reshape(pet_shape) * session.dose_mbq * 1e6
                     / (session.weight_kg * 1e3))
             return dynamic_frames(conc, np.clip(on_pet[1].reshape(pet_shape), 0, 1), size, rng,
-                                  injection_lead_s=session.injection_lead_s)
+                                  noise, session.injection_lead_s, spec.pet_voxel)
 
         frames = pet_frames(np.linalg.inv(pet_offset))
         if session.head_motion:  # the head moved in the scanner from MOTION_ONSET_MIN on
@@ -182,7 +186,9 @@ def _write_session(out: Path, truth_root: Path, subject, session, images, size, 
                       t / "pet" / f"{name}_space-T1w_desc-truesmooth_pet.nii.gz")
     record = {"subject": asdict(subject) | {"sessions": None}, "session": asdict(session),
               **images["truth"]}
-    write_json_atomic(t / f"{name}_truth.json", record)
+    write_json_atomic(truth_sidecar_path(t, name), truth_sidecar("true", name, rel, record))
+    write_json_atomic(t / "pet" / f"{name}_space-T1w_desc-truesmooth_pet.json",
+                      truth_sidecar("truesmooth", name, rel))
     if "pet" in images:
         pet_name = f"{name}_trc-PBR28_pet"
         save_nifti_atomic(images["pet"], out / rel / "pet" / f"{pet_name}.nii.gz")
@@ -202,6 +208,8 @@ def _write_tables(out: Path, cohort: list[PhantomSubject]) -> None:
             write_text_atomic(out / f"sub-{s.label}" / f"sub-{s.label}_sessions.tsv",
                               "\n".join(lines) + "\n")
     write_text_atomic(out / "participants.tsv", "\n".join(rows) + "\n")
+    if any(s.weight_source == "sessions.tsv" for s in cohort):
+        write_json_atomic(out / "sessions.json", SESSIONS_JSON)
     write_json_atomic(out / "participants.json", {
         "age": {"Description": "age at first scan", "Units": "year"},
         "sex": {"Description": "sex", "Levels": {"F": "female", "M": "male"}},
@@ -217,11 +225,13 @@ def _write_tables(out: Path, cohort: list[PhantomSubject]) -> None:
 
 def make_phantom(out: Path, n_subjects: int | None = None, seed: int = 0, size: str = "small",
                  with_sessions: bool = True, progress: bool = True,
-                 t1w_trace: float = T1W_TRACE) -> Path:
+                 t1w_trace: float = T1W_TRACE, noise: float = 1.0,
+                 patient_effect: float = 1.0) -> Path:
     """Write the phantom BIDS dataset to ``out`` (deterministic for a given seed and size).
 
     ``t1w_trace``: fractional T1w darkening per unit of fractional SUV increase in the patients'
-    affected regions (0: the T1w carries no trace of the inflammation)."""
+    affected regions (0: the T1w carries no trace of the inflammation); ``noise``: PET noise
+    scale (1: realistic, 0: none); ``patient_effect``: scale of the patients' increases."""
     spec = SIZES[size]
     n_subjects = spec.subjects if n_subjects is None else n_subjects
     out = Path(out)
@@ -238,7 +248,7 @@ def make_phantom(out: Path, n_subjects: int | None = None, seed: int = 0, size: 
                                                          subject.age)
         orientation = T1W_ORIENTATIONS[subject.index % len(T1W_ORIENTATIONS)]
         images = render_session(model, spec, size, subject, session, anatomies[subject.label],
-                                orientation, t1w_trace)
+                                orientation, t1w_trace, noise, patient_effect)
         _write_session(out, truth_root, subject, session, images, size, spec)
     _write_tables(out, cohort)
     write_json_atomic(out / "dataset_description.json", {
@@ -254,9 +264,12 @@ def make_phantom(out: Path, n_subjects: int | None = None, seed: int = 0, size: 
         "Noise-free truth in derivatives/phantom-truth/.\n"))
     write_json_atomic(truth_root / "dataset_description.json", {
         "Name": "bids_tspo phantom truth", "BIDSVersion": "1.9.0", "DatasetType": "derivative",
+        **TRUTH_LINKS,
         "GeneratedBy": [{"Name": "bids_tspo-phantom", "Version": __version__}],
         "PhantomSettings": {"size": size, "seed": seed, "subjects": n_subjects,
                             "with_sessions": with_sessions, "t1w_trace": t1w_trace,
+                            "noise": noise, "patient_effect": patient_effect,
+                            "pet_fwhm_mm": PET_FWHM_MM,
                             **asdict(spec)},
     })
     write_text_atomic(out / ".bidsignore", "derivatives/\n")
@@ -264,4 +277,7 @@ def make_phantom(out: Path, n_subjects: int | None = None, seed: int = 0, size: 
 
 
 def load_truth(truth_json: Path) -> dict:
-    return json.loads(Path(truth_json).read_text())
+    """The truth record of a session from its ``desc-true`` sidecar (see
+    :func:`~bids_tspo.phantom.bidsmeta.truth_sidecar_path`; older phantoms: ``*_truth.json``)."""
+    data = json.loads(Path(truth_json).read_text())
+    return data.get("PhantomTruth", data)

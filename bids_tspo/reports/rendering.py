@@ -30,13 +30,35 @@ def sidecar(path: Path) -> dict:
     return json.loads(side.read_text()) if side.is_file() else {}
 
 
-def run_errors(out: Path, prefix: str | None = None) -> list[dict]:
-    found = []
-    for summary in sorted((Path(out) / "logs").glob("summary_*.json")):
-        for failure in json.loads(summary.read_text()).get("failed", []):
-            if prefix is None or failure["session"].startswith(prefix):
-                found.append(failure | {"log": summary.name})
-    return found
+def run_errors(out: Path, subject: str | None = None) -> list[dict]:
+    """Failures that still stand: each session's outcome in the latest run summary
+    (``logs/summary_*.json``) that names it, kept when it failed there (a failure fixed by a
+    later run is gone); ``subject`` (``sub-<l>``): only that participant's sessions."""
+    latest: dict[str, dict | None] = {}
+    for summary in sorted((Path(out) / "logs").glob("summary_*.json"), key=_run_order):
+        try:
+            record = json.loads(summary.read_text())
+        except (OSError, ValueError):
+            continue
+        latest.update(dict.fromkeys(record.get("succeeded", [])))
+        latest.update({f["session"]: f | {"log": summary.name} for f in record.get("failed", [])})
+    return [failure for name, failure in sorted(latest.items()) if failure is not None
+            and (subject is None or name == subject or name.startswith(f"{subject}_"))]
+
+
+def _run_order(summary: Path) -> tuple:
+    """When a run started (``summary_<level>_<YYYYmmdd-HHMMSS>_<host>_<pid>.json``), then when
+    its summary was written.
+
+    >>> _run_order(Path("/nonexistent/summary_group_20260101-120000_h_1.json"))
+    ('20260101-120000', 0)
+    """
+    parts = summary.stem.split("_")
+    try:
+        written = summary.stat().st_mtime_ns
+    except OSError:
+        written = 0
+    return (parts[2] if len(parts) > 2 else "", written)
 
 
 def display_grid(img: nib.Nifti1Image | Path, labels: bool = False) -> nib.Nifti1Image:

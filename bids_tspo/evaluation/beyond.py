@@ -1,0 +1,156 @@
+"""Beyond the population pattern: does a synthetic map carry information about *this* person?
+
+The population pattern is the fold's training-mean map (:mod:`.baseline`) placed on the
+subject's anatomy; what the synthesis adds must show in the *deviations* from it.
+
+* :func:`deviation_metrics`: per session, r of (synthetic − baseline) with (true − baseline)
+  inside the scored brain (``deviation_r``; ``deviation_r_smooth``: against the 4 mm truth).
+* :func:`region_tracking`: per region across subjects, r and ICC(A,1) of the synthetic and
+  true deviations from the population value (the baseline's regional mean, else the mean
+  over subjects).
+* :func:`retest`: per region, for subjects with repeated scans, r of the synthetic change
+  between two sessions with the true change (pairs of consecutive sessions).
+* :func:`group_effects`: per region, patients vs controls Hedges' g with 95 % CI in the true
+  and in the synthetic maps (subjects as units).
+
+Every p column gets its Benjamini–Hochberg q in :func:`~.statistics.region_stats`' table.
+"""
+
+from __future__ import annotations
+
+from itertools import pairwise
+
+import numpy as np
+import pandas as pd
+
+from .metrics import smooth
+from .subject_stats import hedges_g, icc_a1, pearson, per_subject
+
+CONTROL_LABELS = ("hc", "control", "controls", "healthy", "hv", "cn", "ctrl")
+
+
+def deviation_metrics(synth: np.ndarray, baseline: np.ndarray | None, truth: np.ndarray,
+                      scored: np.ndarray, zooms) -> dict[str, float]:
+    """``deviation_r`` and ``deviation_r_smooth`` of one session (NaN without a baseline).
+
+    >>> pop = np.linspace(0, 1, 8)
+    >>> own = np.array([0, 1, 0, -1, 0, 1, 0, -1.0])
+    >>> out = deviation_metrics(pop + 0.5 * own, pop, pop + own, np.ones(8, bool), (1, 1, 1))
+    >>> round(out["deviation_r"], 3)
+    1.0
+    """
+    nan = {"deviation_r": float("nan"), "deviation_r_smooth": float("nan")}
+    if baseline is None:
+        return nan
+    own = (synth - baseline)[scored]
+    out = {"deviation_r": pearson(own, (truth - baseline)[scored])[0]}
+    if truth.ndim == 3:
+        smoothed = smooth(truth, zooms, mask=scored)
+        out["deviation_r_smooth"] = pearson(own, (smoothed - baseline)[scored])[0]
+    else:
+        out["deviation_r_smooth"] = float("nan")
+    return out
+
+
+def without_genotype(synth: np.ndarray, factor: float | None,
+                     scored: np.ndarray) -> np.ndarray | None:
+    """The synthetic SUVR map without the test subject's genotype contrast inside ``scored``:
+    ``1 + (SUVR - 1) / c``, the inverse of :func:`~bids_tspo.model.genotype.restore` (None
+    when no factor was applied).
+
+    >>> without_genotype(np.array([2.0, 0.5]), 2.0, np.array([True, True])).tolist()
+    [1.5, 0.75]
+    """
+    if factor is None:
+        return None
+    return np.where(scored, 1.0 + (synth - 1.0) / factor, synth).astype(np.float32)
+
+
+def session_columns(synth: np.ndarray, baseline: np.ndarray | None, truth: np.ndarray,
+                    scored: np.ndarray, zooms, free: np.ndarray | None = None) -> dict:
+    """The ``unet`` row's columns of this module: :func:`deviation_metrics` and, where the
+    fold's genotype contrast was applied to this SUVR map, Pearson r, MSE and deviation r of
+    the map without it (``free``, :func:`without_genotype`, in the truth's units;
+    ``*_nogenotype``): what MRI alone gives, not mixed with what the genotype gives."""
+    out = deviation_metrics(synth, baseline, truth, scored, zooms)
+    if free is not None:
+        s, t = free[scored], truth[scored]
+        out |= {"pearson_r_nogenotype": pearson(s, t)[0],
+                "mse_nogenotype": float(np.mean((s - t) ** 2)),
+                "deviation_r_nogenotype": deviation_metrics(free, baseline, truth, scored,
+                                                            zooms)["deviation_r"]}
+    return out
+
+
+def region_tracking(df: pd.DataFrame) -> dict[str, float]:
+    """One region's rows (per session): across subjects, r (with p) and ICC(A,1) (with p) of
+    synthetic − population with true − population, the population value being the region's
+    ``baseline_mean`` when the table has it (the fold's training mean), else the mean over
+    the subjects here."""
+    columns = ["true_smooth_mean", "synth_mean"] + (["baseline_mean"] if "baseline_mean" in df
+                                                    and df.baseline_mean.notna().all() else [])
+    subj = per_subject(df, columns)
+    pop = (subj.baseline_mean if "baseline_mean" in subj
+           else pd.Series(subj.true_smooth_mean.mean(), subj.index))
+    true, synth = subj.true_smooth_mean - pop, subj.synth_mean - pop
+    r, p = pearson(true, synth)
+    icc, p_icc = icc_a1(np.column_stack([true, synth]))
+    return {"deviation_r": r, "deviation_p": p, "deviation_icc": icc, "deviation_icc_p": p_icc}
+
+
+def _pairs(df: pd.DataFrame) -> pd.DataFrame:
+    """Consecutive sessions of each subject (sorted by session label) as changes."""
+    if "session_id" not in df:
+        return pd.DataFrame(columns=["d_true", "d_synth"])
+    rows = []
+    for _, sdf in df.sort_values("session_id").groupby("participant_id"):
+        values = sdf[["true_smooth_mean", "synth_mean"]].to_numpy(float)
+        for a, b in pairwise(values):
+            rows.append({"d_true": b[0] - a[0], "d_synth": b[1] - a[1]})
+    return pd.DataFrame(rows, columns=["d_true", "d_synth"])
+
+
+def retest(df: pd.DataFrame) -> dict[str, float]:
+    """One region's rows: the number of repeated-scan pairs and r (with p) of the synthetic
+    change with the true change (NaN under 3 pairs)."""
+    pairs = _pairs(df)
+    r, p = pearson(pairs.d_true, pairs.d_synth) if len(pairs) else (float("nan"),) * 2
+    return {"n_pairs": len(pairs), "retest_r": r, "retest_p": p}
+
+
+def is_control(group: str) -> bool:
+    """Whether a participants.tsv group label names healthy controls.
+
+    >>> is_control("HC"), is_control("Controls"), is_control("CLBP")
+    (True, True, False)
+    """
+    return str(group).strip().lower() in CONTROL_LABELS
+
+
+def group_effects(df: pd.DataFrame) -> dict[str, float]:
+    """One region's rows: patients (every group not named as controls) vs controls, Hedges' g
+    (patients − controls) with 95 % CI and t-test p, in the true (4 mm) and the synthetic
+    subject means; ``g_synth_minus_true`` their difference. Empty without both kinds."""
+    if "group" not in df:
+        return {}
+    subj = per_subject(df, ["true_smooth_mean", "synth_mean"]).join(
+        df.groupby("participant_id").group.first())
+    control = subj.group.map(is_control)
+    known = ~subj.group.astype(str).isin(("n/a", "", "nan"))
+    patients, controls = subj[known & ~control], subj[control]
+    if not len(patients) or not len(controls):
+        return {}
+    out = {"n_patients": len(patients), "n_controls": len(controls)}
+    for name, column in (("true", "true_smooth_mean"), ("synth", "synth_mean")):
+        effect = hedges_g(patients[column], controls[column])
+        out |= {f"g_{name}": effect["g"], f"g_{name}_ci_low": effect["ci_low"],
+                f"g_{name}_ci_high": effect["ci_high"], f"g_{name}_p": effect["p"]}
+    out["g_synth_minus_true"] = out["g_synth"] - out["g_true"]
+    return out
+
+
+def beyond_stats(regions: pd.DataFrame) -> pd.DataFrame:
+    """One row per region: :func:`region_tracking`, :func:`retest`, :func:`group_effects`."""
+    rows = [{"region": region} | region_tracking(df) | retest(df) | group_effects(df)
+            for region, df in regions.groupby("region", sort=False)]
+    return pd.DataFrame(rows)
