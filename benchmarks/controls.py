@@ -265,12 +265,14 @@ def main() -> int:
         start = time.monotonic()
         bids, prep = work / control / "bids", work / control / "prep"
         _phantom(bids, CONTROLS[control], RECIPE["patient_effect"])
-        if not (prep / "dataset_description.json").is_file():
+        done = work / control / "participant.done"  # not the dataset description: written
+        if not done.is_file():                        # when the participant level starts
             code = _app([bids, prep, "participant", RECIPE["participant"], "-w",
                          work / control / "work_p"])
             if code:
                 results["runs"][control] = {"error": f"participant level exit {code}"}
                 continue
+            done.touch()
         participant_s = round(time.monotonic() - start, 1)
         truth = Truth(bids, bids_pe0, prep)
         for model in args.models:
