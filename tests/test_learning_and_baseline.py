@@ -18,7 +18,7 @@ from bids_tspo.app import group_level
 from bids_tspo.evaluation import baseline
 from bids_tspo.model.network import TSPOUNet, UNetConfig
 from bids_tspo.model.splits import make_splits, oof_plan
-from bids_tspo.model.train import TrainSettings, seed_everything, train_fold
+from bids_tspo.model.train import TrainSettings, masked_loss, seed_everything, train_fold
 
 CFG = UNetConfig(channels=8, groups=4, out_groups=4)
 
@@ -148,3 +148,13 @@ def test_evaluation_scores_each_test_session_against_its_own_folds_baseline(monk
         assert fold == test_of[subject]
         learners = splits["folds"][fold]["train"] + splits["folds"][fold]["val"]
         assert means[token] == set(learners) and subject not in means[token]
+
+
+def test_loss_takes_a_target_rounded_just_above_one():
+    """The robust target clips its top 0.5 % to 1; the augmentation's interpolation over such a
+    plateau can give 1 + 1e-7 in float32, which binary_cross_entropy refused (a group run
+    stopped in fold 1: "all elements of target should be between 0 and 1")."""
+    pred = torch.full((1, 1, 2, 2, 2), 0.5)
+    target = torch.full((1, 1, 2, 2, 2), 1.0) + 1e-7
+    assert target.max() > 1.0
+    assert torch.isfinite(masked_loss(pred, target, torch.ones_like(pred)))
