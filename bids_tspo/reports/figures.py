@@ -279,7 +279,8 @@ def group_comparison(regions: pd.DataFrame, names: list[str]) -> str:
 
 
 def median_split(regions: pd.DataFrame, names: list[str]) -> str:
-    """Synthetic values of sessions below/above the median smoothed true value (Fig. 4)."""
+    """Synthetic values of the rows (subjects or sessions) below/above the median smoothed
+    true value (Fig. 4)."""
     fig, axes = _panel_grid(len(names), 2.2, 3)
     for ax, name in zip(axes, names):
         df = regions[regions.region == name]

@@ -138,7 +138,10 @@ def group_report(out: Path) -> Path:
         figs["region_bars"] = figures.region_bars(key)
         figs["scatter"] = [figures.region_scatter_ba(regions, r) for r in key.region]
         figs["groups"] = figures.group_comparison(regions, list(key.region))
-        figs["median_split"] = figures.median_split(regions, list(key.region))
+        subjects = (regions.groupby(["participant_id", "region"], as_index=False)
+                    [["true_smooth_mean", "synth_mean"]].mean()
+                    if "participant_id" in regions else regions)  # the test's units
+        figs["median_split"] = figures.median_split(subjects, list(key.region))
     if (mosaic := _group_mosaic(out)) is not None:
         figs["group_mosaic"] = mosaic
     across = read_across_subject(out)
