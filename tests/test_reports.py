@@ -140,6 +140,12 @@ def test_regions_shown_are_named_and_chosen(grouped):
                                         "Amygdala|Accumbens|Brain-Stem|Ventricle")
     worst = stats.region[rel[others].idxmax()].replace("_", " ")
     assert worst in sentence
+    # the paper's Table 3 atlas: every one of its regions in its own table, with q values
+    paper = pd.read_csv(grouped / "group_paper_region_stats.tsv", sep="\t")
+    section = html.split('id="paper-atlas"')[1].split("</section>")[0]
+    body = section.split("<tbody>")[1].split("</tbody>")[0]
+    assert len(re.findall(r"<tr", body)) == len(paper) == paper.region.nunique()
+    assert "Left Cerebral White Matter" in section and "pearson_q" in section
 
 
 def test_participant_reports_and_figures(grouped):

@@ -191,6 +191,9 @@ def group_report(out: Path) -> Path:
                                                      "mannwhitney_q_", "wilcoxon_q_"))])
         keep = [c for c in keep if c in key]
         tables["regions"] = _table(key[keep[:1] + ["why"] + keep[1:]])
+        paper = read_tsv(group_table_path(out, "paper_region_stats"))
+        if paper is not None and len(paper):  # the paper's Table 3 atlas, every region
+            tables["paper_regions"] = _table(paper[[c for c in keep if c in paper]])
         tables["regions_shown"] = {"shown": len(key), "total": int(stats.region.nunique()),
                                    "why": key.groupby(key.why.str.split(" [(]").str[0],
                                                       sort=False).region.apply(list).to_dict()}
