@@ -10,7 +10,7 @@ from __future__ import annotations
 import nibabel as nib
 import numpy as np
 
-from ..io.derivatives import SessionFiles, find_pet
+from ..io.derivatives import SessionFiles
 from ..model.targets import imaged_part, pet_target
 from ..preprocess.images import resample_normalised
 from ..preprocess.reference import reference_region
@@ -21,8 +21,8 @@ def template_suv(files: SessionFiles):
     xfm = files.xfm()
     if xfm is None:
         return None
-    paths = find_pet(files.pet_dir, files.name, desc="suv", space=xfm[0])
-    return nib.load(paths[0]) if paths else None
+    path = files.suv_in(xfm[0])
+    return nib.load(path) if path is not None else None
 
 
 def training_mean(train: list[SessionFiles], target: str, tpl_mask: np.ndarray,

@@ -52,6 +52,36 @@ def deviation_metrics(synth: np.ndarray, baseline: np.ndarray | None, truth: np.
     return out
 
 
+def without_genotype(synth: np.ndarray, factor: float | None,
+                     scored: np.ndarray) -> np.ndarray | None:
+    """The synthetic SUVR map without the test subject's genotype contrast inside ``scored``:
+    ``1 + (SUVR - 1) / c``, the inverse of :func:`~bids_tspo.model.genotype.restore` (None
+    when no factor was applied).
+
+    >>> without_genotype(np.array([2.0, 0.5]), 2.0, np.array([True, True])).tolist()
+    [1.5, 0.75]
+    """
+    if factor is None:
+        return None
+    return np.where(scored, 1.0 + (synth - 1.0) / factor, synth).astype(np.float32)
+
+
+def session_columns(synth: np.ndarray, baseline: np.ndarray | None, truth: np.ndarray,
+                    scored: np.ndarray, zooms, free: np.ndarray | None = None) -> dict:
+    """The ``unet`` row's columns of this module: :func:`deviation_metrics` and, where the
+    fold's genotype contrast was applied to this SUVR map, Pearson r, MSE and deviation r of
+    the map without it (``free``, :func:`without_genotype`, in the truth's units;
+    ``*_nogenotype``): what MRI alone gives, not mixed with what the genotype gives."""
+    out = deviation_metrics(synth, baseline, truth, scored, zooms)
+    if free is not None:
+        s, t = free[scored], truth[scored]
+        out |= {"pearson_r_nogenotype": pearson(s, t)[0],
+                "mse_nogenotype": float(np.mean((s - t) ** 2)),
+                "deviation_r_nogenotype": deviation_metrics(free, baseline, truth, scored,
+                                                            zooms)["deviation_r"]}
+    return out
+
+
 def region_tracking(df: pd.DataFrame) -> dict[str, float]:
     """One region's rows (per session): across subjects, r (with p) and ICC(A,1) (with p) of
     synthetic − population with true − population, the population value being the region's

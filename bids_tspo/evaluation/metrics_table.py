@@ -52,6 +52,8 @@ def summarise(table: pd.DataFrame, steps: int | None = None) -> dict:
         summary["wilcoxon_p_subjects_r_vs_baseline"] = test["wilcoxon_p"]
     if {"cnr_synth", "cnr_true"} <= set(table):
         summary["cnr_paired_t"], summary["cnr_paired_t_p"] = cnr_paired_t(table)
+        summary["cnr_paired_t_subjects"], summary["cnr_paired_t_subjects_p"] = cnr_paired_t(
+            table, subjects=True)
     summary["verdict"] = verdict(table, steps)
     return summary
 

@@ -17,7 +17,7 @@ import numpy as np
 from ..io.derivatives import SessionFiles
 from ..preprocess.reference import session_reference
 from .baseline import baseline_map
-from .beyond import deviation_metrics
+from .beyond import session_columns, without_genotype
 from .metrics import all_metrics, comparable
 
 
@@ -40,10 +40,12 @@ def id_columns(files: SessionFiles, fold, target: str) -> dict:
 
 
 def score_session(files: SessionFiles, synth: np.ndarray, fold, target: str,
-                  reference: str = "wholebrain", mean_train=None, seed: int = 0) -> list[dict]:
+                  reference: str = "wholebrain", mean_train=None, seed: int = 0,
+                  genotype_factor: float | None = None) -> list[dict]:
     """Rows of metrics of one session: the synthetic map ``synth`` (T1w grid, target units)
     and, with ``mean_train`` (:func:`~bids_tspo.evaluation.baseline.training_mean`), the
-    baseline."""
+    baseline; ``genotype_factor``: the contrast factor the fold applied to this SUVR map, for
+    the metrics without the subject's genotype."""
     t1, scored, region, truth = session_truth(files, target, reference)
     zooms = t1.header.get_zooms()[:3]
     base = id_columns(files, fold, target)
@@ -52,8 +54,11 @@ def score_session(files: SessionFiles, synth: np.ndarray, fold, target: str,
     baseline = maps["baseline_mean"]
     if baseline is not None:
         baseline = comparable(baseline, scored, target, region)
-    rows[0] |= deviation_metrics(comparable(synth, scored, target, region), baseline, truth,
-                                 scored, zooms)
+    free = without_genotype(synth, genotype_factor, scored)  # SUVR map without the genotype
+    if free is not None:
+        free = comparable(free, scored, target, region)
+    rows[0] |= session_columns(comparable(synth, scored, target, region), baseline, truth,
+                               scored, zooms, free)
     return rows
 
 

@@ -107,7 +107,10 @@ def barrier() -> None:
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        dist.barrier()
+        if dist.get_backend() == "nccl":  # this rank's GPU (resolve_device set it)
+            dist.barrier(device_ids=[torch.cuda.current_device()])
+        else:
+            dist.barrier()
 
 
 def _loader(dataset, settings: TrainSettings, epoch: int, rank: int, world: int, shuffle: bool):
