@@ -32,6 +32,14 @@ def test_deviation_r_separates_the_population_copy_from_own_information():
     # against the smoothed truth: the white-noise deviations mostly smooth away
     assert 0 < half["deviation_r_smooth"] < half["deviation_r"]
     assert np.isnan(B.deviation_metrics(truth, None, truth, brain, (2, 2, 2))["deviation_r"])
+    # an individual map of higher contrast than the population mean (averaging flattens):
+    # a low-contrast copy of the population map shares the "- baseline" term with the truth;
+    # plain r of the differences calls that information, the fitted baseline does not
+    sharp = 1.4 * population + own
+    flat = 0.7 * population + 0.02 * rng.standard_normal(shape)
+    plain = st.pearsonr((flat - population)[brain], (sharp - population)[brain])[0]
+    fitted = B.deviation_metrics(flat, population, sharp, brain, (2, 2, 2))["deviation_r"]
+    assert plain < -0.5 and abs(fitted) < 0.1
 
 
 @pytest.fixture
@@ -57,8 +65,17 @@ def test_region_tracking_removes_the_population_value(regions):
     subj = regions.groupby("participant_id")[["true_smooth_mean", "synth_mean",
                                               "baseline_mean"]].mean()
     t, s = subj.true_smooth_mean - subj.baseline_mean, subj.synth_mean - subj.baseline_mean
-    r, p = st.pearsonr(t, s)
-    assert (out["deviation_r"], out["deviation_p"]) == pytest.approx((r, p))
+    # partial r given the population value: residuals of each on it, and the p of the
+    # synthetic term in OLS true ~ population + synthetic (statsmodels)
+    sm = pytest.importorskip("statsmodels.api")
+
+    pop = subj.baseline_mean.to_numpy()
+    res = [v - np.polyval(np.polyfit(pop, v, 1), pop) for v in (subj.true_smooth_mean,
+                                                                 subj.synth_mean)]
+    fit = sm.OLS(subj.true_smooth_mean.to_numpy(),
+                 sm.add_constant(np.column_stack([pop, subj.synth_mean]))).fit()
+    assert out["deviation_r"] == pytest.approx(st.pearsonr(*res)[0])
+    assert out["deviation_p"] == pytest.approx(fit.pvalues[2])
     assert out["deviation_icc"] == pytest.approx(icc_a1(np.column_stack([t, s]))[0])
     # without the fold's mean, the mean over subjects is the population value
     plain = B.region_tracking(regions.drop(columns="baseline_mean"))

@@ -15,7 +15,11 @@ import pytest
 from bids_tspo.app.cli import main
 from bids_tspo.io.derivatives import discover
 from bids_tspo.io.tables import participants_table
-from bids_tspo.preprocess.decay import frame_timing_problems, tracer_warning
+from bids_tspo.preprocess.decay import (
+    frame_timing_problems,
+    frames_beyond_window,
+    tracer_warning,
+)
 from bids_tspo.preprocess.pet import WeightLookup, body_weight, compute_suv
 
 EXAMPLES = Path(__file__).parent / "data" / "bids_examples"
@@ -100,7 +104,8 @@ def test_frame_far_beyond_the_window_warned_and_recorded(caplog):
     assert out.data == pytest.approx(np.full((4, 4, 4), expected), rel=1e-5)
     assert out.metadata["FrameTimingWarning"] == (
         "frame 0 (0-1633 min after injection) extends far beyond the 60-90 min SUV window "
-        "(1603 of its 1633 min outside it): the SUV is that frame's mean, not the window's")
+        "(1603 of its 1633 min outside it; 100 % of the SUV's weight): the SUV is that "
+        "frame's mean, not the window's")
     assert f"{PET006}: frame 0 (0-1633 min after injection) extends far beyond" in caplog.text
     assert "tracer 'FDG' is not a TSPO ligand" in out.metadata["TracerWarning"]
     assert f"{PET006}: tracer 'FDG' is not a TSPO ligand" in caplog.text
@@ -274,3 +279,14 @@ def test_pets_differing_by_rec_or_task_get_their_own_outputs(single_subject, tmp
     assert "3 SUV maps" in caplog.text and f"training and evaluation use {chosen}" in caplog.text
     assert files.suv_in(TPL).name == (
         f"sub-01_task-eyes_trc-PBR28_rec-acdyn_space-{TPL}_desc-suv_pet.nii.gz")
+
+
+def test_frame_weighted_by_its_minute_in_the_window_is_not_warned():
+    """The phantom's later sessions: a 46-61 min frame enters a 60-90 min SUV with the weight
+    of its 1 minute inside; most of the frame lies outside, but 1/30 of the SUV is no reason to
+    warn. A 0-90 min frame holding half of the SUV's weight is."""
+    assert frames_beyond_window([2760.0, 3660.0], [900.0, 1740.0], [1 / 30, 29 / 30],
+                                (60, 90)) is None
+    text = frames_beyond_window([0.0, 3600.0], [5400.0, 1800.0], [0.5, 0.5], (60, 90))
+    assert text is not None and "50 % of the SUV's weight" in text
+

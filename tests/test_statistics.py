@@ -11,11 +11,9 @@ from scipy import stats as st
 from bids_tspo.evaluation import subject_stats as S
 from bids_tspo.evaluation.statistics import region_stats
 
-sm = pytest.importorskip("statsmodels")
-
 
 def test_bh_q_against_hand_and_statsmodels():
-    from statsmodels.stats.multitest import multipletests
+    multipletests = pytest.importorskip("statsmodels.stats.multitest").multipletests
 
     p = [0.001, 0.008, 0.039, 0.041, 0.042, 0.06, 0.074, 0.205, 0.212, 0.216]
     # by hand: q_(i) = min_{j >= i} p_(j) * m / j, m = 10
@@ -30,8 +28,8 @@ def test_bh_q_against_hand_and_statsmodels():
 
 
 def test_icc_against_shrout_fleiss_and_statsmodels_anova():
-    import statsmodels.formula.api as smf
-    from statsmodels.stats.anova import anova_lm
+    smf = pytest.importorskip("statsmodels.formula.api")
+    anova_lm = pytest.importorskip("statsmodels.stats.anova").anova_lm
 
     x = np.array([[9, 2, 5, 8], [6, 1, 3, 2], [8, 4, 6, 8], [7, 1, 2, 6], [10, 5, 6, 9],
                   [6, 2, 4, 7]], float)
@@ -52,7 +50,7 @@ def test_icc_against_shrout_fleiss_and_statsmodels_anova():
 
 
 def test_hedges_g_against_statsmodels():
-    from statsmodels.stats.meta_analysis import effectsize_smd
+    effectsize_smd = pytest.importorskip("statsmodels.stats.meta_analysis").effectsize_smd
 
     patients = np.array([1.3, 1.5, 1.1, 1.7, 1.4, 1.6])
     controls = np.array([1.0, 1.2, 0.9, 1.3, 1.1])
@@ -130,7 +128,7 @@ def test_subjects_as_units_keep_the_false_positive_rate():
     correlation over sessions rejects far more often than 5 %, over subjects it does not."""
     rng = np.random.default_rng(11)
     hits_sessions = hits_subjects = 0
-    runs = 200
+    runs = 300  # seed 11: sessions 21.3 %, subjects 6.7 %
     for _ in range(runs):
         rows = []
         for i in range(16):

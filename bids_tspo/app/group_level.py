@@ -223,9 +223,10 @@ def evaluate(config: Config, bundle: Bundle, plan: list[tuple], cohort: Cohort, 
     net = Network(bundle.cfg, device, config.compile, config.precision)
     populations = bundle.populations() if bundle.cfg.prior else {}
     rows, baselines = [], {}
+    scales = {name: item.get("pet_scale") for name, item in cohort.items.items()}
     for model_folds, cv_fold, test, train in plan:
-        mean_train = (training_mean(train, bundle.target, tpl_mask, bundle.suvr_reference)
-                      if train else None)
+        mean_train = (training_mean(train, bundle.target, tpl_mask, bundle.suvr_reference,
+                                    scales) if train else None)
         label = f"fold {cv_fold}" if cv_fold is not None else "ensemble"
         for files in tqdm(test, desc=f"synthesis ({label})"):
             item = cohort.items[files.name]
@@ -245,9 +246,10 @@ def evaluate(config: Config, bundle: Bundle, plan: list[tuple], cohort: Cohort, 
                       if cv_fold is not None and bundle.target == "suvr" else None)
             rows += score_session(files, maps["synth"],
                                   cv_fold if cv_fold is not None else "all", bundle.target,
-                                  bundle.suvr_reference, mean_train, config.seed, factor)
+                                  bundle.suvr_reference, mean_train, config.seed, factor,
+                                  scales.get(files.name))
     _, tpl = write_region_tables(config.output_dir, cohort.paired, folds_of, bundle.target,
-                                 config.seed, bundle.suvr_reference, baselines)
+                                 config.seed, bundle.suvr_reference, baselines, scales)
     return write_metrics(config.output_dir, rows, tpl, steps)
 
 

@@ -44,7 +44,7 @@ def summarise(table: pd.DataFrame, steps: int | None = None) -> dict:
     for key in KEY_METRICS:
         for prefix in ("", "baseline_"):
             column = prefix + key
-            if column in table:
+            if column in table and table[column].astype(float).notna().any():
                 summary[f"mean_{column}"] = float(np.nanmean(table[column].astype(float)))
     if {"participant_id", "pearson_r", "baseline_pearson_r"} <= set(table):
         test = paired_over_subjects(table, "pearson_r", "baseline_pearson_r")

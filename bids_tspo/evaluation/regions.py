@@ -20,12 +20,12 @@ from ..io.atlases import harvard_oxford, paper_atlas
 from ..io.columns import write_table
 from ..io.derivatives import SessionFiles, pet_path
 from ..io.spaces import resolve_template
-from ..model.targets import imaged_part, scale_t1, target_units
+from ..model.targets import apply_scale, imaged_part, pet_target, scale_t1, target_units, to_units
 from ..preprocess.images import resample_with_transforms
 from ..preprocess.reference import reference_region
 from .across_subject import write_across_subject
 from .group_maps import SubjectMeans
-from .metrics import all_metrics, comparable, smooth
+from .metrics import all_metrics, smooth
 from .statistics import cohort_summary, region_stats, region_values, specificity
 
 LOG = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ def _labels_on(template_img: nib.Nifti1Image, atlas=harvard_oxford
 
 
 def _session_images(out: Path, files: SessionFiles, target: str, tpl_img, tpl_mask,
-                    region: np.ndarray | None = None):
+                    region: np.ndarray | None = None, scale=None):
     session = files.record
     xfm = files.xfm()
     if xfm is None:
@@ -55,9 +55,10 @@ def _session_images(out: Path, files: SessionFiles, target: str, tpl_img, tpl_ma
         return None
     suv = np.asarray(nib.load(suv_path).dataobj, np.float32)
     imaged = imaged_part(suv, tpl_mask)
-    true = comparable(suv, imaged, target, region)  # the same units for both (see metrics)
-    synth = comparable(np.asarray(nib.load(synth_path).dataobj, np.float32), imaged, target,
-                       region, within=tpl_mask)
+    # the session's own target normalisation (``scale``), as on the T1w grid
+    true = to_units(apply_scale(suv, imaged, scale) if scale is not None
+                    else pet_target(suv, imaged, target, region), target)
+    synth = np.asarray(nib.load(synth_path).dataobj, np.float32) * tpl_mask
     t1 = nib.load(files.t1w)
     t1_tpl = resample_with_transforms(np.asarray(t1.dataobj, np.float32), t1.affine, tpl_img,
                                       [xfm_path])
@@ -67,10 +68,12 @@ def _session_images(out: Path, files: SessionFiles, target: str, tpl_img, tpl_ma
 
 def write_region_tables(out: Path, paired: list[SessionFiles], folds: dict[str, int],
                         target: str, seed: int = 0, reference: str = "wholebrain",
-                        baselines: dict | None = None) -> tuple[dict[str, pd.DataFrame], dict]:
+                        baselines: dict | None = None, scales: dict | None = None
+                        ) -> tuple[dict[str, pd.DataFrame], dict]:
     """Region tables, and per-session metrics in template space (keys suffixed ``_tpl``);
     ``baselines``: subject → its fold's training mean (:func:`~.baseline.training_mean`), the
-    population value of the region tables and the control of the across-subject map."""
+    population value of the region tables and the control of the across-subject map;
+    ``scales``: each session's target normalisation (its prepared ``pet_scale``)."""
     baselines = baselines or {}
     tpl_img, tpl_mask_img = resolve_template(2).load()
     tpl_mask = np.asarray(tpl_mask_img.dataobj) > 0.5
@@ -84,7 +87,8 @@ def write_region_tables(out: Path, paired: list[SessionFiles], folds: dict[str, 
     cohort, cohort_subjects = {"original": [], "synthesized": [], "smoothed": []}, []
     means = SubjectMeans()
     for files in paired:
-        images = _session_images(out, files, target, tpl_img, tpl_mask, region)
+        images = _session_images(out, files, target, tpl_img, tpl_mask, region,
+                                 (scales or {}).get(files.name))
         if images is None:
             LOG.warning("%s: no template-space maps; left out of the region analysis", files.name)
             continue
@@ -129,7 +133,8 @@ def write_region_tables(out: Path, paired: list[SessionFiles], folds: dict[str, 
 
 
 def _population(mean, imaged: np.ndarray, target: str, region) -> np.ndarray | None:
-    """The fold's training-mean map in this session's units (normalised like its truth)."""
+    """The fold's training-mean map in the target's units (a mean of training targets, taken
+    as it is, like the U-Net's map), zero outside ``imaged``."""
     if mean is None:
         return None
-    return comparable(mean[0], imaged, target, region)
+    return to_units(np.where(imaged, mean[0], 0.0), target).astype(np.float32)

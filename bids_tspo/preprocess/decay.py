@@ -118,34 +118,39 @@ def frame_timing_problems(sidecar: Mapping, path: str | Path = "PET sidecar",
 
 
 BEYOND_WINDOW_S = 600.0  # a frame used for the SUV may reach this far outside the window
+BEYOND_WINDOW_SHARE = 0.25  # ... unless such frames carry more than this share of its weight
 
 
-def frames_beyond_window(starts, durations, used, window_min: tuple[float, float]
+def frames_beyond_window(starts, durations, weights, window_min: tuple[float, float]
                          ) -> str | None:
-    """Why the frames averaged for the SUV do not represent the window, or None: a frame
-    used that lies mostly outside it and reaches more than 10 min beyond it (a single 0-98000 s
-    frame is a mean over 27 h, not over 60-90 min). ``starts`` in s after injection.
+    """Why the frames averaged for the SUV do not represent the window, or None: frames used
+    that lie mostly outside it and reach more than 10 min beyond it, carrying over a quarter
+    of the SUV's weight (a single 0-98000 s frame is a mean over 27 h, not over 60-90 min; a
+    46-61 min frame weighted by its 1 min inside a 60-90 min window is not a problem).
+    ``starts`` in s after injection; ``weights``: each frame's weight in the SUV.
 
-    >>> print(frames_beyond_window([0.0], [98000.0], [True], (60, 90)))
+    >>> print(frames_beyond_window([0.0], [98000.0], [1.0], (60, 90)))
     frame 0 (0-1633 min after injection) extends far beyond the 60-90 min SUV window (1603 of
-    its 1633 min outside it): the SUV is that frame's mean, not the window's
-    >>> frames_beyond_window([3300.0, 4200.0], [900.0, 1500.0], [True, True], (60, 90)) is None
-    True
+    its 1633 min outside it; 100 % of the SUV's weight): the SUV is that frame's mean, not the
+    window's
+    >>> frames_beyond_window([2760.0, 3660.0], [900.0, 1740.0], [1 / 30, 29 / 30], (60, 90))
     """
     starts, durations = np.asarray(starts, float), np.asarray(durations, float)
+    weights = np.asarray(weights, float)
     lo, hi = window_min[0] * 60.0, window_min[1] * 60.0
     inside = np.clip(np.minimum(starts + durations, hi) - np.maximum(starts, lo), 0, None)
     outside = durations - inside
-    far = np.flatnonzero(np.asarray(used) & (outside > durations / 2)
-                         & (outside > BEYOND_WINDOW_S))
-    if not far.size:
+    far = (weights > 0) & (outside > durations / 2) & (outside > BEYOND_WINDOW_S)
+    share = float(weights[far].sum() / max(weights.sum(), 1e-12))
+    if share <= BEYOND_WINDOW_SHARE:
         return None
-    k = int(far[0])
+    k = int(np.flatnonzero(far)[np.argmax(weights[far])])
     return (f"frame {k} ({starts[k] / 60:.0f}-{(starts[k] + durations[k]) / 60:.0f} min after "
             f"injection) extends far beyond the {window_min[0]:g}-{window_min[1]:g} min SUV "
             f"window ({outside[k] / 60:.0f} of its {durations[k] / 60:.0f} min outside it"
-            + (f"; {far.size} such frames" if far.size > 1 else "") + "): the SUV is that "
-            "frame's mean, not the window's")
+            + (f"; {far.sum()} such frames" if far.sum() > 1 else "")
+            + f"; {100 * share:.0f} % of the SUV's weight): the SUV is that frame's mean, not "
+            "the window's")
 
 
 # TSPO radioligands (upper case, letters and digits only), matched inside TracerName or trc-

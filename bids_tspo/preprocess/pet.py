@@ -217,7 +217,7 @@ def compute_suv(data: np.ndarray, affine: np.ndarray, sidecar: Mapping, path: Pa
             "DecayFactorsToInjection": [round(float(f), 6) for f in decay[used]]}
     if assumed:
         meta["TimingAssumptions"] = assumed
-    beyond = frames_beyond_window(starts - injection, durations, used, window_min)
+    beyond = frames_beyond_window(starts - injection, durations, weights, window_min)
     if beyond:
         LOG.warning("%s: %s", path, beyond)
         meta["FrameTimingWarning"] = beyond

@@ -37,7 +37,7 @@ def _rows(metrics, stats, acr) -> list[dict]:
     if metrics is not None and "deviation_r" in metrics:
         dev = metrics.groupby("participant_id").deviation_r.mean().astype(float).dropna()
         if len(dev):
-            rows.append({"measure": "deviation r (synthetic − baseline vs true − baseline), "
+            rows.append({"measure": "deviation r (synthetic − baseline vs true − baseline, baseline fitted), "
                                     "median over subjects",
                          "synthetic": _fmt(float(dev.median())),
                          "control (baseline)": "0 by construction",
