@@ -32,6 +32,14 @@ def test_deviation_r_separates_the_population_copy_from_own_information():
     # against the smoothed truth: the white-noise deviations mostly smooth away
     assert 0 < half["deviation_r_smooth"] < half["deviation_r"]
     assert np.isnan(B.deviation_metrics(truth, None, truth, brain, (2, 2, 2))["deviation_r"])
+    # an individual map of higher contrast than the population mean (averaging flattens):
+    # a low-contrast copy of the population map shares the "- baseline" term with the truth;
+    # plain r of the differences calls that information, the fitted baseline does not
+    sharp = 1.4 * population + own
+    flat = 0.7 * population + 0.02 * rng.standard_normal(shape)
+    plain = st.pearsonr((flat - population)[brain], (sharp - population)[brain])[0]
+    fitted = B.deviation_metrics(flat, population, sharp, brain, (2, 2, 2))["deviation_r"]
+    assert plain < -0.5 and abs(fitted) < 0.1
 
 
 @pytest.fixture
@@ -57,8 +65,17 @@ def test_region_tracking_removes_the_population_value(regions):
     subj = regions.groupby("participant_id")[["true_smooth_mean", "synth_mean",
                                               "baseline_mean"]].mean()
     t, s = subj.true_smooth_mean - subj.baseline_mean, subj.synth_mean - subj.baseline_mean
-    r, p = st.pearsonr(t, s)
-    assert (out["deviation_r"], out["deviation_p"]) == pytest.approx((r, p))
+    # partial r given the population value: residuals of each on it, and the p of the
+    # synthetic term in OLS true ~ population + synthetic (statsmodels)
+    sm = pytest.importorskip("statsmodels.api")
+
+    pop = subj.baseline_mean.to_numpy()
+    res = [v - np.polyval(np.polyfit(pop, v, 1), pop) for v in (subj.true_smooth_mean,
+                                                                 subj.synth_mean)]
+    fit = sm.OLS(subj.true_smooth_mean.to_numpy(),
+                 sm.add_constant(np.column_stack([pop, subj.synth_mean]))).fit()
+    assert out["deviation_r"] == pytest.approx(st.pearsonr(*res)[0])
+    assert out["deviation_p"] == pytest.approx(fit.pvalues[2])
     assert out["deviation_icc"] == pytest.approx(icc_a1(np.column_stack([t, s]))[0])
     # without the fold's mean, the mean over subjects is the population value
     plain = B.region_tracking(regions.drop(columns="baseline_mean"))
@@ -103,3 +120,108 @@ def test_region_stats_carry_beyond_columns_with_q(regions):
     q = np.minimum(np.sort(p) * 2 / np.arange(1, 3), 1)
     q = np.minimum.accumulate(q[::-1])[::-1]
     assert sorted(stats.g_synth_q) == pytest.approx(q)
+
+
+def test_across_subject_map_with_the_baseline_as_control(tmp_path):
+    import json
+
+    import nibabel as nib
+
+    from bids_tspo.evaluation.across_subject import read_across_subject, write_across_subject
+    from bids_tspo.evaluation.group_maps import SubjectMeans
+
+    rng = np.random.default_rng(2)
+    shape, means = (6, 5, 4), SubjectMeans()
+    brain = np.ones(shape, bool)
+    brain[0] = False
+    population = np.linspace(0, 1, np.prod(shape)).reshape(shape)
+    for i in range(8):
+        own = rng.standard_normal(shape)
+        fold_mean = population + 0.01 * (i % 2)  # two folds: two population maps
+        imaged = np.ones(shape, bool)
+        for _ in range(1 + (i == 0)):  # subject 0 scanned twice: averaged, not counted twice
+            means.add(f"{i}", population + own, population + 0.5 * own, imaged, fold_mean)
+    stacks = means.stacks(brain)
+    assert stacks["true"].shape == (8, brain.sum()) and stacks["baseline"] is not None
+    path = write_across_subject(tmp_path, "TPL", np.eye(4), brain, stacks)
+    assert "acrosssubject" in path.name and path.parent == tmp_path
+    r = np.asarray(nib.load(path).dataobj)
+    assert np.allclose(r[brain], 1.0, atol=1e-5) and (r[~brain] == 0).all()
+    meta = json.loads(path.with_name(path.name.replace(".nii.gz", ".json")).read_text())
+    assert meta["NumberOfSubjects"] == 8 and meta["Synthetic"]["median_r"] == 1.0
+    assert meta["Synthetic"]["fraction_q05"] == 1.0
+    control = meta["BaselineControl"]
+    assert abs(control["median_r"]) < 0.5 and control["fraction_q05"] < 0.2
+    assert read_across_subject(tmp_path)[1]["Synthetic"]["voxels"] == brain.sum()
+    assert write_across_subject(tmp_path, "TPL", np.eye(4), brain,
+                                {k: (v[:2] if v is not None else None)
+                                 for k, v in stacks.items()}) is None  # under 3 subjects
+
+
+def test_report_answer_says_what_the_numbers_say(regions):
+    from bids_tspo.reports.beyond import answer
+
+    metrics = pd.DataFrame({"participant_id": list("abcdef"),
+                            "deviation_r": [0.4, 0.5, 0.35, 0.3, 0.5, 0.6]})
+    stats = region_stats(regions)
+    acr = {"NumberOfSubjects": 6, "Synthetic": {"median_r": 0.5, "fraction_q05": 0.4,
+                                                "voxels": 100},
+           "BaselineControl": {"median_r": 0.0, "fraction_q05": 0.01}}
+    yes = answer(metrics, stats, acr)
+    assert yes["status"] == "yes" and "median deviation r 0.45" in yes["text"]
+    measures = [row["measure"] for row in yes["rows"]]
+    assert any("across-subject" in m for m in measures) and any("test–retest" in m
+                                                                  for m in measures)
+    assert any("patients vs controls" in m for m in measures)
+    no = answer(metrics.assign(deviation_r=0.01), stats.assign(deviation_q=0.9), None)
+    assert no["status"] == "no" and no["text"].startswith("No:")
+
+
+def test_group_run_answers_beyond_the_population(grouped):
+    """On the phantom group run: deviation_r per session, n_subjects and q in the region
+    table, the across-subject map at the top of OUTPUT_DIR, the answer right after the
+    verdict."""
+    import json
+    import re
+
+    metrics = pd.read_csv(grouped / "group_metrics.tsv", sep="\t")
+    assert np.isfinite(metrics.deviation_r).all() and np.isfinite(metrics.deviation_r_smooth).all()
+    assert (metrics.deviation_r.abs() <= 1).all()
+    with_pet = metrics.participant_id.nunique()
+    stats = pd.read_csv(grouped / "group_region_stats.tsv", sep="\t")
+    assert (stats.n_subjects == with_pet).all() and with_pet == 3
+    assert {"deviation_r", "deviation_q", "retest_r", "retest_q", "g_true", "g_synth_q",
+            "n_pairs"} <= set(stats.columns)
+    assert (stats.n_pairs == 1).all()  # sub-02 has two sessions
+    maps = list(grouped.glob("*acrosssubject*.nii.gz"))
+    assert len(maps) == 1 and maps[0].parent == grouped
+    meta = json.loads(maps[0].with_name(maps[0].name.replace(".nii.gz", ".json")).read_text())
+    assert meta["NumberOfSubjects"] == 3 and meta["Synthetic"]["voxels"] > 1000
+    assert -1 <= meta["Synthetic"]["median_r"] <= 1 and "BaselineControl" in meta
+    html = (grouped / "group_report.html").read_text()
+    sections = re.findall(r'<section id="([a-z-]+)"', html)
+    assert sections[:2] == ["verdict", "beyond"]
+    beyond = html[html.index('<section id="beyond"'):html.index('<section id="summary"')]
+    assert "desc-acrosssubject" in beyond and "<svg" in beyond
+    assert re.search(r"(Yes|No|Weakly)[^<]*median deviation r -?\d\.\d\d", beyond)
+    assert "voxelwise across-subject r" in beyond
+
+
+def test_metrics_without_the_subjects_genotype():
+    rng = np.random.default_rng(3)
+    shape = (10, 10, 10)
+    brain = np.ones(shape, bool)
+    population = 1.0 + 0.3 * np.linspace(-1, 1, np.prod(shape)).reshape(shape)
+    truth = population + 0.1 * rng.standard_normal(shape)
+    neutral = population + 0.05 * (truth - population)  # the model's genotype-neutral output
+    restored = 1.0 + (neutral - 1.0) * 0.6  # the fold's contrast factor for a LAB-like type
+    free = B.without_genotype(restored, 0.6, brain)
+    out = B.session_columns(restored, population, truth, brain, (2, 2, 2), free)
+    assert np.allclose(free, neutral, atol=1e-6)
+    assert out["pearson_r_nogenotype"] == pytest.approx(st.pearsonr(neutral.ravel(),
+                                                                    truth.ravel())[0], abs=1e-6)
+    assert out["mse_nogenotype"] == pytest.approx(np.mean((neutral - truth) ** 2), rel=1e-5)
+    assert out["mse_nogenotype"] != pytest.approx(np.mean((restored - truth) ** 2), rel=1e-3)
+    assert "pearson_r_nogenotype" not in B.session_columns(restored, population, truth, brain,
+                                                           (2, 2, 2))
+    assert B.without_genotype(restored, None, brain) is None

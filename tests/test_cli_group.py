@@ -4,10 +4,13 @@ before any work (exit 64 when it disagrees with --folds, 65 when it is not a spl
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 
 from bids_tspo.app.cli import build_config, build_parser, main
+
+from .conftest import GROUP_ARGS, MODEL_ID
 
 MINIMAL = {"folds": [{"test": ["sub-01"], "train": ["02", "03"]},
                      {"test": ["02"], "train": ["01", "03"]},
@@ -66,3 +69,23 @@ def test_bad_splits_file_one_line_exit_65(tiny_bids, tmp_path, capsys, content, 
     assert code == 65
     assert f"{splits}: {message}" in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_minimal_splits_file_trains_and_is_recorded(tiny_bids, preprocessed, tmp_path):
+    """A hand-written minimal splits file (no k, no fold numbers, no val) drives a real
+    group run: exit 0, the bundle's splits.json completed, model.json says where folds came from."""
+    _, out = preprocessed
+    dest = tmp_path / "out"
+    shutil.copytree(out, dest)
+    splits = tmp_path / "mine.json"
+    splits.write_text(json.dumps({"folds": [{"test": ["sub-01"], "train": ["02", "03"]},
+                                            {"test": ["02", "03"], "train": ["01"]}]}))
+    code = main([str(tiny_bids), str(dest), "group", "-w", str(tmp_path / "w"), *GROUP_ARGS,
+                 "--splits", str(splits)])
+    assert code == 0
+    bundle = dest / "models" / MODEL_ID
+    written = json.loads((bundle / "splits.json").read_text())
+    assert written["k"] == 2 and [f["test"] for f in written["folds"]] == [["01"], ["02", "03"]]
+    model = json.loads((bundle / "model.json").read_text())
+    assert model["folds_trained"] == [0, 1]
+    assert model["training"]["splits"] == "subject-grouped, stratified by none (--splits file)"

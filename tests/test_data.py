@@ -21,7 +21,9 @@ def _session(tmp_path, with_fov: bool) -> SessionFiles:
     for key, data in (("T1w", brain * 100.0), ("mask", brain), ("suv", suv)):
         name = {"T1w": "sub-x_desc-preproc_T1w", "mask": "sub-x_desc-brain_mask",
                 "suv": "sub-x_trc-PBR28_space-T1w_desc-suv_pet"}[key]
-        paths[key] = tmp_path / f"{name}.nii.gz"
+        folder = tmp_path / ("pet" if key == "suv" else "anat")  # as in OUTPUT_DIR
+        folder.mkdir(exist_ok=True)
+        paths[key] = folder / f"{name}.nii.gz"
         nib.save(nib.Nifti1Image(data.astype(np.float32), AFFINE), paths[key])
     if with_fov:
         nib.save(nib.Nifti1Image(fov.astype(np.uint8), AFFINE), fov_mask_for(paths["suv"]))

@@ -77,6 +77,7 @@ def test_out_of_fold_maps_and_metrics(grouped, tiny_bids):
 def test_every_group_table_has_a_sidecar_describing_its_columns(grouped):
     tables = sorted(grouped.glob("group_*.tsv"))
     assert {p.stem for p in tables} == {"group_metrics", "group_regions", "group_region_stats",
+                                        "group_paper_regions", "group_paper_region_stats",
                                         "group_specificity", "group_cohort"}
     for tsv in tables:
         columns = pd.read_csv(tsv, sep="\t", nrows=1).columns

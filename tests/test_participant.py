@@ -54,7 +54,7 @@ def test_pet_field_of_view_mask(participant_run):
     """The imaged part of the brain is written and its fraction recorded in both sidecars."""
     _, out = participant_run
     pet = out / "sub-02/ses-02/pet"
-    path = pet / "sub-02_ses-02_trc-PBR28_space-T1w_desc-fov_mask.nii.gz"
+    path = out / "sub-02/ses-02/anat/sub-02_ses-02_space-T1w_desc-fovPBR28_mask.nii.gz"
     fov = np.asarray(nib.load(path).dataobj) > 0
     brain = np.asarray(nib.load(out / "sub-02/ses-02/anat/sub-02_ses-02_desc-brain_mask.nii.gz"
                                 ).dataobj) > 0

@@ -171,7 +171,7 @@ def test_suv_the_same_under_every_timing_convention(starts, durations, tz, corre
     ({"Units": None}, "no Units"),
     ({"FrameTimesStart": None}, "no FrameTimesStart"),
     ({"FrameDuration": [3600, 900]}, "3 frame"),
-    ({"FrameTimesStart": [0, 1800, 2700]}, "cover only"),
+    ({"FrameTimesStart": [0, 1800, 2700], "FrameDuration": [1800, 900, 900]}, "cover only"),
     ({"TracerRadionuclide": "Tc-99m"}, "unknown TracerRadionuclide 'Tc-99m'"),
     ({"FrameTimesStart": [0, 600, 1200], "FrameDuration": [600] * 3, "InjectionStart": -2400},
      "cover only 10.0 of the 60-90 min SUV window; --suv-window 40 70 would use them"),

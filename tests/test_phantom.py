@@ -95,8 +95,10 @@ def test_window_average_equals_truth_times_dose_over_weight(tiny_bids):
 
 def test_tspo_biology(tiny_bids):
     """Genotype and patient effects are present in the truth; groups leave a T1w trace."""
-    records = [json.loads(p.read_text()) for p in
-               (tiny_bids / "derivatives/phantom-truth").glob("sub-*/*/*_truth.json")]
+    from bids_tspo.phantom.writer import load_truth
+
+    records = [load_truth(p) for p in
+               (tiny_bids / "derivatives/phantom-truth").glob("sub-*/*/pet/*_desc-true_pet.json")]
     by_genotype = {r["subject"]["genotype"]: r["specific_binding"] for r in records}
     assert by_genotype["HAB"] > by_genotype.get("MAB", 0)
     assert all(r["nondisplaceable_suv"] > 0 for r in records)

@@ -71,13 +71,19 @@ def test_symlink_farm_and_annex_pass_the_preflight(one_subject, tmp_path):
     annex = tmp_path / "annex"
     shutil.copytree(one_subject, annex)
     assert len(_annex(annex)) >= 4
-    for root in (farm, annex):
+    folders = tmp_path / "folders"  # the subject's folder itself a link into the store
+    folders.mkdir()
+    for path in one_subject.iterdir():
+        (folders / path.name).symlink_to(path)
+    for root in (farm, annex, folders):
         args = build_parser().parse_args([str(root), str(tmp_path / "o"), "participant"])
         config = build_config(args, [])
         sessions, _ = select_sessions(load_layout(root), ("03",))
         (session,) = sessions
         assert session.pet and session.pet[0].sidecar["InjectedRadioactivity"] > 0
         assert session_problems(config, session) == []
+        assert bids_uri(session.pet[0].path, config.bids_dir) \
+            == "bids:raw:sub-03/ses-01/pet/sub-03_ses-01_trc-PBR28_pet.nii.gz"
 
 
 def test_annexed_dataset_runs_end_to_end(one_subject, tmp_path):
@@ -135,8 +141,9 @@ def test_all_input_problems_at_once_before_ants(one_subject, tmp_path, monkeypat
     assert "Traceback" not in caplog.text
 
 
-def test_missing_annex_content_is_named(one_subject, tmp_path):
-    """An annexed file whose content was not retrieved (dangling link): one line naming it."""
+def test_missing_annex_content_is_named(one_subject, tmp_path, caplog):
+    """Annexed files whose content was not retrieved (dangling links), the PET image and its
+    sidecar: one line naming each (pybids would stop on the sidecar: it is left out)."""
     from bids_tspo.app.cli import build_config, build_parser
     from bids_tspo.preprocess.preflight import session_problems
 
@@ -144,11 +151,15 @@ def test_missing_annex_content_is_named(one_subject, tmp_path):
     shutil.copytree(one_subject, annex)
     _annex(annex)
     pet = annex / "sub-03/ses-01/pet/sub-03_ses-01_trc-PBR28_pet.nii.gz"
+    sidecar = pet.with_name(pet.name.replace(".nii.gz", ".json"))
     pet.resolve().unlink()
+    sidecar.resolve().unlink()
     config = build_config(build_parser().parse_args(
         [str(annex), str(tmp_path / "o"), "participant"]), [])
     (session,) = select_sessions(load_layout(annex), ("03",))[0]
     problems = session_problems(config, session)
-    assert len(problems) == 1
-    assert problems[0].startswith(f"{pet}: a symbolic link to ../../../.git/annex/objects/")
-    assert "datalad get" in problems[0]
+    assert len(problems) == 2
+    for path, problem in zip((pet, sidecar), problems):
+        assert problem.startswith(f"{path}: a symbolic link to ../../../.git/annex/objects/")
+        assert problem.endswith("which does not exist (git-annex/DataLad content not "
+                                "retrieved? `datalad get` it)")

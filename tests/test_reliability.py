@@ -250,13 +250,17 @@ def test_filter_file_rerun_replaces_outputs_of_unselected_pet(tiny_bids, tmp_pat
     suv = json.loads(next(out_pet.glob("*trc-PBR28_space-T1w_desc-suv_pet.json")).read_text())
     assert suv["SUVWindow"] == [55, 90]
     assert "SUV (55–90 min) over the T1w" in (tmp_path / "out" / "sub-01.html").read_text()
+    out_anat = out_pet.parent / "anat"
     feppa = sorted(p.name for p in out_pet.glob("*trc-FEPPA*"))
-    assert len(feppa) == 6  # SUV on the T1w grid and in the template, FOV mask; + sidecars
+    assert len(feppa) == 4  # SUV on the T1w grid and in the template; + sidecars
+    assert len(list(out_anat.glob("*desc-fovFEPPA_mask*"))) == 2  # FOV mask + sidecar
     filters = tmp_path / "filters.json"
     filters.write_text(json.dumps({"pet": {"tracer": "PBR28"}}))
     assert main(args + ["--bids-filter-file", str(filters)]) == 0
     assert not list(out_pet.glob("*trc-FEPPA*"))
-    assert len(list(out_pet.glob("*trc-PBR28*"))) == 6
+    assert not list(out_anat.glob("*desc-fovFEPPA*"))
+    assert len(list(out_pet.glob("*trc-PBR28*"))) == 4
+    assert len(list(out_anat.glob("*desc-fovPBR28_mask*"))) == 2
 
 
 def test_concurrent_participant_runs_share_one_output(tiny_bids, tmp_path):

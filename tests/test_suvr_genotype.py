@@ -126,6 +126,10 @@ def test_group_suvr_cerebellum_with_genotype(tiny_bids, preprocessed):
             applied.add(row.genotype)
             factor = side["GenotypeAdjustment"]["ContrastFactorPerFold"][str(row.fold)]
             assert factor == known[row.genotype]
+            # metrics without the subject's genotype beside those with it
+            assert np.isfinite([row.pearson_r_nogenotype, row.mse_nogenotype,
+                                row.deviation_r_nogenotype]).all()
+            assert row.pearson_r_nogenotype == pytest.approx(row.pearson_r, abs=0.02)
         else:  # e.g. a MAB subject tested by a fold trained on HAB only
             assert "unknown or not in the training data" in side["GenotypeAdjustment"]["Note"]
     assert applied

@@ -222,13 +222,16 @@ def evaluate(config: Config, bundle: Bundle, plan: list[tuple], cohort: Cohort, 
     tpl_mask = np.asarray(resolve_template(2).load()[1].dataobj) > 0.5
     net = Network(bundle.cfg, device, config.compile, config.precision)
     populations = bundle.populations() if bundle.cfg.prior else {}
-    rows = []
+    rows, baselines = [], {}
+    scales = {name: item.get("pet_scale") for name, item in cohort.items.items()}
     for model_folds, cv_fold, test, train in plan:
-        mean_train = (training_mean(train, bundle.target, tpl_mask, bundle.suvr_reference)
-                      if train else None)
+        mean_train = (training_mean(train, bundle.target, tpl_mask, bundle.suvr_reference,
+                                    scales) if train else None)
         label = f"fold {cv_fold}" if cv_fold is not None else "ensemble"
         for files in tqdm(test, desc=f"synthesis ({label})"):
             item = cohort.items[files.name]
+            if mean_train is not None:
+                baselines[files.subject] = mean_train
             if populations:
                 item = fold_priors(files, item, {k: populations[k] for k in model_folds})
             mean, sd = ensemble(bundle, item, device, model_folds, genotype=files.genotype,
@@ -239,11 +242,14 @@ def evaluate(config: Config, bundle: Bundle, plan: list[tuple], cohort: Cohort, 
                                bundle.target, t1, brain)
             write_maps(config.output_dir, files, maps, t1, brain, bundle, model_folds,
                        oof_fold=cv_fold, precision=net.precision)
+            factor = (bundle.genotype_factor(cv_fold, files.genotype)
+                      if cv_fold is not None and bundle.target == "suvr" else None)
             rows += score_session(files, maps["synth"],
                                   cv_fold if cv_fold is not None else "all", bundle.target,
-                                  bundle.suvr_reference, mean_train, config.seed)
+                                  bundle.suvr_reference, mean_train, config.seed, factor,
+                                  scales.get(files.name))
     _, tpl = write_region_tables(config.output_dir, cohort.paired, folds_of, bundle.target,
-                                 config.seed, bundle.suvr_reference)
+                                 config.seed, bundle.suvr_reference, baselines, scales)
     return write_metrics(config.output_dir, rows, tpl, steps)
 
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import nibabel as nib
 import numpy as np
 
-from ..io.derivatives import SessionFiles, find_pet
-from ..model.targets import imaged_part, pet_target
+from ..io.derivatives import SessionFiles
+from ..model.targets import apply_scale, imaged_part, pet_target
 from ..preprocess.images import resample_normalised
 from ..preprocess.reference import reference_region
 
@@ -21,15 +21,17 @@ def template_suv(files: SessionFiles):
     xfm = files.xfm()
     if xfm is None:
         return None
-    paths = find_pet(files.pet_dir, files.name, desc="suv", space=xfm[0])
-    return nib.load(paths[0]) if paths else None
+    path = files.suv_in(xfm[0])
+    return nib.load(path) if path is not None else None
 
 
 def training_mean(train: list[SessionFiles], target: str, tpl_mask: np.ndarray,
-                  reference: str = "wholebrain"):
+                  reference: str = "wholebrain", scales: dict | None = None):
     """Mean normalised template-space PET of ``train`` as (array, affine, support), or None;
     each voxel averages the sessions whose PET imaged it (``support``: voxels at least one
-    imaged). Computed once per fold; :func:`baseline_map` warps it to each test session."""
+    imaged), each normalised with its own target's ``scales[name]`` when given (else on the
+    template grid). Computed once per fold; :func:`baseline_map` warps it to each test
+    session."""
     total, count, affine, region = None, None, None, None
     for other in train:
         img = template_suv(other)
@@ -39,7 +41,9 @@ def training_mean(train: list[SessionFiles], target: str, tpl_mask: np.ndarray,
             affine = img.affine
             suv = np.asarray(img.dataobj, np.float32)
             imaged = imaged_part(suv, tpl_mask)
-            value = pet_target(suv, imaged, target, region)
+            scale = (scales or {}).get(other.name)
+            value = (apply_scale(suv, imaged, scale) if scale is not None
+                     else pet_target(suv, imaged, target, region))
             total = value if total is None else total + value
             count = imaged.astype(np.float32) if count is None else count + imaged
     if total is None:

@@ -4,7 +4,10 @@ The population pattern is the fold's training-mean map (:mod:`.baseline`) placed
 subject's anatomy; what the synthesis adds must show in the *deviations* from it.
 
 * :func:`deviation_metrics`: per session, r of (synthetic − baseline) with (true − baseline)
-  inside the scored brain (``deviation_r``; ``deviation_r_smooth``: against the 4 mm truth).
+  inside the scored brain, the baseline fitted to each map first (scale and offset: the
+  partial correlation given the baseline, :func:`partial_r`), so that a rescaled or
+  contrast-reduced copy of the population map scores nothing (``deviation_r``;
+  ``deviation_r_smooth``: against the 4 mm truth).
 * :func:`region_tracking`: per region across subjects, r and ICC(A,1) of the synthetic and
   true deviations from the population value (the baseline's regional mean, else the mean
   over subjects).
@@ -22,6 +25,7 @@ from itertools import pairwise
 
 import numpy as np
 import pandas as pd
+from scipy import stats as st
 
 from .metrics import smooth
 from .subject_stats import hedges_g, icc_a1, pearson, per_subject
@@ -42,28 +46,90 @@ def deviation_metrics(synth: np.ndarray, baseline: np.ndarray | None, truth: np.
     nan = {"deviation_r": float("nan"), "deviation_r_smooth": float("nan")}
     if baseline is None:
         return nan
-    own = (synth - baseline)[scored]
-    out = {"deviation_r": pearson(own, (truth - baseline)[scored])[0]}
+    base = baseline[scored]
+    out = {"deviation_r": partial_r(synth[scored], truth[scored], base)[0]}
     if truth.ndim == 3:
         smoothed = smooth(truth, zooms, mask=scored)
-        out["deviation_r_smooth"] = pearson(own, (smoothed - baseline)[scored])[0]
+        out["deviation_r_smooth"] = partial_r(synth[scored], smoothed[scored], base)[0]
     else:
         out["deviation_r_smooth"] = float("nan")
     return out
 
 
+def _residual(y: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, int]:
+    """``y`` minus its least-squares fit ``a + b·x``, and the rank of that fit's design."""
+    design = np.column_stack([np.ones(len(x)), np.asarray(x, np.float64)])
+    coef, _, rank, _ = np.linalg.lstsq(design, np.asarray(y, np.float64), rcond=None)
+    return np.asarray(y, np.float64) - design @ coef, int(rank)
+
+
+def partial_r(x, y, z) -> tuple[float, float]:
+    """Pearson r of ``x`` and ``y`` once each is freed of its best affine fit to ``z`` (the
+    partial correlation given ``z``), with its two-sided p (n − 3 degrees of freedom; n − 2
+    when ``z`` is constant). NaN when either is (nearly) an affine copy of ``z``: then it
+    says nothing beyond ``z``.
+
+    >>> z = np.linspace(0, 1, 50); own = np.sin(40 * z)
+    >>> round(partial_r(3 * z + 0.5 * own, 2 * z + own, z)[0], 6)   # scales do not matter
+    1.0
+    >>> bool(np.isnan(partial_r(0.8 * z + 0.1, z + own, z)[0]))      # a rescaled copy of z
+    True
+    """
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    rx, rank = _residual(x, z)
+    ry, _ = _residual(y, z)
+    n = len(x)
+    dof = n - rank - 1
+    if dof < 1 or rx.std() <= 1e-9 * (x.std() + 1e-30) or ry.std() <= 1e-9 * (y.std() + 1e-30):
+        return float("nan"), float("nan")
+    r = float(np.clip(np.corrcoef(rx, ry)[0, 1], -1, 1))
+    t = r * np.sqrt(dof / max(1 - r * r, 1e-300))
+    return r, float(2 * st.t.sf(abs(t), dof))
+
+
+def without_genotype(synth: np.ndarray, factor: float | None,
+                     scored: np.ndarray) -> np.ndarray | None:
+    """The synthetic SUVR map without the test subject's genotype contrast inside ``scored``:
+    ``1 + (SUVR - 1) / c``, the inverse of :func:`~bids_tspo.model.genotype.restore` (None
+    when no factor was applied).
+
+    >>> without_genotype(np.array([2.0, 0.5]), 2.0, np.array([True, True])).tolist()
+    [1.5, 0.75]
+    """
+    if factor is None:
+        return None
+    return np.where(scored, 1.0 + (synth - 1.0) / factor, synth).astype(np.float32)
+
+
+def session_columns(synth: np.ndarray, baseline: np.ndarray | None, truth: np.ndarray,
+                    scored: np.ndarray, zooms, free: np.ndarray | None = None) -> dict:
+    """The ``unet`` row's columns of this module: :func:`deviation_metrics` and, where the
+    fold's genotype contrast was applied to this SUVR map, Pearson r, MSE and deviation r of
+    the map without it (``free``, :func:`without_genotype`, in the truth's units;
+    ``*_nogenotype``): what MRI alone gives, not mixed with what the genotype gives."""
+    out = deviation_metrics(synth, baseline, truth, scored, zooms)
+    if free is not None:
+        s, t = free[scored], truth[scored]
+        out |= {"pearson_r_nogenotype": pearson(s, t)[0],
+                "mse_nogenotype": float(np.mean((s - t) ** 2)),
+                "deviation_r_nogenotype": deviation_metrics(free, baseline, truth, scored,
+                                                            zooms)["deviation_r"]}
+    return out
+
+
 def region_tracking(df: pd.DataFrame) -> dict[str, float]:
-    """One region's rows (per session): across subjects, r (with p) and ICC(A,1) (with p) of
-    synthetic − population with true − population, the population value being the region's
-    ``baseline_mean`` when the table has it (the fold's training mean), else the mean over
-    the subjects here."""
+    """One region's rows (per session): across subjects, the partial r (with p) of the
+    synthetic and true values given the population value (:func:`partial_r`), and ICC(A,1)
+    (with p) of synthetic − population with true − population; the population value is the
+    region's ``baseline_mean`` when the table has it (the fold's training mean), else the
+    mean over the subjects here (then the partial r is the plain r)."""
     columns = ["true_smooth_mean", "synth_mean"] + (["baseline_mean"] if "baseline_mean" in df
                                                     and df.baseline_mean.notna().all() else [])
     subj = per_subject(df, columns)
     pop = (subj.baseline_mean if "baseline_mean" in subj
            else pd.Series(subj.true_smooth_mean.mean(), subj.index))
+    r, p = partial_r(subj.synth_mean, subj.true_smooth_mean, pop)
     true, synth = subj.true_smooth_mean - pop, subj.synth_mean - pop
-    r, p = pearson(true, synth)
     icc, p_icc = icc_a1(np.column_stack([true, synth]))
     return {"deviation_r": r, "deviation_p": p, "deviation_icc": icc, "deviation_icc_p": p_icc}
 

@@ -38,9 +38,9 @@ class SubjectMeans:
         self._sums: dict[str, list[np.ndarray]] = {}
 
     def add(self, subject: str, true: np.ndarray, synth: np.ndarray,
-            imaged: np.ndarray) -> None:
+            imaged: np.ndarray, baseline: np.ndarray | None = None) -> None:
         w = imaged.astype(np.float32)
-        parts = (true * w, synth * w, w)
+        parts = (true * w, synth * w, w) + (() if baseline is None else (baseline * w,))
         if subject in self._sums:
             for acc, part in zip(self._sums[subject], parts):
                 acc += part
@@ -54,13 +54,26 @@ class SubjectMeans:
         """Mean true, mean synthetic (NaN where no subject was imaged) and subjects per voxel."""
         shape = next(iter(self._sums.values()))[0].shape
         true, synth, n = np.zeros(shape), np.zeros(shape), np.zeros(shape, np.int32)
-        for t, s, w in self._sums.values():
+        for t, s, w, *_ in self._sums.values():
             seen = w > 0
             true[seen] += t[seen] / w[seen]
             synth[seen] += s[seen] / w[seen]
             n += seen
         with np.errstate(invalid="ignore", divide="ignore"):
             return (true / n).astype(np.float32), (synth / n).astype(np.float32), n
+
+    def stacks(self, brain: np.ndarray) -> dict[str, np.ndarray | None]:
+        """Subjects × ``brain`` voxels: each subject's mean ``true``, ``synth`` (and
+        ``baseline`` when every subject has one) and where it was ``seen`` (imaged)."""
+        out: dict[str, list] = {"true": [], "synth": [], "seen": [], "baseline": []}
+        for sums in self._sums.values():
+            w = sums[2][brain]
+            out["seen"].append(w > 0)
+            for key, acc in zip(("true", "synth", "baseline"), (sums[0], sums[1], *sums[3:])):
+                out[key].append(np.where(w > 0, acc[brain] / np.maximum(w, 1e-6), 0.0))
+        full = len(out["baseline"]) == len(self._sums)
+        return {k: (np.asarray(v, np.float32) if k != "baseline" or full else None)
+                for k, v in out.items()}
 
     def write(self, out: Path, template: str, affine: np.ndarray, units: str) -> list[Path]:
         """The two mean maps and their sidecars (nothing without subjects)."""

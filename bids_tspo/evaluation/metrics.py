@@ -1,9 +1,10 @@
 """Image-similarity metrics of the paper (+ MAE, PSNR, SSIM, Pearson r): pure functions.
 
 All take the synthetic (``rec``) and true (``true``) volumes and a boolean ``mask``; values
-are computed over the voxels inside the mask. Before scoring, every map of a session (true,
-synthetic, baseline) is put in the same units on the grid where they are compared by
-:func:`comparable` (one rule for all three; see docs/methods.md).
+are computed over the voxels inside the mask, with both maps in the same units: the true PET
+is put in the model target's units with the session's own target normalisation
+(:func:`bids_tspo.model.targets.target_scale`, made once on the model box) on whatever grid
+the maps are compared (see docs/methods.md).
 
 >>> rec, true = np.array([1.0, 2.0, 3.0]), np.array([1.0, 1.0, 1.0])
 >>> m = np.ones(3, bool)
@@ -16,46 +17,10 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-ROBUST_RANGE = (0.5, 99.5)   # percentiles in the brain taken as 0 and 1 by ``comparable``
 LOW_SIGNAL = 0.1             # PercDiff / NormDiff: true > 10 % of its 99th percentile
 SSIM_SIGMA, SSIM_TRUNCATE = 1.5, 3.5   # Gaussian window: radius int(3.5 * 1.5 + 0.5) = 5 -> 11³
 SSIM_K1, SSIM_K2 = 0.01, 0.03
 CNR_BOX_MM = (8.0, 8.0, 6.0)  # the paper's 4x4x3 voxels at 2 mm
-
-
-def comparable(image: np.ndarray, mask: np.ndarray, target: str,
-               region: np.ndarray | None = None, within: np.ndarray | None = None
-               ) -> np.ndarray:
-    """A map in the session's shared evaluation units, with its scale taken inside ``mask``
-    and zero outside ``within`` (default ``mask``): the same rule
-    for the true PET (SUV), the synthetic map and the baseline, on the grid they are compared.
-
-    * ``minmax``: robust min–max inside ``mask``: the 0.5th percentile -> 0, the 99.5th -> 1,
-      clipped to [0, 1] like the training target (a single hot voxel moves neither end);
-    * ``suvr``: the map over its own mean in ``region`` ∩ ``mask`` (the whole mask without it).
-
-    Any map that is a positive affine function of the truth (a perfect predictor whose
-    min–max was taken on another grid) becomes identical to the truth.
-
-    >>> x, m = np.arange(201.0), np.ones(201, bool)
-    >>> bool(np.allclose(comparable(3 * x + 7, m, "minmax"), comparable(x, m, "minmax")))
-    True
-    """
-    mask = np.asarray(mask, bool)
-    image = np.asarray(image, np.float64)
-    inside = image[mask]
-    if not inside.size:
-        return np.zeros(image.shape, np.float32)
-    if target == "minmax":
-        lo, hi = np.percentile(inside, ROBUST_RANGE)
-        out = np.clip((image - lo) / max(hi - lo, 1e-12), 0.0, 1.0)
-    elif target == "suvr":
-        region = None if region is None else np.asarray(region, bool) & mask
-        ref = image[region] if region is not None and region.any() else inside
-        out = image / max(float(ref.mean()), 1e-12)
-    else:
-        raise ValueError(f"unknown target {target!r}")
-    return (out * (mask if within is None else np.asarray(within, bool))).astype(np.float32)
 
 
 def _signal(true: np.ndarray) -> np.ndarray:
@@ -222,7 +187,7 @@ def cnr(image: np.ndarray, mask: np.ndarray, zooms=None, n_pairs: int = 1000,
 def all_metrics(rec, true, mask, zooms, seed: int = 0, with_ssim: bool = True) -> dict:
     """Every metric against the true image and against it smoothed at 4 mm FWHM (inside
     ``mask``: the brain's edge is not smoothed towards the zeros outside it). ``rec`` and
-    ``true`` in the same units (:func:`comparable`)."""
+    ``true`` in the same units."""
     out = {}
     smoothed = smooth(true, zooms, mask=mask)
     for suffix, ref in (("", true), ("_smooth", smoothed)):

@@ -44,7 +44,7 @@ def summarise(table: pd.DataFrame, steps: int | None = None) -> dict:
     for key in KEY_METRICS:
         for prefix in ("", "baseline_"):
             column = prefix + key
-            if column in table:
+            if column in table and table[column].astype(float).notna().any():
                 summary[f"mean_{column}"] = float(np.nanmean(table[column].astype(float)))
     if {"participant_id", "pearson_r", "baseline_pearson_r"} <= set(table):
         test = paired_over_subjects(table, "pearson_r", "baseline_pearson_r")
@@ -52,6 +52,8 @@ def summarise(table: pd.DataFrame, steps: int | None = None) -> dict:
         summary["wilcoxon_p_subjects_r_vs_baseline"] = test["wilcoxon_p"]
     if {"cnr_synth", "cnr_true"} <= set(table):
         summary["cnr_paired_t"], summary["cnr_paired_t_p"] = cnr_paired_t(table)
+        summary["cnr_paired_t_subjects"], summary["cnr_paired_t_subjects_p"] = cnr_paired_t(
+            table, subjects=True)
     summary["verdict"] = verdict(table, steps)
     return summary
 

@@ -12,7 +12,7 @@
   controls); ``X_q`` (Benjamini–Hochberg across regions) beside every ``X_p``.
 * :func:`specificity`: each synthetic map against its own true PET and every other subject's
   (Table 5), with whether its own is the best match.
-* :func:`cohort_summary`: normalised SUV mean ± SD in the brain (Table 2).
+* :func:`cohort_summary`: normalised SUV mean ± SD in the brain (Table 2), over subjects.
 """
 
 from __future__ import annotations
@@ -165,10 +165,23 @@ def specificity(synth: dict[str, np.ndarray], true: dict[str, np.ndarray],
     return pd.DataFrame(rows)
 
 
-def cohort_summary(values: dict[str, list[float]]) -> pd.DataFrame:
-    """Mean ± SD across sessions of each image's brain mean (the paper's Table 2)."""
-    return pd.DataFrame([{"image": k, "mean": float(np.mean(v)), "sd": float(np.std(v, ddof=1))
-                          if len(v) > 1 else float("nan")} for k, v in values.items()])
+def cohort_summary(values: dict[str, list[float]],
+                   subjects: list[str] | None = None) -> pd.DataFrame:
+    """Mean ± SD of each image's brain mean (the paper's Table 2), across subjects when
+    ``subjects`` (one per value) is given (each subject's sessions averaged first).
+
+    >>> row = cohort_summary({"original": [1.0, 3.0, 5.0]}, ["a", "a", "b"]).iloc[0]
+    >>> int(row.n_sessions), int(row.n_subjects), float(row["mean"]), round(float(row.sd), 4)
+    (3, 2, 3.5, 2.1213)
+    """
+    rows = []
+    for key, v in values.items():
+        v = pd.Series(v, dtype=float)
+        means = v.groupby(subjects).mean() if subjects is not None else v
+        rows.append({"image": key, "n_sessions": len(v), "n_subjects": len(means),
+                     "mean": float(means.mean()),
+                     "sd": float(means.std(ddof=1)) if len(means) > 1 else float("nan")})
+    return pd.DataFrame(rows)
 
 
 def paired_over_subjects(table: pd.DataFrame, model: str, baseline: str,
@@ -191,10 +204,16 @@ def paired_over_subjects(table: pd.DataFrame, model: str, baseline: str,
     return {"subjects": int(len(diff)), "better": int((diff > 0).sum()), "wilcoxon_p": p}
 
 
-def cnr_paired_t(table: pd.DataFrame, suffix: str = "") -> tuple[float, float]:
+def cnr_paired_t(table: pd.DataFrame, suffix: str = "",
+                 subjects: bool = False) -> tuple[float, float]:
     """The paper's comparison of true and synthetic CNR: a paired t-test across sessions
-    (t > 0: the synthetic maps have the higher contrast-to-noise)."""
-    pair = table[[f"cnr_synth{suffix}", f"cnr_true{suffix}"]].astype(float).dropna()
+    (t > 0: the synthetic maps have the higher contrast-to-noise); ``subjects``: across
+    subjects, each subject's sessions averaged first."""
+    columns = [f"cnr_synth{suffix}", f"cnr_true{suffix}"]
+    pair = table[columns + (["participant_id"] if "participant_id" in table else [])]
+    if subjects:
+        pair = per_subject(pair.astype({c: float for c in columns}), columns)
+    pair = pair[columns].astype(float).dropna()
     if len(pair) < 3 or np.allclose(pair.iloc[:, 0], pair.iloc[:, 1]):
         return float("nan"), float("nan")
     t, p = st.ttest_rel(pair.iloc[:, 0], pair.iloc[:, 1])

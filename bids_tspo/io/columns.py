@@ -23,7 +23,8 @@ def _columns() -> dict:
 def describe_column(table: str, column: str) -> dict | None:
     """BIDS description (``LongName``, ``Description``, ``Units``) of a group-table column,
     from ``data/columns.json``: metric names compose with ``baseline_``, ``_smooth`` and
-    ``_tpl``, and ``{}`` entries match a genotype or group label. None when unknown.
+    ``_tpl``, and ``{}`` entries match a genotype or group label; a table with ``_same_as``
+    takes that table's descriptions. None when unknown.
 
     >>> describe_column("group_region_stats", "wilcoxon_p_HC")["LongName"]
     'Wilcoxon p, group HC'
@@ -31,6 +32,8 @@ def describe_column(table: str, column: str) -> dict | None:
     'Wilcoxon p, group HC, BH q'
     """
     spec, known = _columns(), _columns().get(table, {})
+    if "_same_as" in known:  # a table with another's columns (some described anew)
+        known = spec[known["_same_as"]] | {k: v for k, v in known.items() if k != "_same_as"}
     if column in known:
         return dict(known[column])
     for key, entry in known.items():

@@ -16,7 +16,10 @@ from ..errors import InputDataError
 from .atomic import write_json_atomic, write_text_atomic
 from .spaces import NILEARN_NAME, TEMPLATEFLOW_NAME, templateflow_files
 
-BIDSIGNORE = "logs/\nmodels/\n*.html\n*/figures/\ngroup_*.tsv\ngroup_*.json\ngroup_*.nii.gz\n"
+# No trailing "/": the BIDS validator 3.x does not match "models/" against the folder itself.
+# "work": a -w/--work-dir placed in OUTPUT_DIR under that name. Transforms: BIDS has no .h5 rule.
+BIDSIGNORE = ("logs\nmodels\nwork\n*.html\nsub-*/figures\n*_xfm.h5\n"
+              "group_*.tsv\ngroup_*.json\ngroup_*.nii.gz\n")
 
 
 def container(env=None) -> dict | None:
@@ -60,8 +63,9 @@ def dataset_description(bids_dir: Path | None = None, name: str = "bids_tspo") -
         "DatasetType": "derivative",
         "GeneratedBy": [generated],
     }
-    if bids_dir is not None:
+    if bids_dir is not None:  # "raw": the dataset of the bids:raw: URIs in Sources
         desc["SourceDatasets"] = [{"URL": Path(bids_dir).resolve().as_uri()}]
+        desc["DatasetLinks"] = {"raw": desc["SourceDatasets"][0]["URL"]}
     return desc
 
 

@@ -24,7 +24,10 @@ from ..errors import InputDataError, describe
 from .layout import Session
 
 LOG = logging.getLogger(__name__)
-ENTITY_ORDER = ("trc", "rec", "run", "space", "desc")
+# BIDS entity order (the specification's entity table) of the entities outputs carry
+ENTITY_ORDER = ("task", "acq", "ce", "trc", "stain", "rec", "dir", "run", "mod", "echo", "flip",
+                "inv", "mt", "part", "proc", "hemi", "space", "desc")
+SESSION_ENTITIES = ("sub", "ses")
 EXTENSIONS = (".nii.gz", ".nii", ".json", ".h5", ".tsv", ".html", ".svg")
 
 
@@ -55,12 +58,27 @@ def session_record(name: str) -> Session:
 
 
 def _entities(session: Session, **entities: str | None) -> str:
-    parts = [session.name]
-    for key in ENTITY_ORDER:
-        value = entities.get(key)
-        if value:
-            parts.append(f"{key}-{value}")
-    return "_".join(parts)
+    """``sub-<l>[_ses-<s>]`` and ``entities`` in BIDS order (an entity BIDS does not order
+    comes before ``space``, alphabetically)."""
+    def rank(key: str) -> tuple:
+        return ((ENTITY_ORDER.index(key), "") if key in ENTITY_ORDER
+                else (ENTITY_ORDER.index("space") - 0.5, key))
+
+    keys = sorted((k for k, v in entities.items() if v), key=rank)
+    return "_".join([session.name, *(f"{key}-{entities[key]}" for key in keys)])
+
+
+def pet_entities(source: str | Path) -> dict[str, str]:
+    """The entities of an input PET file that its outputs keep: every one but ``sub``/``ses``
+    (``task``, ``trc``, ``rec``, ``run``, ...), so that two PETs of a session never share an
+    output name.
+
+    >>> pet_entities("sub-01_ses-1_task-rest_trc-PBR28_rec-acdyn_run-2_pet.nii.gz")
+    {'task': 'rest', 'trc': 'PBR28', 'rec': 'acdyn', 'run': '2'}
+    """
+    ent = parse_name(source)
+    return {k: v for k, v in ent.items()
+            if k not in (*SESSION_ENTITIES, "suffix", "extension")}
 
 
 def anat_path(out: Path, session: Session, *, suffix: str, desc: str | None = None,
@@ -74,24 +92,37 @@ def xfm_path(out: Path, session: Session, *, src: str, dst: str) -> Path:
             / f"{session.name}_from-{src}_to-{dst}_mode-image_xfm.h5")
 
 
-def pet_path(out: Path, session: Session, *, desc: str, space: str,
-             trc: str | None = None, run: str | None = None, ext: str = ".nii.gz") -> Path:
-    """Measured maps carry the PET entities (trc, run); synthetic maps the T1w ones."""
-    name = _entities(session, trc=trc, run=run, space=space, desc=desc)
+def pet_path(out: Path, session: Session, *, desc: str, space: str, ext: str = ".nii.gz",
+             **entities: str | None) -> Path:
+    """Measured maps carry the PET entities (:func:`pet_entities`: task, trc, rec, run, ...);
+    synthetic maps the T1w ones.
+
+    >>> pet_path(Path("/o"), Session("01", None, ()), desc="suv", space="T1w",
+    ...          **pet_entities("sub-01_task-rest_trc-PBR28_rec-acdyn_pet.nii.gz")).name
+    'sub-01_task-rest_trc-PBR28_rec-acdyn_space-T1w_desc-suv_pet.nii.gz'
+    """
+    name = _entities(session, **entities, space=space, desc=desc)
     return Path(out) / session.reldir / "pet" / f"{name}_pet{ext}"
 
 
-def fov_mask_path(out: Path, session: Session, *, space: str, trc: str | None = None,
-                  run: str | None = None) -> Path:
-    """The PET field of view (voxels the PET imaged) on another grid, named like the SUV map."""
-    name = _entities(session, trc=trc, run=run, space=space, desc="fov")
-    return Path(out) / session.reldir / "pet" / f"{name}_mask.nii.gz"
+def fov_mask_path(out: Path, session: Session, *, space: str, **entities: str | None) -> Path:
+    """The PET field of view (voxels the PET imaged) on another grid: see :func:`fov_mask_for`."""
+    return fov_mask_for(pet_path(out, session, desc="suv", space=space, **entities))
 
 
 def fov_mask_for(suv: Path) -> Path:
-    """The field-of-view mask written beside a ``desc-suv`` map (see :func:`fov_mask_path`)."""
-    return Path(suv).with_name(Path(suv).name.replace("_desc-suv_pet.nii.gz",
-                                                      "_desc-fov_mask.nii.gz"))
+    """The field-of-view mask of a ``desc-suv`` map. It is on the T1w grid and BIDS has masks
+    in ``anat/`` but none in ``pet/``, and anat masks have no ``trc-``: so it lives in
+    ``anat/``, keeps the other entities of the SUV map and carries the tracer in ``desc``.
+
+    >>> fov_mask_for(Path("/o/sub-01/pet/sub-01_trc-PBR28_run-2_space-T1w_desc-suv_pet.nii.gz"))
+    PosixPath('/o/sub-01/anat/sub-01_run-2_space-T1w_desc-fovPBR28_mask.nii.gz')
+    """
+    ent = parse_name(suv)
+    keep = [f"{key}-{value}" for key, value in ent.items()
+            if key not in ("trc", "desc", "suffix", "extension")]
+    name = "_".join([*keep, f"desc-fov{ent.get('trc', '')}", "mask.nii.gz"])
+    return Path(suv).parent.parent / "anat" / name
 
 
 def find_pet(pet_dir: Path, name: str, *, desc: str, space: str,
@@ -187,6 +218,16 @@ class SessionFiles:
         found = self.xfm(src="template")
         return found[1] if found else None
 
+    def suv_in(self, space: str) -> Path | None:
+        """The chosen SUV map (``suv``, the one a session with several PETs trains and is
+        scored on) in another space; None when there is none or it was not written."""
+        if self.suv is None:
+            return None
+        ent = pet_entities(self.suv)
+        keep = {k: v for k, v in ent.items() if k not in ("space", "desc")}
+        path = self.pet_dir / f"{_entities(self.record, **keep, space=space, desc='suv')}_pet.nii.gz"
+        return path if path.is_file() else None
+
     @property
     def fov(self) -> Path | None:
         """The PET field-of-view mask written beside the SUV map (None: none, or older runs)."""
@@ -226,9 +267,10 @@ def discover(output_dir: Path, table: dict[str, dict] | None = None,
             continue
         suvs = find_pet(t1w.parent.parent / "pet", session.name, desc="suv", space="T1w")
         if len(suvs) > 1:
-            LOG.warning("%s: %d SUV maps (%s); training and evaluation use the first; choose one "
-                        "with --bids-filter-file at the participant level", session.name,
-                        len(suvs), ", ".join(p.name for p in suvs))
+            LOG.warning("%s: %d SUV maps (%s); training and evaluation use %s (the first by "
+                        "name); choose one with --bids-filter-file at the participant level, "
+                        "e.g. {\"pet\": {\"reconstruction\": \"acdyn\"}}", session.name,
+                        len(suvs), ", ".join(p.name for p in suvs), suvs[0].name)
         row = table.get(session.subject, {})
         found.append(SessionFiles(session.name, session.subject, session.session, t1w, mask,
                                   suvs[0] if suvs else None,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from types import MappingProxyType
@@ -101,9 +102,22 @@ def json_problem(path: Path, what: str = "sidecar") -> str | None:
     try:
         json.loads(Path(path).read_text())
     except FileNotFoundError:
-        return None
+        return missing_target(path)
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         return f"{path}: {what} is not valid JSON ({describe(exc, 120)})"
+    return None
+
+
+def missing_target(path: Path) -> str | None:
+    """Why a listed file cannot be opened: a symbolic link whose target is absent (a
+    DataLad/git-annex file whose content was not retrieved, a moved store); else None.
+
+    >>> missing_target(Path("/nonexistent")) is None
+    True
+    """
+    if Path(path).is_symlink() and not Path(path).exists():
+        return (f"{path}: a symbolic link to {os.readlink(path)}, which does not exist "
+                "(git-annex/DataLad content not retrieved? `datalad get` it)")
     return None
 
 
@@ -131,6 +145,8 @@ def load_layout(bids_dir: Path, validate: bool = True):
     from bids.layout.validation import DEFAULT_LOCATIONS_TO_IGNORE
 
     description = Path(bids_dir) / "dataset_description.json"
+    if missing_target(description):
+        raise InputDataError(missing_target(description))
     if not description.is_file():
         raise InputDataError(f"{bids_dir}: not a BIDS dataset (no dataset_description.json)")
     unreadable = _unreadable_sidecars(Path(bids_dir).absolute())

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 from typing import Mapping
 
 import pandas as pd
 
-from ..errors import InputDataError
+from ..errors import InputDataError, describe
 
 LOG = logging.getLogger(__name__)
 
@@ -54,7 +55,8 @@ def read_rows(path: Path, index: str) -> dict[str, dict[str, str]]:
         return {}
     if index not in table.columns:
         raise InputDataError(f"{path}: no {index!r} column (columns: {', '.join(table.columns)})")
-    for column in _pound_columns(Path(path).with_suffix(".json")) & set(table.columns):
+    weights = set(WEIGHT_COLUMNS) & set(table.columns)
+    for column in _pound_columns(Path(path).with_suffix(".json"), weights):
         numeric = pd.to_numeric(table[column], errors="coerce").notna()
         table.loc[numeric, column] = table.loc[numeric, column] + " lb"
     return {row[index]: dict(row) for row in table.to_dict("records")}
@@ -63,17 +65,39 @@ def read_rows(path: Path, index: str) -> dict[str, dict[str, str]]:
 WEIGHT_COLUMNS = ("body_weight", "weight")
 
 
-def _pound_columns(sidecar: Path) -> set[str]:
-    """Weight columns whose TSV sidecar gives their ``Units`` in pounds: their plain numbers
-    are read as pounds (converted to kg with the SUV). An unreadable sidecar is ignored here
-    (it is a data dictionary, not data)."""
-    try:
-        meta = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
-    except (OSError, ValueError):
+_POUNDS = ("lb", "lbs", "pound", "pounds", "[lb_av]")
+_KILOGRAMS = ("kg", "kgs", "kilogram", "kilograms", "kilo", "kilos")
+
+
+def _pound_columns(sidecar: Path, columns: set[str]) -> set[str]:
+    """Weight ``columns`` whose TSV sidecar gives their ``Units`` in pounds: their plain
+    numbers are read as pounds (converted to kg with the SUV). A sidecar that cannot be read,
+    ``Units`` that are neither kg nor pounds, or pounds named outside ``Units``: warned, the
+    numbers are read as kg (176 lb would pass as 176 kg: check the SUV sidecar's
+    ``BodyWeight``)."""
+    if not columns or not sidecar.is_file():
         return set()
-    return {column for column in WEIGHT_COLUMNS if isinstance(meta.get(column), dict)
-            and str(meta[column].get("Units", "")).strip().lower() in ("lb", "lbs", "pound",
-                                                                         "pounds")}
+    try:
+        meta = json.loads(sidecar.read_text())
+        meta = meta if isinstance(meta, dict) else {}
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        LOG.warning("%s: cannot be read (%s): units of %s unknown, read as kg", sidecar,
+                    describe(exc, 80), ", ".join(sorted(columns)))
+        return set()
+    pounds = set()
+    for column in sorted(columns):
+        entry = meta.get(column)
+        entry = entry if isinstance(entry, dict) else {"Description": entry}
+        units = str(entry.get("Units") or "").strip().lower()
+        if units in _POUNDS:
+            pounds.add(column)
+        elif units and units not in _KILOGRAMS:
+            LOG.warning("%s: %s Units %r are neither kg nor lb: read as kg", sidecar, column,
+                        entry["Units"])
+        elif not units and re.search(r"\b(lbs?|pounds?)\b", json.dumps(entry).lower()):
+            LOG.warning("%s: %s mentions pounds but has no \"Units\": \"lb\": read as kg",
+                        sidecar, column)
+    return pounds
 
 
 def participants_table(bids_dir: Path) -> dict[str, dict[str, str]]:

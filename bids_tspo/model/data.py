@@ -27,11 +27,11 @@ from ..io.atomic import atomic_path
 from ..io.derivatives import SessionFiles, read_derivative
 from ..preprocess.reference import session_reference
 from .grid import resample_to_grid
-from .targets import pet_target, scale_t1, suv_stats
+from .targets import apply_scale, scale_t1, suv_stats, target_scale
 
 LOG = logging.getLogger(__name__)
 FOV_MM = 192.0
-CACHE_VERSION = 5
+CACHE_VERSION = 6
 MIN_IMAGED_FRACTION = 0.1  # of the brain mask inside the PET field of view, to train or score
 
 
@@ -64,7 +64,9 @@ def _fingerprint(files: SessionFiles, size: int, target: str, reference: str) ->
 def prepare(files: SessionFiles, size: int, target: str, cache_dir: Path | None = None,
             reference: str = "wholebrain") -> dict:
     """Model-ready arrays of one session: t1, mask (brain), pet (or None), the box affine and,
-    with PET, ``pet_mask`` (the brain inside the PET field of view: the loss mask)."""
+    with PET, ``pet_mask`` (the brain inside the PET field of view: the loss mask) and
+    ``pet_scale`` (the target's normalisation, which the evaluation applies to the true PET on
+    every grid: :func:`~bids_tspo.model.targets.target_scale`)."""
     key = _fingerprint(files, size, target, reference)
     cache = Path(cache_dir) / f"{files.name}_{key}.npz" if cache_dir else None
     if cache is not None and cache.is_file():
@@ -91,7 +93,8 @@ def prepare(files: SessionFiles, size: int, target: str, cache_dir: Path | None 
             if native is not None:
                 region = resample_to_grid(native.astype(np.float32), suv_img.affine,
                                           grid.shape, grid.affine) > 0.5
-        out["pet"] = pet_target(suv, imaged, target, region)[None]
+        out["pet_scale"] = target_scale(suv, imaged, target, region)  # also for scoring
+        out["pet"] = apply_scale(suv, imaged, out["pet_scale"])[None]
         out["pet_mask"] = imaged.astype(np.float32)[None]
     if cache is not None:
         with atomic_path(cache) as tmp:  # torchrun ranks write it too: one rename wins

@@ -24,7 +24,8 @@ from .targets import target_units, to_units
 
 def synth_sidecar(sources: list[str], units: str, model_id: str, folds: list[int],
                   oof_fold: int | None = None, space: str = "T1w", sd: bool = False) -> dict:
-    """Sidecar of a synthetic map (``desc-synth``) or its fold SD (``desc-synthstd``)."""
+    """Sidecar of a synthetic map (``desc-synth``) or its fold SD (``desc-synthstd``);
+    ``space``: its ``SpatialReference`` (a template name, or the URI of the T1w)."""
     meta = {
         "Sources": sources,
         "SkullStripped": True,
@@ -80,10 +81,11 @@ def write_maps(out: Path, files, maps: dict[str, np.ndarray], t1, brain: np.ndar
         is_sd = desc == "synthstd"
         img = nib.Nifti1Image(native.astype(np.float32), t1.affine)
         img.header.set_xyzt_units("mm")
+        img.set_qform(t1.affine)
         path = pet_path(out, session, desc=desc, space="T1w")
         save_nifti_atomic(img, path)
-        write_json_atomic(sidecar_path(path), synth_sidecar(
-            sources, units, bundle.model_id, folds, oof_fold, "T1w", is_sd) | extra)
+        write_json_atomic(sidecar_path(path), synth_sidecar(  # the T1w grid: as the SUV maps'
+            sources, units, bundle.model_id, folds, oof_fold, sources[0], is_sd) | extra)
         written.append(path)
         if xfm is not None:
             tpl_name = xfm[0]

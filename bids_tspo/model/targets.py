@@ -1,7 +1,8 @@
 """The model's units: T1w input scaling and PET target normalisation (pure numpy).
 
 * T1w: 1st→0 / 99th→1 percentile scaling inside the brain (no clipping), then brain-masked.
-* PET target ``minmax`` (the paper): per-volume min–max inside the brain; ``suvr``: SUV over its
+* PET target ``minmax`` (the paper's per-volume min–max, made robust): the 0.5th and 99.5th
+  percentiles inside the brain -> 0 and 1, clipped; ``suvr``: SUV over its
   mean in the reference region (whole brain, or cerebellum: :mod:`bids_tspo.preprocess.reference`),
   divided by ``SUVR_SCALE`` to sit in the sigmoid's range.
 """
@@ -24,31 +25,54 @@ def scale_t1(t1: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return ((t1 - p1) / max(p99 - p1, 1e-6) * (mask > 0)).astype(np.float32)
 
 
-def pet_target(suv: np.ndarray, mask: np.ndarray, target: str,
-               reference: np.ndarray | None = None) -> np.ndarray:
-    """SUV -> model units in [0, 1] inside ``mask``; ``reference`` (boolean, same grid) is the
-    SUVR denominator region, taken inside ``mask`` (the imaged brain: no unimaged zeros in the
-    denominator); the whole mask without it, or when none of it lies inside (a warning).
+ROBUST_RANGE = (0.5, 99.5)  # minmax: these percentiles of the SUV in the brain -> 0 and 1
 
-    >>> suv, mask = np.array([1.0, 2.0, 4.0, 8.0]), np.array([1, 1, 1, 0])
-    >>> (pet_target(suv, mask, "suvr", np.array([0, 1, 0, 1], bool)) * SUVR_SCALE).tolist()
-    [0.5, 1.0, 2.0, 0.0]
+
+def target_scale(suv: np.ndarray, mask: np.ndarray, target: str,
+                 reference: np.ndarray | None = None) -> np.ndarray:
+    """The session's normalisation ``[offset, scale]``: target = (SUV − offset) / scale,
+    clipped to [0, 1]. ``minmax``: the 0.5th and 99.5th percentiles of the SUV inside ``mask``
+    (a robust min–max: one hot voxel moves neither); ``suvr``: the mean SUV in ``reference``
+    ∩ ``mask`` (the whole mask without it, or when none of it lies inside: a warning) times
+    ``SUVR_SCALE``. Made once per session on the model box; the evaluation puts the true PET
+    in the target's units with the same numbers on every grid (:func:`apply_scale`).
+
+    >>> target_scale(np.arange(201.0), np.ones(201, bool), "minmax").tolist()
+    [1.0, 198.0]
     """
     inside = suv[mask > 0]
     if target == "minmax":
-        lo, hi = inside.min(), inside.max()
-        out = (suv - lo) / max(hi - lo, 1e-6)
-    elif target == "suvr":
+        lo, hi = np.percentile(inside, ROBUST_RANGE) if inside.size else (0.0, 1.0)
+        return np.array([lo, max(hi - lo, 1e-6)])
+    if target == "suvr":
         region = None if reference is None else np.asarray(reference, bool) & (mask > 0)
         if region is not None and not region.any():
             LOG.warning("the SUVR reference region lies outside the imaged brain: whole-brain "
                         "mean used instead")
             region = None
         denominator = suv[region].mean() if region is not None else inside.mean()
-        out = suv / max(denominator, 1e-6) / SUVR_SCALE
-    else:
-        raise ValueError(f"unknown target {target!r}")
-    return np.clip(out * (mask > 0), 0.0, 1.0).astype(np.float32)
+        return np.array([0.0, max(float(denominator), 1e-6) * SUVR_SCALE])
+    raise ValueError(f"unknown target {target!r}")
+
+
+def apply_scale(suv: np.ndarray, mask: np.ndarray, scale) -> np.ndarray:
+    """SUV -> model units with a session's ``[offset, scale]`` (:func:`target_scale`),
+    clipped to [0, 1], zero outside ``mask``."""
+    offset, factor = (float(v) for v in scale)
+    return np.clip((suv - offset) / factor * (mask > 0), 0.0, 1.0).astype(np.float32)
+
+
+def pet_target(suv: np.ndarray, mask: np.ndarray, target: str,
+               reference: np.ndarray | None = None) -> np.ndarray:
+    """SUV -> model units in [0, 1] inside ``mask`` with this image's own
+    :func:`target_scale`; ``reference`` (boolean, same grid) is the SUVR denominator region,
+    taken inside ``mask`` (the imaged brain: no unimaged zeros in the denominator).
+
+    >>> suv, mask = np.array([1.0, 2.0, 4.0, 8.0]), np.array([1, 1, 1, 0])
+    >>> (pet_target(suv, mask, "suvr", np.array([0, 1, 0, 1], bool)) * SUVR_SCALE).tolist()
+    [0.5, 1.0, 2.0, 0.0]
+    """
+    return apply_scale(suv, mask, target_scale(suv, mask, target, reference))
 
 
 def imaged_part(suv: np.ndarray, brain: np.ndarray) -> np.ndarray:

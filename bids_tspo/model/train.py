@@ -78,7 +78,9 @@ def masked_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) ->
     # outside autocast: CUDA autocast refuses binary_cross_entropy outright ("unsafe to
     # autocast"), whatever the input dtype, and the loss wants float32 anyway
     with torch.autocast(pred.device.type, enabled=False):
-        pred, target, mask = pred.float(), target.float(), mask.float()
+        # the augmentation's interpolation over plateaus of 1 (the robust target clips its top
+        # 0.5 %) can round to 1 + 1e-7, which binary_cross_entropy refuses
+        pred, target, mask = pred.float(), target.float().clamp(0.0, 1.0), mask.float()
         bce = F.binary_cross_entropy(pred.clamp(1e-6, 1 - 1e-6), target, reduction="none")
         per_voxel = 0.5 * bce + 0.5 * (pred - target) ** 2
         return (per_voxel * mask).sum() / mask.sum().clamp_min(1.0)
@@ -107,7 +109,10 @@ def barrier() -> None:
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        dist.barrier()
+        if dist.get_backend() == "nccl":  # this rank's GPU (resolve_device set it)
+            dist.barrier(device_ids=[torch.cuda.current_device()])
+        else:
+            dist.barrier()
 
 
 def _loader(dataset, settings: TrainSettings, epoch: int, rank: int, world: int, shuffle: bool):

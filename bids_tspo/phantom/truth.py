@@ -18,6 +18,7 @@ import numpy as np
 
 from ..io.derivatives import session_record
 from ..model.grid import apply, grid_points, sample
+from .bidsmeta import truth_sidecar_path
 from .writer import load_truth
 
 
@@ -40,7 +41,7 @@ def session_pet(bids: Path, name: str, tracer: str = "PBR28") -> SessionPet:
     session = session_record(name)
     sub, ses = session.subject, session.session
     truth_dir = Path(bids) / "derivatives" / "phantom-truth" / f"sub-{sub}" / f"ses-{ses}"
-    truth = load_truth(truth_dir / f"{name}_truth.json")
+    truth = load_truth(truth_sidecar_path(truth_dir, name))
     pet_dir = Path(bids) / f"sub-{sub}" / f"ses-{ses}" / "pet"
     img = nib.load(pet_dir / f"{name}_trc-{tracer}_pet.nii.gz")
     data = np.asarray(img.dataobj, np.float32)

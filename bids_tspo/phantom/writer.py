@@ -6,7 +6,8 @@ Layout::
     OUT/sub-<l>/[ses-<s>/]anat/..._T1w.nii.gz (+ .json)
     OUT/sub-<l>/[ses-<s>/]pet/..._trc-PBR28_pet.nii.gz (+ .json)     4D, Bq/mL
     OUT/derivatives/phantom-truth/...  brain mask and tissue dseg on the T1w grid, the true SUV
-                                       (noise-free; and at PET resolution), truth.json per session
+                                       (noise-free; and at PET resolution), the truth record
+                                       of each session in the desc-true sidecar
 
 >>> from bids_tspo.phantom import example_dataset     # make_phantom(OUT, 1, seed=1, "tiny")
 >>> sorted(p.name for p in example_dataset().iterdir())
@@ -30,6 +31,7 @@ from .. import __version__
 from ..io.atomic import save_nifti_atomic, write_json_atomic, write_text_atomic
 from ..model.grid import apply, grid_points, sample
 from .anatomy import T1W_TRACE, HeadModel, build_head_model
+from .bidsmeta import SESSIONS_JSON, TRUTH_LINKS, truth_sidecar, truth_sidecar_path
 from .dynamic import dynamic_frames, frame_schedule, pet_sidecar
 from .subjects import ND_SUV, PhantomSession, PhantomSubject, make_cohort
 from .warp import Individual, rigid, scanner_grid
@@ -184,7 +186,9 @@ def _write_session(out: Path, truth_root: Path, subject, session, images, size, 
                       t / "pet" / f"{name}_space-T1w_desc-truesmooth_pet.nii.gz")
     record = {"subject": asdict(subject) | {"sessions": None}, "session": asdict(session),
               **images["truth"]}
-    write_json_atomic(t / f"{name}_truth.json", record)
+    write_json_atomic(truth_sidecar_path(t, name), truth_sidecar("true", name, rel, record))
+    write_json_atomic(t / "pet" / f"{name}_space-T1w_desc-truesmooth_pet.json",
+                      truth_sidecar("truesmooth", name, rel))
     if "pet" in images:
         pet_name = f"{name}_trc-PBR28_pet"
         save_nifti_atomic(images["pet"], out / rel / "pet" / f"{pet_name}.nii.gz")
@@ -204,6 +208,8 @@ def _write_tables(out: Path, cohort: list[PhantomSubject]) -> None:
             write_text_atomic(out / f"sub-{s.label}" / f"sub-{s.label}_sessions.tsv",
                               "\n".join(lines) + "\n")
     write_text_atomic(out / "participants.tsv", "\n".join(rows) + "\n")
+    if any(s.weight_source == "sessions.tsv" for s in cohort):
+        write_json_atomic(out / "sessions.json", SESSIONS_JSON)
     write_json_atomic(out / "participants.json", {
         "age": {"Description": "age at first scan", "Units": "year"},
         "sex": {"Description": "sex", "Levels": {"F": "female", "M": "male"}},
@@ -258,6 +264,7 @@ def make_phantom(out: Path, n_subjects: int | None = None, seed: int = 0, size: 
         "Noise-free truth in derivatives/phantom-truth/.\n"))
     write_json_atomic(truth_root / "dataset_description.json", {
         "Name": "bids_tspo phantom truth", "BIDSVersion": "1.9.0", "DatasetType": "derivative",
+        **TRUTH_LINKS,
         "GeneratedBy": [{"Name": "bids_tspo-phantom", "Version": __version__}],
         "PhantomSettings": {"size": size, "seed": seed, "subjects": n_subjects,
                             "with_sessions": with_sessions, "t1w_trace": t1w_trace,
@@ -270,4 +277,7 @@ def make_phantom(out: Path, n_subjects: int | None = None, seed: int = 0, size: 
 
 
 def load_truth(truth_json: Path) -> dict:
-    return json.loads(Path(truth_json).read_text())
+    """The truth record of a session from its ``desc-true`` sidecar (see
+    :func:`~bids_tspo.phantom.bidsmeta.truth_sidecar_path`; older phantoms: ``*_truth.json``)."""
+    data = json.loads(Path(truth_json).read_text())
+    return data.get("PhantomTruth", data)

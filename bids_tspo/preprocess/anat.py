@@ -28,6 +28,7 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
+from ..errors import BidsTspoError
 from .images import load_checked, to_ants, to_nibabel
 
 LOG = logging.getLogger(__name__)
@@ -125,11 +126,16 @@ def head_region(shape, affine: np.ndarray, centre: np.ndarray,
 
 def seed_ants(seed: int) -> None:
     """Seed ANTs' metric sampling (random jitter otherwise makes registrations differ run to
-    run); unlike ants.set_ants_deterministic this keeps multi-threading."""
+    run); unlike ants.set_ants_deterministic this keeps multi-threading. ``ants.registration``
+    passes ``ants.config._random_seed`` on as ``--random-seed`` since antspyx 0.6.2 (the
+    version pyproject.toml requires); without it nothing could be seeded: a loud failure."""
     import ants
 
-    if hasattr(ants, "config") and hasattr(ants.config, "_random_seed"):
-        ants.config._random_seed = int(seed)
+    if not hasattr(getattr(ants, "config", None), "_random_seed"):
+        raise BidsTspoError(
+            f"antspyx {getattr(ants, '__version__', '?')} cannot seed its registrations (no "
+            "ants.config._random_seed, added in antspyx 0.6.2): install antspyx>=0.6.2")
+    ants.config._random_seed = int(seed)
 
 
 def _initial_translation(moving_centre, fixed_centre, path: Path) -> str:

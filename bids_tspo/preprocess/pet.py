@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping
 
@@ -23,10 +23,13 @@ from ..errors import InputDataError
 from ..io.tables import WEIGHT_COLUMNS, is_missing
 from .decay import (
     decay_to_injection,
+    frame_timing_problems,
+    frames_beyond_window,
     sidecar_number,
     sidecar_numbers,
     sidecar_required,
     timing_assumptions,
+    tracer_warning,
 )
 
 LOG = logging.getLogger(__name__)
@@ -35,6 +38,7 @@ _ACTIVITY = {"bq": 1.0, "kbq": 1e3, "mbq": 1e6, "gbq": 1e9, "ci": 3.7e10, "mci":
              "uci": 3.7e4, "µci": 3.7e4, "μci": 3.7e4}
 _VOLUME = {"ml": 1.0, "cc": 1.0, "cm3": 1.0, "l": 1e3}
 WEIGHT_RANGE_KG = (20.0, 300.0)
+WEIGHT_AGREEMENT_KG = 1.0  # weights of one session from two sources farther apart: warned
 
 
 def activity_to_bq(value: float, units: str) -> float:
@@ -80,6 +84,7 @@ def frame_weights(starts, durations, window_min: tuple[float, float],
 class WeightLookup:
     kg: float
     source: str
+    disagreeing: tuple = field(default=(), compare=False)  # ((source, kg), ...) off by > 1 kg
 
 
 _POUND_KG = 0.45359237
@@ -111,16 +116,32 @@ def body_weight(sidecar: Mapping, session_row: Mapping, participant_row: Mapping
     for column in WEIGHT_COLUMNS:
         candidates.append((f"participants.tsv {column}", participant_row.get(column),
                            "participants.tsv"))
+    found: list[tuple[str, float]] = []
     for source, value, where in candidates:
-        kg = _parse_weight(value, where)
+        try:
+            kg = _parse_weight(value, where)
+        except InputDataError as exc:
+            if not found:
+                raise
+            LOG.warning("%s (ignored: the SUV uses %s)", exc, found[0][0])
+            continue
         if kg is None:
             continue
-        if not WEIGHT_RANGE_KG[0] <= kg <= WEIGHT_RANGE_KG[1]:
+        if not found and not WEIGHT_RANGE_KG[0] <= kg <= WEIGHT_RANGE_KG[1]:
             raise InputDataError(f"{pet_path}: body weight {kg:g} kg from {source} is implausible "
                                  f"(expected {WEIGHT_RANGE_KG[0]:g}-{WEIGHT_RANGE_KG[1]:g} kg)")
-        return WeightLookup(kg, source)
-    raise InputDataError(f"{pet_path}: no body weight (sidecar BodyWeight, sessions.tsv or "
-                         "participants.tsv body_weight/weight) - SUV cannot be computed")
+        found.append((source, kg))
+    if not found:
+        raise InputDataError(f"{pet_path}: no body weight (sidecar BodyWeight, sessions.tsv or "
+                             "participants.tsv body_weight/weight) - SUV cannot be computed")
+    (source, kg), others = found[0], found[1:]
+    disagreeing = tuple((s, round(k, 2)) for s, k in others if abs(k - kg) > WEIGHT_AGREEMENT_KG)
+    if disagreeing:
+        LOG.warning("%s: body weights disagree: %g kg in %s, %s; the SUV uses %g kg (%s first; "
+                    "recorded as BodyWeightDisagreement in the SUV sidecar)", pet_path, kg,
+                    source, ", ".join(f"{k:g} kg in {s}" for s, k in disagreeing), kg,
+                    source)
+    return WeightLookup(kg, source, disagreeing)
 
 
 def _window_mean(frames: np.ndarray, weights: np.ndarray, decay: np.ndarray) -> np.ndarray:
@@ -151,24 +172,11 @@ def compute_suv(data: np.ndarray, affine: np.ndarray, sidecar: Mapping, path: Pa
     """Average the frames in ``window_min`` and convert to SUV; ``realign(frames, weights)``
     (:func:`bids_tspo.preprocess.motion.realign_frames`) aligns the frames used first."""
     frames = data if data.ndim == 4 else data[..., None]
-    starts = sidecar.get("FrameTimesStart")
-    durations = sidecar.get("FrameDuration")
-    if starts is None or durations is None:
-        raise InputDataError(f"{path}: sidecar has no FrameTimesStart/FrameDuration; "
-                             "the SUV window cannot be located")
-    starts = sidecar_numbers(starts, "FrameTimesStart", path)
-    durations = sidecar_numbers(durations, "FrameDuration", path)
-    if (durations <= 0).any():
-        raise InputDataError(f"{path}: sidecar FrameDuration has values <= 0 "
-                             f"({', '.join(f'{d:g}' for d in durations[durations <= 0])})")
-    if (np.diff(starts) <= 0).any():
-        raise InputDataError(f"{path}: sidecar FrameTimesStart does not increase frame by frame "
-                             f"({', '.join(f'{t:g}' for t in starts[:8])}"
-                             f"{', ...' if len(starts) > 8 else ''}); frames must be in time order")
-    if not (len(starts) == len(durations) == frames.shape[3]):
-        raise InputDataError(f"{path}: image has {frames.shape[3]} frame(s) but the sidecar "
-                             f"lists {len(starts)} FrameTimesStart and {len(durations)} "
-                             "FrameDuration")
+    problems = frame_timing_problems(sidecar, path, frames.shape[3])
+    if problems:
+        raise InputDataError("; ".join(problems))
+    starts = sidecar_numbers(sidecar["FrameTimesStart"], "FrameTimesStart", path)
+    durations = sidecar_numbers(sidecar["FrameDuration"], "FrameDuration", path)
     injection = sidecar_number(sidecar, "InjectionStart", 0.0, path)
     try:
         weights = frame_weights(starts - injection, durations, window_min)
@@ -209,6 +217,16 @@ def compute_suv(data: np.ndarray, affine: np.ndarray, sidecar: Mapping, path: Pa
             "DecayFactorsToInjection": [round(float(f), 6) for f in decay[used]]}
     if assumed:
         meta["TimingAssumptions"] = assumed
+    beyond = frames_beyond_window(starts - injection, durations, weights, window_min)
+    if beyond:
+        LOG.warning("%s: %s", path, beyond)
+        meta["FrameTimingWarning"] = beyond
+    if weight.disagreeing:
+        meta["BodyWeightDisagreement"] = {weight.source: weight.kg, **dict(weight.disagreeing)}
+    tracer = tracer_warning(sidecar, path)
+    if tracer:
+        LOG.warning("%s", tracer)
+        meta["TracerWarning"] = tracer
     if moved is not None:
         meta["MotionCorrection"] = ("frames used realigned rigidly (ANTs) to frame "
                                     f"{int(np.flatnonzero(used)[np.argmax(weights[used])])}")

@@ -13,17 +13,16 @@ To add a check, write such a function and append it to :data:`CHECKS`.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable
 from contextlib import contextmanager
-from pathlib import Path
 
 import numpy as np
 
 from ..app.config import Config
 from ..errors import BidsTspoError, InputDataError
 from ..io.dataset import bids_uri
-from ..io.layout import Session
+from ..io.layout import Session, missing_target
+from .decay import frame_timing_problems
 from .images import load_checked
 from .pet import WeightLookup, body_weight, compute_suv
 
@@ -31,24 +30,9 @@ Check = Callable[[Config, Session], list]
 _QUIET = ("bids_tspo.preprocess.images", "bids_tspo.preprocess.pet", "bids_tspo.preprocess.decay")
 
 
-def missing_target(path: Path) -> str | None:
-    """Why ``path`` cannot be opened although it is listed: a symbolic link whose target is
-    absent (a DataLad/git-annex file whose content was not retrieved, a moved store).
-
-    >>> missing_target(Path("/nonexistent")) is None
-    True
-    """
-    path = Path(path)
-    if path.is_symlink() and not path.exists():
-        return (f"{path}: a symbolic link to {os.readlink(path)}, which does not exist "
-                "(git-annex/DataLad content not retrieved? `datalad get` it)")
-    return None
-
-
 def file_problems(config: Config, session: Session) -> list[str]:
-    """Broken symbolic links among the session's images and their own sidecars."""
+    """Images that are symbolic links to nothing (their sidecars: :attr:`PetImage.problem`)."""
     paths = [session.primary_t1w, *(p.path for p in session.pet)]
-    paths += [p.with_name(p.name.split(".")[0] + ".json") for p in paths]
     return [problem for p in paths if (problem := missing_target(p)) is not None]
 
 
@@ -94,7 +78,9 @@ def _one_pet(config: Config, session: Session, pet) -> list[str]:
         weight = body_weight(pet.sidecar, session.session_row, session.participant, pet.path)
     except BidsTspoError as exc:
         problems.append(str(exc))
-    if frames is not None:
+    timing = frame_timing_problems(pet.sidecar, pet.path, frames)  # one line each
+    problems += timing
+    if frames is not None and not timing:
         stand_in = np.ones((1, 1, 1, frames), np.float32)
         try:
             compute_suv(stand_in, np.eye(4), pet.sidecar, pet.path, weight, config.suv_window)

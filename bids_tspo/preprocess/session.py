@@ -20,7 +20,14 @@ from ..app.config import Config
 from ..errors import InputDataError
 from ..io.atomic import atomic_path, save_nifti_atomic, write_json_atomic
 from ..io.dataset import bids_uri
-from ..io.derivatives import anat_path, fov_mask_path, pet_path, sidecar_path, xfm_path
+from ..io.derivatives import (
+    anat_path,
+    fov_mask_path,
+    pet_entities,
+    pet_path,
+    sidecar_path,
+    xfm_path,
+)
 from ..io.layout import PetImage, Session
 from ..io.spaces import resolve_template
 from .anat import AnatResult, preprocess_anat, seed_ants
@@ -38,8 +45,10 @@ MIN_BRAIN_COVERAGE = 0.99  # warn when the PET field of view misses more of the 
 # Raised whenever a change makes unchanged inputs give other outputs, so that a rerun redoes
 # sessions finished before it. 2: images decay corrected after the injection were scaled by
 # exp(-lambda t) instead of exp(+lambda t) (SUV too low). 3: the frames averaged for the SUV
-# are realigned (head motion).
-METHOD_REVISION = 3
+# are realigned (head motion). 4: PET outputs keep every entity of the input's name (task-,
+# rec-, ...; two PETs no longer share one output). 5: the FOV mask moved to anat/ under a
+# BIDS-valid name (older runs lack it there).
+METHOD_REVISION = 5
 
 
 def coregister_pet(suv, pet_affine, anat: AnatResult, preset: dict, workdir: Path):
@@ -56,7 +65,7 @@ def coregister_pet(suv, pet_affine, anat: AnatResult, preset: dict, workdir: Pat
 
 
 def _pet_entities(pet: PetImage) -> dict:
-    return {"trc": pet.entities.get("tracer"), "run": pet.entities.get("run")}
+    return pet_entities(pet.path)
 
 
 def preprocess_session(config: Config, session: Session) -> list[Path]:
@@ -85,12 +94,17 @@ def preprocess_session(config: Config, session: Session) -> list[Path]:
     qc_seconds = round(time.monotonic() - started, 2)
     t1_uri = bids_uri(session.primary_t1w, config.bids_dir)
     out = config.output_dir
+    t1w_path = anat_path(out, session, desc="preproc", suffix="T1w")
+    on_t1w_grid = bids_uri(t1w_path, out, dataset="")  # SpatialReference of T1w-grid outputs
     pending: list[tuple[object, Path, dict | None]] = [
-        (anat.t1w, anat_path(out, session, desc="preproc", suffix="T1w"),
+        (anat.t1w, t1w_path,
          {"Sources": [t1_uri], "SkullStripped": False, "Units": "arbitrary",
+          "Description": "T1w bias-corrected (N4), native grid",
           "BiasCorrection": "N4 (ANTs)", "QualityControl": qc}),
-        (_as_uint8(anat.brain_mask), anat_path(out, session, desc="brain", suffix="mask"),
+        (_as_uint8(anat.brain_mask, anat.t1w),
+         anat_path(out, session, desc="brain", suffix="mask"),
          {"Sources": [t1_uri], "SkullStripped": False, "Units": "binary", "Type": "Brain",
+          "Description": "brain mask (1 = brain)", "SpatialReference": on_t1w_grid,
           "Method": "template mask warped by affine + SyN (ANTs), cleaned"}),
     ]
     timings = dict(anat.timings) | {"qc": qc_seconds}
@@ -111,14 +125,15 @@ def preprocess_session(config: Config, session: Session) -> list[Path]:
                 "Description": "standardised uptake value, frame-duration-weighted window mean",
                 **suv.metadata, "BrainCoverage": coverage}
         ent = _pet_entities(pet)
-        pending.append((_as_uint8(nib.Nifti1Image(fov.astype(np.uint8), anat.t1w.affine)),
+        pending.append((_as_uint8(nib.Nifti1Image(fov.astype(np.uint8), anat.t1w.affine),
+                                  anat.t1w),
                         fov_mask_path(out, session, space="T1w", **ent),
                         {"Sources": [pet_uri, t1_uri], "SkullStripped": False,
-                         "Units": "binary", "Type": "FieldOfView",
-                         "Description": "voxels inside the PET field of view (1 = imaged)",
-                         "BrainCoverage": coverage, "SpatialReference": t1_uri}))
+                         "Units": "binary", "Type": "ROI",
+                         "Description": "PET field of view: voxels the PET imaged (1 = imaged)",
+                         "BrainCoverage": coverage, "SpatialReference": on_t1w_grid}))
         pending.append((on_t1w, pet_path(out, session, desc="suv", space="T1w", **ent),
-                        {**meta, "SpatialReference": t1_uri}))
+                        {**meta, "SpatialReference": on_t1w_grid}))
         pending.append((on_tpl, pet_path(out, session, desc="suv", space=template.name, **ent),
                         {**meta, "SpatialReference": template.name,
                          "Resolution": f"{PET_TEMPLATE_RES} mm"}))
@@ -170,7 +185,8 @@ def _brain_coverage(fov: np.ndarray, brain_mask: nib.Nifti1Image, name: str, pet
     coverage = round(float(fov[brain].mean()), 4) if brain.any() else 0.0
     if coverage < MIN_BRAIN_COVERAGE:
         LOG.warning("%s: the field of view of %s misses %.1f %% of the brain (no PET data "
-                    "there: SUV 0 on the T1w grid; desc-fov_mask shows the imaged part)",
+                    "there: SUV 0 on the T1w grid; anat/*_desc-fov<tracer>_mask shows the "
+                    "imaged part)",
                     name, pet, 100 * (1 - coverage))
     return coverage
 
@@ -238,8 +254,10 @@ def _remove_stale(previous: list[Path], written: list[Path], output_dir: Path,
             sidecar_path(path).unlink()
 
 
-def _as_uint8(img: nib.Nifti1Image) -> nib.Nifti1Image:
-    out = nib.Nifti1Image(np.asarray(img.dataobj, dtype=np.uint8), img.affine, img.header)
+def _as_uint8(img: nib.Nifti1Image, grid: nib.Nifti1Image) -> nib.Nifti1Image:
+    """``img`` as uint8 with the header geometry of ``grid`` (the T1w it lies on: units,
+    qform and sform, as the BIDS validator expects)."""
+    out = nib.Nifti1Image(np.asarray(img.dataobj, dtype=np.uint8), grid.affine, grid.header)
     out.set_data_dtype(np.uint8)
     return out
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import textwrap
 
 import matplotlib
 import matplotlib.ticker
@@ -236,11 +237,21 @@ def training_curves(histories: dict[int, pd.DataFrame]) -> str:
     return svg_of(fig)
 
 
+def _wrapped(region: str, width: int = 24) -> str:
+    """A region name as a panel title, on two lines where long.
+
+    >>> _wrapped("Right_Temporal_Occipital_Fusiform_Cortex")
+    'Right Temporal Occipital\\nFusiform Cortex'
+    """
+    return textwrap.fill(region.replace("_", " "), width)
+
+
 def _panel_grid(n: int, width: float, height: float, per_row: int = 6):
     """A figure of ``n`` panels, at most ``per_row`` to a row (extra axes hidden); the axes
     as a flat list."""
     rows, cols = -(-n // per_row), min(n, per_row)
-    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False,
+                             layout="constrained")  # titles and tick labels never overlap
     flat = list(axes.ravel())
     for ax in flat[n:]:
         ax.set_visible(False)
@@ -263,7 +274,7 @@ def group_comparison(regions: pd.DataFrame, names: list[str]) -> str:
             box.set_facecolor(PALETTE.get(groups[i // 2], "#999"))
             box.set_alpha(0.35 if i % 2 else 0.8)
         ax.set_xticks(range(1, len(ticks) + 1), ticks, fontsize=7)
-        ax.set_title(name.replace("_", " "), fontsize=9)
+        ax.set_title(_wrapped(name), fontsize=9)
     return svg_of(fig)
 
 
@@ -277,6 +288,6 @@ def median_split(regions: pd.DataFrame, names: list[str]) -> str:
         high = df.synth_mean[df.true_smooth_mean > median].to_numpy()
         ax.boxplot([low, high], widths=0.5, showfliers=False)
         ax.set_xticks([1, 2], ["low\ntrue", "high\ntrue"], fontsize=8)
-        ax.set_title(name.replace("_", " "), fontsize=9)
+        ax.set_title(_wrapped(name), fontsize=9)
     axes[0].set_ylabel("synthetic regional mean")
     return svg_of(fig)

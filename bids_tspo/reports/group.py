@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from .. import CITATION, __version__
+from ..evaluation.across_subject import read_across_subject
 from ..evaluation.group_maps import read_group_means
 from ..evaluation.statistics import cnr_paired_t, paired_over_subjects
 from ..evaluation.verdict import steps_per_fold, verdict
@@ -21,6 +22,7 @@ from ..io.spaces import resolve_template
 from ..io.tables import read_tsv
 from ..model.targets import scale_t1
 from . import figures
+from .beyond import across_subject_figure, answer
 from .flags import (
     MAX_FRAME_MOTION_MM,
     MIN_PET_COVERAGE,
@@ -139,6 +141,12 @@ def group_report(out: Path) -> Path:
         figs["median_split"] = figures.median_split(regions, list(key.region))
     if (mosaic := _group_mosaic(out)) is not None:
         figs["group_mosaic"] = mosaic
+    across = read_across_subject(out)
+    beyond = answer(metrics, stats, across[1] if across else None)
+    if beyond is not None:
+        beyond["table"] = _table(pd.DataFrame(beyond["rows"]))
+    if (across_fig := across_subject_figure(out)) is not None:
+        figs["acrosssubject"] = across_fig
     if bundle is not None:
         histories = {int(p.parent.name.split("-")[1]): read_tsv(p)
                      for p in sorted(bundle.parent.glob("fold-*/history.tsv"))}
@@ -155,10 +163,13 @@ def group_report(out: Path) -> Path:
         tables["cohort"] = _table(cohort.reset_index())
         tables["baseline"] = _baseline_table(metrics)
         t, p = cnr_paired_t(metrics)
+        t_s, p_s = cnr_paired_t(metrics, subjects=True)
         tables["cnr_test"] = (None if np.isnan(t) else
                               f"CNR, synthetic vs true (paired t-test across sessions, as the "
                               f"paper): mean {metrics.cnr_synth.mean():.3f} vs "
-                              f"{metrics.cnr_true.mean():.3f}, t = {t:.2f}, p = {p:.3g}")
+                              f"{metrics.cnr_true.mean():.3f}, t = {t:.2f}, p = {p:.3g}"
+                              + ("" if np.isnan(t_s) else f"; across subjects (sessions "
+                                 f"averaged): t = {t_s:.2f}, p = {p_s:.3g}"))
     for name in ("cohort", "specificity"):
         t = read_tsv(group_table_path(out, name))
         if t is not None:
@@ -185,7 +196,7 @@ def group_report(out: Path) -> Path:
         to_check=sessions_to_check(out),
         verdict=verdict(metrics, steps_per_fold(
             ((model or {}).get("training") or {}).get("per_fold"))),
-        training_note=_training_note(model),
+        training_note=_training_note(model), beyond=beyond,
         qc=_qc_summary(out),
         subjects=sorted(p.name[4:-5] for p in out.glob("sub-*.html")),
         errors=run_errors(out), version=__version__, citation=CITATION, methods=METHODS,

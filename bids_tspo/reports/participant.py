@@ -162,7 +162,7 @@ def _metric_rows(row: dict | None) -> list[dict]:
     """A session's metrics for its report card: name, readable label and description (from
     the group tables' column descriptions) and value."""
     keys = ("pearson_r", "pearson_r_smooth", "mse", "normdiff", "percdiff", "ssim", "psnr",
-            "cnr_synth", "cnr_true", "baseline_pearson_r")
+            "cnr_synth", "cnr_true", "baseline_pearson_r", "deviation_r")
     rows = []
     for key in keys:
         if row is not None and key in row:

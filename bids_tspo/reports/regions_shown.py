@@ -1,7 +1,9 @@
 """Which regions the group report shows, and why: the paper's subcortical set (ventricles
 left out: no TSPO there, and their "agreement" is the mask's), then the regions where the
 synthetic and true maps disagree most, then those with the largest differences between
-diagnostic groups in the true maps. Every other region is in ``group_region_stats.tsv``.
+diagnostic groups in the true maps (patients vs controls Hedges' g from
+:mod:`bids_tspo.evaluation.beyond` when the table has it). Every other region is in
+``group_region_stats.tsv``.
 
 >>> stats = pd.DataFrame({"region": ["Left_Thalamus", "Left_Lateral_Ventricle", "Frontal_Pole",
 ...                                  "Insular_Cortex"],
@@ -65,9 +67,15 @@ def regions_to_show(stats: pd.DataFrame, regions: pd.DataFrame | None,
     bias = _relative_bias(candidates).dropna()
     for idx in bias.abs().sort_values(ascending=False).index[:n_disagreement]:
         why[str(stats.region[idx])] = f"largest disagreement (bias {100 * bias[idx]:+.0f} %)"
-    effects = group_effects(regions).drop(labels=list(why), errors="ignore")
+    if "g_true" in stats and stats.g_true.notna().any():  # patients vs controls, Hedges' g
+        effects = pd.Series(stats.g_true.astype(float).abs().to_numpy(), index=names).dropna()
+        label = "largest patient-control difference in the true maps (|g| {:.1f})"
+    else:
+        effects = group_effects(regions)
+        label = "largest group difference in the true maps ({:.1f} SD)"
+    effects = effects.drop(labels=list(why), errors="ignore")
     for region, size in effects.sort_values(ascending=False).head(n_effect).items():
-        why[region] = f"largest group difference in the true maps ({size:.1f} SD)"
+        why[region] = label.format(size)
     shown = stats[names.isin(why)].copy()
     shown["why"] = shown.region.astype(str).map(why)
     order = {r: i for i, r in enumerate(why)}
