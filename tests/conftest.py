@@ -11,6 +11,8 @@ os.environ.setdefault("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "2")
 
 import shutil  # noqa: E402
 
+import numpy as np  # noqa: E402
+
 from bids_tspo.app.cli import main  # noqa: E402
 from bids_tspo.phantom import make_phantom  # noqa: E402
 
@@ -58,3 +60,17 @@ def grouped(tiny_bids, preprocessed):
     code = main([str(tiny_bids), str(trained), "group", "-w", str(root / "work_g"), *GROUP_ARGS])
     assert code == 0
     return trained
+
+
+def three_blocks():
+    """An 11-slice image holding three 4x4x3-voxel blocks separated by masked-out slices, each
+    a 0/1 checkerboard (mean 0.5, var 0.25) offset by 0, 2 and 4, and its mask: the only CNR
+    boxes of the paper's size are the blocks."""
+    img = np.zeros((4, 4, 11))
+    mask = np.zeros_like(img, bool)
+    checker = np.indices((4, 4, 3)).sum(axis=0) % 2
+    for offset, z in ((0.0, 0), (2.0, 4), (4.0, 8)):
+        img[:, :, z:z + 3] = checker + offset
+        mask[:, :, z:z + 3] = True
+    return img, mask
+

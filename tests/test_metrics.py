@@ -9,6 +9,8 @@ import pytest
 
 from bids_tspo.evaluation import metrics as M
 
+from .conftest import three_blocks
+
 
 @pytest.fixture
 def pair():
@@ -66,12 +68,7 @@ def test_cnr_hand_computed_and_seeded():
     Each block is a 0/1 checkerboard (mean 0.5, var 0.25) offset by 0, 2 and 4. Pairs: same
     block (p = 1/3) -> 0; neighbours (p = 4/9) -> 2 / sqrt(0.5); A-C (p = 2/9) -> 4 / sqrt(0.5).
     The median is therefore 2 / sqrt(0.5) with the pooled definition."""
-    img = np.zeros((4, 4, 11))
-    mask = np.zeros_like(img, bool)
-    checker = np.indices((4, 4, 3)).sum(axis=0) % 2
-    for offset, z in ((0.0, 0), (2.0, 4), (4.0, 8)):
-        img[:, :, z:z + 3] = checker + offset
-        mask[:, :, z:z + 3] = True
+    img, mask = three_blocks()
     assert M.cnr(img, mask, n_pairs=1000, seed=3) == pytest.approx(2 / math.sqrt(0.5))
     # union-std definition: std of the 96 voxels of two neighbouring blocks = sqrt(1.25)
     assert M.cnr(img, mask, seed=3, pooled=False) == pytest.approx(2 / math.sqrt(1.25))

@@ -17,6 +17,8 @@ from bids_tspo.evaluation.scoring import score_maps, score_session
 from bids_tspo.io.derivatives import SessionFiles
 from bids_tspo.model.targets import apply_scale, pet_target, target_scale
 
+from .conftest import three_blocks
+
 
 def _box_scale(suv, brain, target="minmax"):
     """The session's target normalisation as made on a 2x coarser model box (block means)."""
@@ -165,12 +167,7 @@ def test_signed_cnr_is_the_papers_and_sits_near_zero():
     """Three 4x4x3-voxel blocks (2 mm voxels: the paper's box) offset by 0, 2 and 4: random
     ordered pairs give as many negative as positive contrasts, so the signed median is 0
     while the absolute one is 2 / sqrt(0.5)."""
-    img = np.zeros((4, 4, 11))
-    mask = np.zeros_like(img, bool)
-    checker = np.indices((4, 4, 3)).sum(axis=0) % 2
-    for offset, z in ((0.0, 0), (2.0, 4), (4.0, 8)):
-        img[:, :, z:z + 3] = checker + offset
-        mask[:, :, z:z + 3] = True
+    img, mask = three_blocks()
     zooms = (2.0, 2.0, 2.0)
     assert M.cnr(img, mask, zooms, seed=3) == pytest.approx(2 / math.sqrt(0.5))
     assert M.cnr(img, mask, zooms, seed=3, signed=True) == 0.0

@@ -70,22 +70,24 @@ def with_q(table: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _correlation(test, x, y) -> tuple[float, float]:
+    """``test`` (a scipy correlation) of x and y: coefficient and two-sided p, NaN with fewer
+    than 3 pairs or a constant side."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return float("nan"), float("nan")
+    r, p = test(x, y)
+    return float(r), float(p)
+
+
 def pearson(x, y) -> tuple[float, float]:
     """Pearson r and two-sided p (NaN with fewer than 3 pairs or a constant side)."""
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    if len(x) < 3 or np.std(x) == 0 or np.std(y) == 0:
-        return float("nan"), float("nan")
-    r, p = st.pearsonr(x, y)
-    return float(r), float(p)
+    return _correlation(st.pearsonr, x, y)
 
 
 def spearman(x, y) -> tuple[float, float]:
     """Spearman rho and two-sided p (NaN with fewer than 3 pairs or a constant side)."""
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
-        return float("nan"), float("nan")
-    rho, p = st.spearmanr(x, y)
-    return float(rho), float(p)
+    return _correlation(st.spearmanr, x, y)
 
 
 def icc_a1(ratings) -> tuple[float, float]:
