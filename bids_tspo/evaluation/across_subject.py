@@ -20,6 +20,7 @@ baseline's control values).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import nibabel as nib
@@ -98,8 +99,6 @@ def write_across_subject(out: Path, template: str, affine: np.ndarray, brain: np
 
 def read_across_subject(out: Path) -> tuple[nib.Nifti1Image, dict] | None:
     """The map of the last group run and its sidecar (None when there is none)."""
-    import json
-
     path = find_group_map(out, DESC, SUFFIX)
     if path is None:
         return None

@@ -133,7 +133,7 @@ def group_report(out: Path) -> Path:
         figs["metrics"] = figures.metric_boxplots(metrics, labels={
             c: (describe_column("group_metrics", c) or {}).get("LongName", c)
             for c in metrics.columns})
-    key = regions_to_show(stats, regions)
+    key = regions_to_show(stats)
     if len(key):
         figs["region_bars"] = figures.region_bars(key)
         figs["scatter"] = [figures.region_scatter_ba(regions, r) for r in key.region]

@@ -1,15 +1,15 @@
 """Which regions the group report shows, and why: the paper's subcortical set (ventricles
 left out: no TSPO there, and their "agreement" is the mask's), then the regions where the
 synthetic and true maps disagree most, then those with the largest differences between
-diagnostic groups in the true maps (patients vs controls Hedges' g from
-:mod:`bids_tspo.evaluation.beyond` when the table has it). Every other region is in
+diagnostic groups in the true maps (patients vs controls Hedges' g, ``g_true`` from
+:mod:`bids_tspo.evaluation.beyond`). Every other region is in
 ``group_region_stats.tsv``.
 
 >>> stats = pd.DataFrame({"region": ["Left_Thalamus", "Left_Lateral_Ventricle", "Frontal_Pole",
 ...                                  "Insular_Cortex"],
 ...                       "true_smooth_mean": [1.0, 0.2, 1.0, 1.0],
 ...                       "ba_bias": [0.01, 0.0, -0.4, 0.1]})
->>> shown = regions_to_show(stats, None, n_disagreement=1, n_effect=0)
+>>> shown = regions_to_show(stats, n_disagreement=1, n_effect=0)
 >>> list(zip(shown.region, shown.why))
 [('Left_Thalamus', "the paper's subcortical set"), ('Frontal_Pole', 'largest disagreement (bias -40 %)')]
 """
@@ -28,35 +28,8 @@ def _relative_bias(stats: pd.DataFrame) -> pd.Series:
     return stats.ba_bias.astype(float) / true
 
 
-def group_effects(regions: pd.DataFrame | None) -> pd.Series:
-    """Per region, the largest standardised difference between two diagnostic groups' true
-    regional means, subjects as units (their sessions averaged): the range of the group
-    means over the pooled within-group SD.
-
-    >>> rows = pd.DataFrame({"region": "A", "participant_id": ["1", "2", "3", "4"],
-    ...                      "group": ["HC", "HC", "P", "P"],
-    ...                      "true_smooth_mean": [1.0, 1.2, 2.0, 2.2]})
-    >>> round(float(group_effects(rows)["A"]), 2)
-    7.07
-    """
-    if regions is None or "group" not in regions or regions.group.nunique() < 2:
-        return pd.Series(dtype=float)
-    subjects = (regions.groupby(["region", "group", "participant_id"])
-                .true_smooth_mean.mean().reset_index())
-    effects = {}
-    for region, df in subjects.groupby("region", sort=False):
-        by = df.groupby("group").true_smooth_mean
-        means, sds, counts = by.mean(), by.std(ddof=1), by.count()
-        if (counts < 2).any():
-            continue
-        pooled = np.sqrt(((counts - 1) * sds ** 2).sum() / (counts - 1).sum())
-        if pooled > 0:
-            effects[region] = float((means.max() - means.min()) / pooled)
-    return pd.Series(effects, dtype=float)
-
-
-def regions_to_show(stats: pd.DataFrame, regions: pd.DataFrame | None,
-                    n_disagreement: int = 3, n_effect: int = 3) -> pd.DataFrame:
+def regions_to_show(stats: pd.DataFrame, n_disagreement: int = 3,
+                    n_effect: int = 3) -> pd.DataFrame:
     """The rows of ``stats`` (one per region) to plot, in order, with a ``why`` column."""
     if stats is None or not len(stats):
         return pd.DataFrame(columns=["region", "why"])
@@ -67,15 +40,11 @@ def regions_to_show(stats: pd.DataFrame, regions: pd.DataFrame | None,
     bias = _relative_bias(candidates).dropna()
     for idx in bias.abs().sort_values(ascending=False).index[:n_disagreement]:
         why[str(stats.region[idx])] = f"largest disagreement (bias {100 * bias[idx]:+.0f} %)"
-    if "g_true" in stats and stats.g_true.notna().any():  # patients vs controls, Hedges' g
+    if "g_true" in stats:  # patients vs controls, Hedges' g (evaluation.beyond)
         effects = pd.Series(stats.g_true.astype(float).abs().to_numpy(), index=names).dropna()
-        label = "largest patient-control difference in the true maps (|g| {:.1f})"
-    else:
-        effects = group_effects(regions)
-        label = "largest group difference in the true maps ({:.1f} SD)"
-    effects = effects.drop(labels=list(why), errors="ignore")
-    for region, size in effects.sort_values(ascending=False).head(n_effect).items():
-        why[region] = label.format(size)
+        effects = effects.drop(labels=list(why), errors="ignore")
+        for region, size in effects.sort_values(ascending=False).head(n_effect).items():
+            why[region] = f"largest patient-control difference in the true maps (|g| {size:.1f})"
     shown = stats[names.isin(why)].copy()
     shown["why"] = shown.region.astype(str).map(why)
     order = {r: i for i, r in enumerate(why)}
