@@ -1,5 +1,5 @@
 """``bids_tspo-phantom OUT_BIDS_DIR [--subjects N] [--seed S] [--size {tiny,small,full}]
-[--t1w-trace X] [--noise SCALE] [--patient-effect SIZE]``."""
+[--t1w-trace X] [--noise SCALE] [--patient-effect SIZE] [--genotypes G [G ...]]``."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from ..app.validators import Parser, bounded, nonnegative_int, positive_int
 from ..errors import EXIT_CANTCREAT, EXIT_USAGE
 from .anatomy import T1W_TRACE
 from .dynamic import NOISE_SD_2MM
+from .subjects import GENOTYPE_P
 from .writer import SIZES, make_phantom
 
 nonnegative_float = bounded(float, 0, False, "a number", "cannot be negative")
@@ -42,6 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--patient-effect", type=nonnegative_float, default=1.0, metavar="SIZE",
                    help="scale of the patients' regional increases of specific binding "
                         "(1: CLBP thalamus +20 %%, ...; 0: patients like controls) (default: 1)")
+    p.add_argument("--genotypes", nargs="+", choices=list(GENOTYPE_P), default=list(GENOTYPE_P),
+                   metavar="G", help="rs6971 genotypes to draw from (HAB MAB LAB; e.g. HAB MAB: "
+                                     "LABs excluded at screening, as [11C]PBR28 studies do) "
+                                     "(default: all three)")
     p.add_argument("-v", "--verbose", action="count", default=0)
     return p
 
@@ -60,6 +65,6 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_CANTCREAT
     make_phantom(out, args.subjects, args.seed, args.size, args.with_sessions,
                  progress=sys.stderr.isatty(), t1w_trace=args.t1w_trace, noise=args.noise,
-                 patient_effect=args.patient_effect)
+                 patient_effect=args.patient_effect, genotypes=tuple(args.genotypes))
     LOG.info("phantom dataset written to %s", out)
     return 0

@@ -67,14 +67,25 @@ def _n_sessions(index: int, group: str, with_sessions: bool) -> int:
     return 1 + (index // 3) % 3  # KOA: 1, 2, 3 sessions in turn
 
 
-def make_cohort(n_subjects: int, seed: int, with_sessions: bool = True) -> list[PhantomSubject]:
+def make_cohort(n_subjects: int, seed: int, with_sessions: bool = True,
+                genotypes: tuple[str, ...] = tuple(GENOTYPE_P)) -> list[PhantomSubject]:
+    """The cohort; ``genotypes`` restricts the rs6971 draw (e.g. ``("HAB", "MAB")``: LABs
+    excluded at screening, as [11C]PBR28 studies do), the other draws unchanged.
+
+    >>> sorted({s.genotype for s in make_cohort(12, seed=24, genotypes=("HAB", "MAB"))})
+    ['HAB', 'MAB']
+    """
+    allowed = [g for g in GENOTYPE_P if g in genotypes]
+    if not allowed:
+        raise ValueError(f"no known genotype in {genotypes}")
+    prob = np.array([GENOTYPE_P[g] for g in allowed]) / sum(GENOTYPE_P[g] for g in allowed)
     width = max(2, len(str(n_subjects)))
     cohort = []
     for i in range(n_subjects):
         rng = np.random.default_rng([seed, i])
         group = GROUPS[i % len(GROUPS)]
-        genotype = str(rng.choice(list(GENOTYPE_P), p=list(GENOTYPE_P.values())))
-        if i < 2:  # both binder types present even in tiny cohorts
+        genotype = str(rng.choice(allowed, p=prob))
+        if i < 2 and {"HAB", "MAB"} <= set(allowed):  # both binder types even in tiny cohorts
             genotype = ("HAB", "MAB")[i]
         weight = float(np.clip(rng.normal(75, 12), 50, 120))
         has_pet = not (n_subjects > 1 and i == n_subjects - 1)  # last subject: MRI only

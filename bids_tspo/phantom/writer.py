@@ -33,7 +33,7 @@ from ..model.grid import apply, grid_points, sample
 from .anatomy import T1W_TRACE, HeadModel, build_head_model
 from .bidsmeta import SESSIONS_JSON, TRUTH_LINKS, truth_sidecar, truth_sidecar_path
 from .dynamic import dynamic_frames, frame_schedule, pet_sidecar
-from .subjects import ND_SUV, PhantomSession, PhantomSubject, make_cohort
+from .subjects import GENOTYPE_P, ND_SUV, PhantomSession, PhantomSubject, make_cohort
 from .warp import Individual, rigid, scanner_grid
 
 LOG = logging.getLogger(__name__)
@@ -226,16 +226,18 @@ def _write_tables(out: Path, cohort: list[PhantomSubject]) -> None:
 def make_phantom(out: Path, n_subjects: int | None = None, seed: int = 0, size: str = "small",
                  with_sessions: bool = True, progress: bool = True,
                  t1w_trace: float = T1W_TRACE, noise: float = 1.0,
-                 patient_effect: float = 1.0) -> Path:
+                 patient_effect: float = 1.0,
+                 genotypes: tuple[str, ...] = tuple(GENOTYPE_P)) -> Path:
     """Write the phantom BIDS dataset to ``out`` (deterministic for a given seed and size).
 
     ``t1w_trace``: fractional T1w darkening per unit of fractional SUV increase in the patients'
     affected regions (0: the T1w carries no trace of the inflammation); ``noise``: PET noise
-    scale (1: realistic, 0: none); ``patient_effect``: scale of the patients' increases."""
+    scale (1: realistic, 0: none); ``patient_effect``: scale of the patients' increases;
+    ``genotypes``: the rs6971 genotypes drawn (:func:`~.subjects.make_cohort`)."""
     spec = SIZES[size]
     n_subjects = spec.subjects if n_subjects is None else n_subjects
     out = Path(out)
-    cohort = make_cohort(n_subjects, seed, with_sessions)
+    cohort = make_cohort(n_subjects, seed, with_sessions, genotypes)
     LOG.info("phantom: %d subjects, size %s, seed %d -> %s", n_subjects, size, seed, out)
     model = build_head_model(spec.template_res)
     truth_root = out / "derivatives" / "phantom-truth"
@@ -269,6 +271,7 @@ def make_phantom(out: Path, n_subjects: int | None = None, seed: int = 0, size: 
         "PhantomSettings": {"size": size, "seed": seed, "subjects": n_subjects,
                             "with_sessions": with_sessions, "t1w_trace": t1w_trace,
                             "noise": noise, "patient_effect": patient_effect,
+                            "genotypes": list(genotypes),
                             "pet_fwhm_mm": PET_FWHM_MM,
                             **asdict(spec)},
     })
