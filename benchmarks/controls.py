@@ -132,18 +132,20 @@ def _labels(mask_img) -> tuple[np.ndarray, dict[int, str]]:
 
 
 def _group_test(values: pd.DataFrame) -> pd.DataFrame:
-    """Per region: patients vs controls Hedges' g, p and BH q (subjects as units)."""
+    """Per region: patients vs controls Hedges' g adjusted for genotype, p and BH q (subjects
+    as units)."""
     from bids_tspo.evaluation.beyond import is_control
     from bids_tspo.evaluation.subject_stats import bh_q, hedges_g
 
-    subj = values.groupby(["participant_id", "group", "region"], as_index=False).mean(
-        numeric_only=True)
+    subj = values.groupby(["participant_id", "group", "genotype", "region"],
+                          as_index=False).mean(numeric_only=True)
     rows = []
     for region, df in subj.groupby("region"):
         control = df.group.map(is_control)
+        strata = (df.genotype[~control].tolist(), df.genotype[control].tolist())
         row = {"region": region}
-        for col in ("truth", "synth"):
-            effect = hedges_g(df[col][~control], df[col][control])
+        for col in ("truth", "synth"):  # adjusted for genotype, as the app's table
+            effect = hedges_g(df[col][~control], df[col][control], strata=strata)
             row |= {f"g_{col}": effect["g"], f"p_{col}": effect["p"]}
         rows.append(row)
     table = pd.DataFrame(rows)
@@ -207,7 +209,7 @@ def analyse(out: Path, truth: Truth) -> dict:
             if label:
                 inside = mask & (labels == label)
                 region_rows.append({"participant_id": row.participant_id, "group": row.group,
-                                    "region": names[label], "truth": zt[inside].mean(),
+                                    "genotype": row.genotype, "region": names[label], "truth": zt[inside].mean(),
                                     "synth": zs[inside].mean()})
     table = pd.DataFrame(sessions)
     by_subject = table.groupby("participant_id").mean(numeric_only=True)

@@ -107,6 +107,32 @@ def test_group_effects_patients_vs_controls(regions):
     assert out["g_synth_p"] == pytest.approx(st.ttest_ind(pat.s, con.s).pvalue)
     assert out["g_true_ci_low"] < out["g_true"] < out["g_true_ci_high"]
     assert B.group_effects(regions.assign(group="KOA")) == {}
+    assert out["g_adjusted_for"] == "none"  # one genotype: nothing to adjust for
+
+
+def test_group_effects_adjusted_for_genotype_as_statsmodels_ols():
+    """MAB subjects bind half as much: unadjusted, the genotype's spread hides a patient
+    effect that the ANCOVA (value ~ patient + genotype) finds; g, p as statsmodels' OLS."""
+    smf = pytest.importorskip("statsmodels.formula.api")
+    rng = np.random.default_rng(4)
+    rows = []
+    for i in range(16):
+        genotype, patient = ("HAB", "MAB")[i % 2], i % 4 >= 2
+        value = (1.0 if genotype == "HAB" else 0.5) + 0.1 * patient + rng.normal(0, 0.03)
+        rows.append({"region": "R", "participant_id": f"s{i}", "genotype": genotype,
+                     "group": "CLBP" if patient else "HC", "true_smooth_mean": value,
+                     "synth_mean": value + rng.normal(0, 0.05)})
+    df = pd.DataFrame(rows)
+    out = B.group_effects(df)
+    fit = smf.ols("true_smooth_mean ~ patient + C(genotype)",
+                  df.assign(patient=(df.group == "CLBP").astype(float))).fit()
+    j = 1 - 3 / (4 * fit.df_resid - 1)
+    assert out["g_adjusted_for"] == "genotype"
+    assert out["g_true"] == pytest.approx(j * fit.params["patient"] / np.sqrt(fit.mse_resid))
+    assert out["g_true_p"] == pytest.approx(fit.pvalues["patient"])
+    assert out["g_true_p"] < 1e-3
+    unadjusted = B.group_effects(df.assign(genotype="n/a"))
+    assert unadjusted["g_adjusted_for"] == "none" and unadjusted["g_true_p"] > 0.1
 
 
 def test_region_stats_carry_beyond_columns_with_q(regions):

@@ -14,7 +14,7 @@ subject's anatomy; what the synthesis adds must show in the *deviations* from it
 * :func:`retest`: per region, for subjects with repeated scans, r of the synthetic change
   between two sessions with the true change (pairs of consecutive sessions).
 * :func:`group_effects`: per region, patients vs controls Hedges' g with 95 % CI in the true
-  and in the synthetic maps (subjects as units).
+  and in the synthetic maps (subjects as units), adjusted for genotype where it is known.
 
 Every p column gets its Benjamini–Hochberg q in :func:`~.statistics.region_stats`' table.
 """
@@ -163,22 +163,42 @@ def is_control(group: str) -> bool:
     return str(group).strip().lower() in CONTROL_LABELS
 
 
+UNKNOWN = ("n/a", "", "nan", "none")
+
+
+def _genotypes(patients: pd.DataFrame, controls: pd.DataFrame):
+    """Both groups' genotype labels when every subject has one and there are two or more
+    (then the effects are adjusted for genotype), else None."""
+    if "genotype" not in patients:
+        return None
+    labels = pd.concat([patients.genotype, controls.genotype]).astype(str).str.strip()
+    if labels.str.lower().isin(UNKNOWN).any() or labels.nunique() < 2:
+        return None
+    return patients.genotype.astype(str).tolist(), controls.genotype.astype(str).tolist()
+
+
 def group_effects(df: pd.DataFrame) -> dict[str, float]:
     """One region's rows: patients (every group not named as controls) vs controls, Hedges' g
-    (patients − controls) with 95 % CI and t-test p, in the true (4 mm) and the synthetic
-    subject means; ``g_synth_minus_true`` their difference. Empty without both kinds."""
+    (patients − controls) with 95 % CI and p, in the true (4 mm) and the synthetic subject
+    means; ``g_synth_minus_true`` their difference. Adjusted for the rs6971 genotype
+    (:func:`~.subject_stats.hedges_g` with strata) when every subject's is known and two or
+    more occur, as TSPO group comparisons must be: ``g_adjusted_for`` says which. Empty
+    without both kinds."""
     if "group" not in df:
         return {}
+    labels = [c for c in ("group", "genotype") if c in df]
     subj = per_subject(df, ["true_smooth_mean", "synth_mean"]).join(
-        df.groupby("participant_id").group.first())
+        df.groupby("participant_id")[labels].first())
     control = subj.group.map(is_control)
-    known = ~subj.group.astype(str).isin(("n/a", "", "nan"))
+    known = ~subj.group.astype(str).str.lower().isin(UNKNOWN)
     patients, controls = subj[known & ~control], subj[control]
     if not len(patients) or not len(controls):
         return {}
-    out = {"n_patients": len(patients), "n_controls": len(controls)}
+    strata = _genotypes(patients, controls)
+    out = {"n_patients": len(patients), "n_controls": len(controls),
+           "g_adjusted_for": "genotype" if strata else "none"}
     for name, column in (("true", "true_smooth_mean"), ("synth", "synth_mean")):
-        effect = hedges_g(patients[column], controls[column])
+        effect = hedges_g(patients[column], controls[column], strata=strata)
         out |= {f"g_{name}": effect["g"], f"g_{name}_ci_low": effect["ci_low"],
                 f"g_{name}_ci_high": effect["ci_high"], f"g_{name}_p": effect["p"]}
     out["g_synth_minus_true"] = out["g_synth"] - out["g_true"]

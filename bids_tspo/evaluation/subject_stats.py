@@ -7,7 +7,8 @@ tests across regions is corrected with Benjamini–Hochberg.
 * :func:`with_q`: a table with ``X_q`` beside every ``X_p`` column (one column = one family).
 * :func:`icc_a1`: ICC(A,1), two-way, absolute agreement, single measure (McGraw & Wong 1996;
   Shrout & Fleiss ICC(2,1)), with the F-test p of ICC = 0.
-* :func:`hedges_g`: Hedges' g of two groups with its 95 % CI and the two-sample t-test p.
+* :func:`hedges_g`: Hedges' g of two groups with its 95 % CI and the two-sample t-test p,
+  optionally adjusted for a stratum such as the rs6971 genotype.
 
 >>> [round(q, 4) for q in bh_q([0.01, 0.04, 0.03, float("nan")])]
 [0.03, 0.04, 0.04, nan]
@@ -120,27 +121,69 @@ def icc_a1(ratings) -> tuple[float, float]:
     return float(icc), p
 
 
-def hedges_g(a, b) -> dict[str, float]:
-    """Hedges' g of ``a`` minus ``b`` (pooled SD, small-sample correction 1 - 3/(4N - 9)), its
-    95 % CI (normal approximation, variance N/(n1 n2) + g²/(2(N - 3.94)), Borenstein 2009, as
-    statsmodels' ``effectsize_smd``) and the two-sample Student t-test p (NaN: a group under 2).
+def _adjusted_difference(y: np.ndarray, in_a: np.ndarray, strata: np.ndarray):
+    """OLS of ``y`` on the group (``in_a``) and one indicator per stratum beyond the first:
+    the adjusted group difference, its t-test p and the residual SD with its degrees of
+    freedom (None where the design is rank deficient or leaves no residual freedom)."""
+    levels = sorted(set(strata.tolist()))
+    design = np.column_stack([np.ones(len(y)), in_a.astype(float)]
+                             + [(strata == level).astype(float) for level in levels[1:]])
+    coef, _, rank, _ = np.linalg.lstsq(design, y, rcond=None)
+    dof = len(y) - design.shape[1]
+    if rank < design.shape[1] or dof < 1:
+        return None
+    resid = y - design @ coef
+    sd = float(np.sqrt(resid @ resid / dof))
+    if sd == 0:
+        return None
+    se = sd * np.sqrt(np.linalg.inv(design.T @ design)[1, 1])
+    return float(coef[1]), float(2 * st.t.sf(abs(coef[1] / se), dof)), sd, dof
+
+
+def hedges_g(a, b, strata=None) -> dict[str, float]:
+    """Hedges' g of ``a`` minus ``b`` (pooled SD, small-sample correction 1 - 3/(4 df - 1),
+    df = N - 2), its 95 % CI (normal approximation, variance N/(n1 n2) + g²/(2(N - 3.94)),
+    Borenstein 2009, as statsmodels' ``effectsize_smd``) and the two-sample Student t-test p
+    (NaN: a group under 2).
+
+    ``strata``: a label per value of ``a`` and of ``b`` (for TSPO, the rs6971 genotype). With
+    two or more levels the difference is adjusted for them (ANCOVA: OLS on group and stratum
+    indicators), the SD is the residual SD (df = N - 1 - levels), p is the group term's
+    t-test; ``adjusted`` says whether that happened.
 
     >>> out = hedges_g([2.0, 2.2, 2.4], [1.0, 1.2, 1.4])
     >>> round(out["g"], 3), round(out["ci_low"], 2), round(out["ci_high"], 2)
     (4.0, -0.18, 8.18)
+    >>> geno = (["HAB", "MAB", "HAB"], ["HAB", "MAB", "MAB"])
+    >>> out = hedges_g([2.0, 1.0, 2.2], [1.5, 0.5, 0.6], strata=geno)
+    >>> out["adjusted"], round(out["g"], 2)
+    (True, 3.67)
     """
     a, b = np.asarray(a, float), np.asarray(b, float)
+    labels = None
+    if strata is not None:
+        labels = np.concatenate([np.asarray(s, dtype=object) for s in strata])[
+            np.concatenate([np.isfinite(a), np.isfinite(b)])].astype(str)
     a, b = a[np.isfinite(a)], b[np.isfinite(b)]
     n1, n2 = len(a), len(b)
     nan = {"g": float("nan"), "ci_low": float("nan"), "ci_high": float("nan"),
-           "p": float("nan")}
+           "p": float("nan"), "adjusted": False}
     if n1 < 2 or n2 < 2:
         return nan
-    pooled = np.sqrt(((n1 - 1) * a.var(ddof=1) + (n2 - 1) * b.var(ddof=1)) / (n1 + n2 - 2))
-    if pooled == 0:
-        return nan
-    g = (1 - 3 / (4 * (n1 + n2) - 9)) * (a.mean() - b.mean()) / pooled
+    fit = None
+    if labels is not None and len(set(labels.tolist())) > 1:
+        fit = _adjusted_difference(np.concatenate([a, b]),
+                                   np.r_[np.ones(n1, bool), np.zeros(n2, bool)], labels)
+        if fit is None:
+            return nan
+        difference, p, sd, dof = fit
+    else:
+        sd = np.sqrt(((n1 - 1) * a.var(ddof=1) + (n2 - 1) * b.var(ddof=1)) / (n1 + n2 - 2))
+        if sd == 0:
+            return nan
+        difference, dof = a.mean() - b.mean(), n1 + n2 - 2
+        p = float(st.ttest_ind(a, b).pvalue)
+    g = (1 - 3 / (4 * dof - 1)) * difference / sd
     se = np.sqrt((n1 + n2) / (n1 * n2) + g ** 2 / (2 * (n1 + n2 - 3.94)))
-    p = float(st.ttest_ind(a, b).pvalue)
     return {"g": float(g), "ci_low": float(g - 1.96 * se), "ci_high": float(g + 1.96 * se),
-            "p": p}
+            "p": p, "adjusted": fit is not None}
