@@ -2,6 +2,7 @@
 
     python benchmarks/model_speed.py [--device cpu|cuda] [--size 96] [--threads 2] [--repeats N]
                                      [--malloc app|app-1gib|system] [--only-synthesis]
+                                     [--only-training]
                                      [--only-app-ensemble] [--only-work]
 
 Measures, in one run (so the ratios are fair):
@@ -35,6 +36,7 @@ from preprocess import machine  # noqa: E402
 
 from bids_tspo.app import resources  # noqa: E402
 from bids_tspo.app.resources import reuse_freed_memory  # noqa: E402
+from bids_tspo.model.infer import memory_format  # noqa: E402
 from bids_tspo.model.network import TSPOUNet, count_parameters  # noqa: E402
 from bids_tspo.model.train import masked_loss  # noqa: E402
 
@@ -219,10 +221,27 @@ def app_ensembles(result: dict, device, size: int, repeats: int) -> None:
         result["page_faults_per_app_ensemble"][precision] = faults
 
 
+def training_variants(result: dict, xb, device, repeats: int, suffix: str = "") -> dict:
+    """Training step of TSPOUNet (batch 2) in float32 and bfloat16 autocast, contiguous and
+    channels-last; written into ``result["training"]`` (file ``suffix``) after each."""
+    variants = {"eager_fp32": dict(bf16=False, channels_last=False),
+                "channels_last": dict(bf16=False, channels_last=True),
+                "bf16_autocast": dict(bf16=True, channels_last=True),
+                "bf16_contiguous": dict(bf16=True, channels_last=False)}
+    training = {}
+    for name, opts in variants.items():
+        model = TSPOUNet().to(device).train()
+        seconds = timed(train_step_fn(model, xb, device, **opts), device, repeats)
+        training[name] = {"volumes_per_s": round(2 / seconds, 3), "step_s": round(seconds, 3)}
+        result["training"] = training
+        _write(result, device, xb.shape[-1], suffix, partial=True)
+    return training
+
+
 def app_training_epochs(device, size: int, sessions: int = 48, epochs: int = 3) -> dict:
     """The app's training path end to end (bids_tspo.model.train): VolumeDataset, its DataLoader
-    with pinned memory, batch augmentation on the device, channels-last, bf16 autocast on
-    CUDA. Volumes/s of each epoch (the first pays cuDNN autotuning), next to the augmentation
+    with pinned memory, batch augmentation on the device, its memory format
+    (bids_tspo.model.infer.memory_format), bf16 autocast on CUDA. Volumes/s of each epoch (the first pays cuDNN autotuning), next to the augmentation
     alone on the device (ms per batch of 2), which shows whether it stays off the critical
     path."""
     import numpy as np
@@ -236,7 +255,7 @@ def app_training_epochs(device, size: int, sessions: int = 48, epochs: int = 3) 
     items = [{"t1": rng.random(shape, dtype=np.float32), "pet": rng.random(shape, np.float32),
               "mask": np.ones(shape, np.float32)} for _ in range(sessions)]
     settings = TrainSettings(batch_size=2, device=str(device))
-    model = TSPOUNet().to(device).to(memory_format=torch.channels_last_3d)
+    model = TSPOUNet().to(device).to(memory_format=memory_format(device))
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     data, rates = VolumeDataset(items), []
     for epoch in range(epochs):
@@ -262,6 +281,9 @@ def main() -> int:
                    help="timed repeats per figure (median): 3 on CPU, 20 on CUDA")
     p.add_argument("--no-compile", action="store_true")
     p.add_argument("--only-synthesis", action="store_true")
+    p.add_argument("--only-training", action="store_true",
+                   help="only the training-step variants and (CUDA) the app's own training "
+                        "epochs, into model_speed_<device>_<size>_training.json")
     p.add_argument("--only-app-ensemble", action="store_true",
                    help="only the app's ensemble (fp32, bf16) in this fresh process, with page "
                         "faults and peak RSS")
@@ -304,18 +326,25 @@ def main() -> int:
         result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
         _write(result, device, size, "_app_ensemble")
         return 0
+    if args.only_training:
+        training_variants(result, torch.rand(2, 1, size, size, size, device=device), device,
+                          args.repeats, "_training")
+        if device.type == "cuda":
+            result["app_training_epochs"] = app_training_epochs(device, size)
+        _write(result, device, size, "_training")
+        return 0
     net = TSPOUNet().to(device).eval()
     x1 = torch.rand(1, 1, size, size, size, device=device)
     with torch.no_grad():
         eager = timed(lambda: net(x1), device, args.repeats)
-        # the app's path (bids_tspo.model.infer): channels-last network and input
-        net = net.to(memory_format=torch.channels_last_3d)
-        xc = x1.contiguous(memory_format=torch.channels_last_3d)
+        # the app's path (bids_tspo.model.infer): its memory format (channels-last on CPU)
+        net = net.to(memory_format=memory_format(device))
+        xc = x1.contiguous(memory_format=memory_format(device))
         one = timed(lambda: net(xc), device, args.repeats)
         ens = timed(lambda: [net(torch.flip(xc, dims=[2])) for _ in range(10)], device,
                     max(1, args.repeats // 2))
         pair = torch.cat([xc, torch.flip(xc, dims=[2])]).contiguous(
-            memory_format=torch.channels_last_3d)
+            memory_format=memory_format(device))
         flips_seq = timed(lambda: (net(xc), net(torch.flip(xc, dims=[2]))), device, args.repeats)
         flips_batched = timed(lambda: net(pair), device, args.repeats)
     result["synthesis_s"] = {"one_model_eager": round(eager, 4), "one_model": round(one, 4),
@@ -368,16 +397,7 @@ def main() -> int:
 
     _write(result, device, size, partial=True)
     xb = torch.rand(2, 1, size, size, size, device=device)
-    variants = {"eager_fp32": dict(bf16=False, channels_last=False),
-                "channels_last": dict(bf16=False, channels_last=True),
-                "bf16_autocast": dict(bf16=True, channels_last=device.type == "cuda")}
-    training = {}
-    for name, opts in variants.items():
-        model = TSPOUNet().to(device).train()
-        seconds = timed(train_step_fn(model, xb, device, **opts), device, args.repeats)
-        training[name] = {"volumes_per_s": round(2 / seconds, 3), "step_s": round(seconds, 3)}
-        result["training"] = training
-        _write(result, device, size, partial=True)
+    training = training_variants(result, xb, device, args.repeats)
     if not args.no_compile:
         try:
             model = torch.compile(TSPOUNet().to(device).train())
@@ -394,15 +414,15 @@ def main() -> int:
                           "parameters": count_parameters(model)}
         if device.type == "cuda":  # the baselines at the app's CUDA setting too (fair ratio)
             model = make().to(device).train()
-            seconds = timed(train_step_fn(model, xb, device, True, True), device, args.repeats)
-            training[f"{name}_bf16_channels_last"] = {"volumes_per_s": round(2 / seconds, 3),
-                                                      "step_s": round(seconds, 3)}
+            seconds = timed(train_step_fn(model, xb, device, True, False), device, args.repeats)
+            training[f"{name}_bf16"] = {"volumes_per_s": round(2 / seconds, 3),
+                                        "step_s": round(seconds, 3)}
     training["TSPOUNet_parameters"] = count_parameters(TSPOUNet())
     eager = training["eager_fp32"]["step_s"]
     training["ratio_vs_BasicUNet"] = round(training["monai_BasicUNet"]["step_s"] / eager, 3)
-    # the app's own training setting (bids_tspo.model.train: channels-last everywhere, bf16 autocast
-    # on CUDA) against BasicUNet at the same setting: the per-epoch ratio of the issue
-    app, base = (("bf16_autocast", "monai_BasicUNet_bf16_channels_last")
+    # the app's own training setting (bids_tspo.model.train: channels-last on CPU; contiguous
+    # with bf16 autocast on CUDA) against BasicUNet at the same setting
+    app, base = (("bf16_contiguous", "monai_BasicUNet_bf16")
                  if device.type == "cuda" else ("channels_last", "monai_BasicUNet"))
     training["app_setting"] = app
     training["app_ratio_vs_BasicUNet"] = round(training[base]["step_s"]

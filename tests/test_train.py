@@ -173,6 +173,25 @@ def _ddp_worker(rank, world, port, out):
     dist.destroy_process_group()
 
 
+def test_cpu_training_under_torchrun_gets_gloo_on_a_gpu_node(monkeypatch):
+    """``--device cpu`` under torchrun on a machine with GPUs: the process group must be gloo
+    (NCCL cannot reduce CPU tensors; on the lent H200 the two-process test below crashed in
+    NCCL before this fix)."""
+    import torch.distributed as dist
+
+    from bids_tspo.model.train import distributed
+
+    chosen = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(dist, "init_process_group", lambda backend: chosen.append(backend))
+    monkeypatch.setattr(dist, "get_rank", lambda: 1)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert distributed(torch.device("cpu")) == (1, 2)
+    assert distributed(torch.device("cuda", 0)) == (1, 2)
+    assert chosen == ["gloo", "nccl"]
+
+
 def test_two_process_gloo_ddp_trains(tmp_path):
     out = tmp_path / "ddp"
     mp.spawn(_ddp_worker, args=(2, _free_port(), out), nprocs=2, join=True)

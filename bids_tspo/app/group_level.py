@@ -73,7 +73,7 @@ def run_group_level(config: Config) -> tuple[list[str], list[Failure]]:
     """Train (or evaluate) on every session with T1w and PET; returns the sessions and those
     left out (for the run's summary)."""
     device = resolve_device(config.device)  # first: under torchrun it binds this rank's GPU
-    rank, world = distributed()              # before NCCL creates its communicator
+    rank, world = distributed(device)        # before NCCL creates its communicator
     paired = paired_sessions(config)
     if config.model is not None:
         bundle = load_bundle(config.model)

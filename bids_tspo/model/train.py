@@ -34,6 +34,7 @@ from ..evaluation.verdict import PAPER_STEPS  # the paper's ~4,100 steps per fol
 from ..io.atomic import atomic_path, write_json_atomic, write_text_atomic
 from .augment import BatchAugment
 from .data import VolumeDataset
+from .infer import memory_format
 from .network import TSPOUNet, UNetConfig
 
 LOG = logging.getLogger(__name__)
@@ -92,15 +93,27 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def distributed() -> tuple[int, int]:
-    """(rank, world size) under torchrun, else (0, 1); initialises the process group once."""
+def backend(device: torch.device) -> str:
+    """The process group's backend for tensors on ``device``: NCCL for CUDA, gloo for the CPU
+    (also on a GPU node: ``--device cpu`` under torchrun must not get NCCL, which cannot
+    reduce CPU tensors).
+
+    >>> backend(torch.device("cpu")), backend(torch.device("cuda", 0))
+    ('gloo', 'nccl')
+    """
+    return "nccl" if device.type == "cuda" else "gloo"
+
+
+def distributed(device: torch.device) -> tuple[int, int]:
+    """(rank, world size) under torchrun, else (0, 1); initialises the process group once,
+    for tensors on ``device`` (:func:`backend`)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return 0, 1
     import torch.distributed as dist
 
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        dist.init_process_group(backend(device))
     return dist.get_rank(), world
 
 
@@ -141,7 +154,7 @@ def _run_epoch(model, loader, device, optimizer=None,
         t1, pet, mask = (batch[k].to(device, non_blocking=True) for k in ("t1", "pet", "mask"))
         if augment is not None:
             t1, pet, mask = augment(t1, pet, mask)
-        t1 = t1.contiguous(memory_format=torch.channels_last_3d)
+        t1 = t1.contiguous(memory_format=memory_format(device))
         with torch.set_grad_enabled(training), \
                 torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
             loss = masked_loss(model(t1), pet, mask)
@@ -174,11 +187,10 @@ def train_fold(fold_dir: Path, train_items: list[dict], val_items: list[dict],
     """Train (or resume) one fold into ``fold_dir``; returns the summary in done.json."""
     fold_dir = Path(fold_dir)
     fold_dir.mkdir(parents=True, exist_ok=True)
-    rank, world = distributed()
     device = torch.device(settings.device)
+    rank, world = distributed(device)
     seed_everything(settings.seed)
-    # channels-last: depthwise 3D convs run 2-3x faster on CPU and on GPU (benchmarks/)
-    model = TSPOUNet(cfg).to(device).to(memory_format=torch.channels_last_3d)
+    model = TSPOUNet(cfg).to(device).to(memory_format=memory_format(device))
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
     ckpt_path = fold_dir / "checkpoint.pt"
     start_epoch, best, history = 0, float("inf"), []
