@@ -56,7 +56,9 @@ def main() -> int:
     timings["group_s"] = round(time.monotonic() - start, 1)
     table = pd.read_csv(out / "group_metrics.tsv", sep="\t")
     cols = [c for c in table.columns if c.startswith(("pearson", "mse", "ssim", "baseline_pearson",
-                                                       "baseline_mse"))]
+                                                       "baseline_mse", "deviation_r",
+                                                       "normdiff", "percdiff"))]
+    subjects = table.groupby("participant_id")[cols].mean()  # subjects as units (#23)
     name = args.name or (f"{args.size}{args.subjects}_e{args.epochs}_s{args.image_size}_"
                          f"{args.target}_lr{args.lr}_k{args.folds}")
     result = {"benchmark": "out-of-fold synthesis on the phantom", "name": name,
@@ -64,6 +66,11 @@ def main() -> int:
               "sessions": int(len(table)), "means": table[cols].mean().round(4).to_dict(),
               "unet_beats_baseline_sessions": int(
                   (table.pearson_r > table.baseline_pearson_r).sum()),
+              "subjects": int(len(subjects)),
+              "subject_means": subjects.mean().round(4).to_dict(),
+              "subject_medians": subjects.median().round(4).to_dict(),
+              "unet_beats_baseline_subjects": int(
+                  (subjects.pearson_r > subjects.baseline_pearson_r).sum()),
               "timings": timings, "machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M:%S")}
     dest = Path(__file__).parent / "results" / f"cv_{name}.json"
     dest.write_text(json.dumps(result, indent=2, default=str) + "\n")
