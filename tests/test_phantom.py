@@ -235,3 +235,23 @@ def test_patient_effect_switch_scales_the_truths_patient_rois(tmp_path):
     settings = json.loads((tmp_path / "ds/derivatives/phantom-truth/dataset_description.json")
                           .read_text())["PhantomSettings"]
     assert settings["noise"] == 0.5 and settings["patient_effect"] == 2.0
+
+
+def test_genotypes_switch_excludes_lab_and_keeps_the_other_draws():
+    """``--genotypes HAB MAB`` (LABs excluded at screening, as [11C]PBR28 studies do): no LAB
+    in the cohort, the genotype drawn from the renormalised probabilities, every other draw
+    (groups, weights, sessions) as with all three."""
+    from bids_tspo.phantom.cli import build_parser
+    from bids_tspo.phantom.subjects import make_cohort
+
+    args = build_parser().parse_args(["out", "--genotypes", "HAB", "MAB"])
+    every = make_cohort(40, seed=2)
+    screened = make_cohort(40, seed=2, genotypes=tuple(args.genotypes))
+    assert "LAB" in {s.genotype for s in every}
+    assert {s.genotype for s in screened} == {"HAB", "MAB"}
+    hab = sum(s.genotype == "HAB" for s in screened[2:]) / len(screened[2:])
+    assert 0.3 < hab < 0.8  # 5/9 expected
+    assert [(s.group, s.weight_kg, len(s.sessions)) for s in every] == \
+        [(s.group, s.weight_kg, len(s.sessions)) for s in screened]
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["out", "--genotypes", "XAB"])
