@@ -2,7 +2,8 @@
 scans of one subject are averaged first; they are not independent samples), and every family of
 tests across regions is corrected with Benjamini–Hochberg.
 
-* :func:`per_subject`: one row per subject, its sessions' values averaged.
+* :func:`per_subject`: one row per subject, its sessions' values averaged;
+  :func:`subject_means`: the same for a whole table (per region), labels kept.
 * :func:`bh_q`: Benjamini–Hochberg q-values of one family of p-values (NaN kept out).
 * :func:`with_q`: a table with ``X_q`` beside every ``X_p`` column (one column = one family).
 * :func:`icc_a1`: ICC(A,1), two-way, absolute agreement, single measure (McGraw & Wong 1996;
@@ -28,6 +29,25 @@ def per_subject(df: pd.DataFrame, columns, by: str = "participant_id") -> pd.Dat
     if by not in df:
         return df[list(columns)]
     return df.groupby(by, sort=True)[list(columns)].mean()
+
+
+def subject_means(table: pd.DataFrame, within=()) -> pd.DataFrame:
+    """One row per subject (and per ``within`` key, e.g. region): numeric columns averaged
+    over the subject's sessions, ``group`` and ``genotype`` kept; what the figures plot, as
+    the tests count subjects.
+
+    >>> t = pd.DataFrame({"participant_id": ["a", "a", "b"], "group": ["HC", "HC", "KOA"],
+    ...                   "r": [0.25, 0.75, 0.5]})
+    >>> subject_means(t).values.tolist()
+    [['a', 0.5, 'HC'], ['b', 0.5, 'KOA']]
+    """
+    keys = ["participant_id", *within]
+    if "participant_id" not in table:
+        return table
+    numeric = [c for c in table.select_dtypes("number").columns if c not in keys]
+    labels = [c for c in ("group", "genotype") if c in table]
+    grouped = table.groupby(keys, sort=True)
+    return grouped[numeric].mean().join(grouped[labels].first()).reset_index()
 
 
 def bh_q(pvalues) -> list[float]:

@@ -14,6 +14,7 @@ from .. import CITATION, __version__
 from ..evaluation.across_subject import read_across_subject
 from ..evaluation.group_maps import read_group_means
 from ..evaluation.statistics import cnr_paired_t, paired_over_subjects
+from ..evaluation.subject_stats import subject_means
 from ..evaluation.verdict import steps_per_fold, verdict
 from ..io.atomic import write_text_atomic
 from ..io.columns import describe_column
@@ -129,18 +130,16 @@ def group_report(out: Path) -> Path:
     bundle = bundles[-1] if bundles else None  # the bundle the latest group run wrote
     model = json.loads(bundle.read_text()) if bundle else None
     figs = {}
-    if metrics is not None and len(metrics):
-        figs["metrics"] = figures.metric_boxplots(metrics, labels={
+    if metrics is not None and len(metrics):  # figures plot subjects, as the tests count
+        figs["metrics"] = figures.metric_boxplots(subject_means(metrics), labels={
             c: (describe_column("group_metrics", c) or {}).get("LongName", c)
             for c in metrics.columns})
     key = regions_to_show(stats)
     if len(key):
         figs["region_bars"] = figures.region_bars(key)
-        figs["scatter"] = [figures.region_scatter_ba(regions, r) for r in key.region]
-        figs["groups"] = figures.group_comparison(regions, list(key.region))
-        subjects = (regions.groupby(["participant_id", "region"], as_index=False)
-                    [["true_smooth_mean", "synth_mean"]].mean()
-                    if "participant_id" in regions else regions)  # the test's units
+        subjects = subject_means(regions, ["region"])
+        figs["scatter"] = [figures.region_scatter_ba(subjects, r) for r in key.region]
+        figs["groups"] = figures.group_comparison(subjects, list(key.region))
         figs["median_split"] = figures.median_split(subjects, list(key.region))
     if (mosaic := _group_mosaic(out)) is not None:
         figs["group_mosaic"] = mosaic
