@@ -174,6 +174,12 @@ def test_disagreeing_body_weights_warned_and_recorded(caplog):
     assert "TracerWarning" not in out.metadata
     agreeing = body_weight({"BodyWeight": 70}, {}, {"weight": "70.9"}, pet)
     assert agreeing.disagreeing == ()
+    # participants.tsv's one weight per person against a later session's: weight change
+    # (here 4 kg) is not a disagreement; a unit mix-up (154 "kg", i.e. lb) is
+    changed = body_weight({}, {"weight": "74"}, {"weight": "70"}, pet)
+    assert changed.disagreeing == ()
+    mixed = body_weight({"BodyWeight": 70}, {}, {"weight": "154"}, pet)
+    assert mixed.disagreeing == (("participants.tsv weight", 154.0),)
 
 
 @pytest.mark.parametrize("sidecar_text, warning, cell", [

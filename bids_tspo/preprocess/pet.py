@@ -39,6 +39,9 @@ _ACTIVITY = {"bq": 1.0, "kbq": 1e3, "mbq": 1e6, "gbq": 1e9, "ci": 3.7e10, "mci":
 _VOLUME = {"ml": 1.0, "cc": 1.0, "cm3": 1.0, "l": 1e3}
 WEIGHT_RANGE_KG = (20.0, 300.0)
 WEIGHT_AGREEMENT_KG = 1.0  # weights of one session from two sources farther apart: warned
+# participants.tsv holds one weight per person (often from screening): against a session's own
+# weight it is warned only beyond 10 % (a unit mix-up, a wrong row), not for weight change
+SUBJECT_WEIGHT_AGREEMENT = 0.10
 
 
 def activity_to_bq(value: float, units: str) -> float:
@@ -107,6 +110,21 @@ def _parse_weight(value, where: str) -> float | None:
     return kg * _POUND_KG if match and (match.group(2) or "").startswith("lb") else kg
 
 
+def _tolerance(chosen: str, other: str, kg: float) -> float:
+    """How far (kg) ``other``'s weight may lie from the ``chosen`` source's before it is a
+    disagreement: 1 kg between two records of the session, 10 % (at least 1 kg) between a
+    session's weight and participants.tsv's one weight per person.
+
+    >>> _tolerance("sidecar BodyWeight", "sessions.tsv weight", 70.0)
+    1.0
+    >>> _tolerance("sessions.tsv weight", "participants.tsv weight", 70.0)
+    7.0
+    """
+    if not chosen.startswith("participants.tsv") and other.startswith("participants.tsv"):
+        return max(WEIGHT_AGREEMENT_KG, SUBJECT_WEIGHT_AGREEMENT * kg)
+    return WEIGHT_AGREEMENT_KG
+
+
 def body_weight(sidecar: Mapping, session_row: Mapping, participant_row: Mapping,
                 pet_path: Path, bids_dir: Path | None = None) -> WeightLookup:
     """Body weight (kg): PET sidecar ``BodyWeight``, else sessions.tsv, else participants.tsv."""
@@ -135,7 +153,8 @@ def body_weight(sidecar: Mapping, session_row: Mapping, participant_row: Mapping
         raise InputDataError(f"{pet_path}: no body weight (sidecar BodyWeight, sessions.tsv or "
                              "participants.tsv body_weight/weight) - SUV cannot be computed")
     (source, kg), others = found[0], found[1:]
-    disagreeing = tuple((s, round(k, 2)) for s, k in others if abs(k - kg) > WEIGHT_AGREEMENT_KG)
+    disagreeing = tuple((s, round(k, 2)) for s, k in others
+                        if abs(k - kg) > _tolerance(source, s, kg))
     if disagreeing:
         LOG.warning("%s: body weights disagree: %g kg in %s, %s; the SUV uses %g kg (%s first; "
                     "recorded as BodyWeightDisagreement in the SUV sidecar)", pet_path, kg,
