@@ -23,7 +23,7 @@ import numpy as np
 from scipy import ndimage
 
 sys.path.insert(0, str(Path(__file__).parent))
-from preprocess import machine  # noqa: E402
+from preprocess import machine, save_result  # noqa: E402
 
 
 def _load(path) -> np.ndarray:
@@ -67,9 +67,7 @@ def main() -> int:
     result = {"benchmark": "out-of-fold r inside brain and PET field of view", "name": name,
               "bundle": bundle.name, "sessions": len(rows), "summary": summary, "rows": rows,
               "machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M:%S")}
-    dest = Path(__file__).parent / "results" / f"cv_{name}_fov.json"
-    dest.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(summary, indent=1))
+    save_result(result, f"cv_{name}_fov.json", summary)
     return 0
 
 

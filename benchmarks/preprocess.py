@@ -40,6 +40,15 @@ def machine() -> dict:
             "monai": version("monai")}
 
 
+def save_result(result: dict, filename: str, summary) -> Path:
+    """Write ``result`` to ``benchmarks/results/<filename>`` and print ``summary`` (the one
+    writer of the benchmark scripts that report a summary)."""
+    dest = Path(__file__).parent / "results" / filename
+    dest.write_text(json.dumps(result, indent=1, default=str) + "\n")
+    print(json.dumps(summary, indent=1, default=str))
+    return dest
+
+
 def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("bids_dir", type=Path)

@@ -31,6 +31,9 @@ from bids_tspo.model.data import prepare
 from bids_tspo.model.maps import native_maps
 from bids_tspo.model.splits import oof_plan
 
+sys.path.insert(0, str(Path(__file__).parent))
+from preprocess import save_result  # noqa: E402
+
 
 def _old_normdiff(rec, true, mask):
     r, t = rec[mask], true[mask]
@@ -89,9 +92,7 @@ def main() -> int:
              for model in ("unet", "baseline", "perfect")}
     result = {"benchmark": "old vs new evaluation units on the same maps", "name": args.name,
               "sessions": len(rows), "means": means, "per_session": rows}
-    dest = Path(__file__).parent / "results" / f"rescore_{args.name}.json"
-    dest.write_text(json.dumps(result, indent=1) + "\n")
-    print(json.dumps(means, indent=1))
+    save_result(result, f"rescore_{args.name}.json", means)
     return 0
 
 
