@@ -110,6 +110,29 @@ def test_group_effects_patients_vs_controls(regions):
     assert out["g_adjusted_for"] == "none"  # one genotype: nothing to adjust for
 
 
+def test_group_effects_relative_to_the_brain_mean_undo_a_per_session_scale():
+    """Min-max target units: each patient's hot spot lowers the whole map by its own factor.
+    Raw, an unaffected region then "differs"; relative to the session's brain mean only the
+    affected one does."""
+    rng = np.random.default_rng(7)
+    rows = []
+    for i in range(12):
+        patient = i % 2 == 1
+        scale = rng.uniform(0.7, 0.8) if patient else rng.uniform(0.97, 1.03)
+        for region, effect in (("hot", 1.5), ("plain", 1.0)):
+            value = scale * (effect if patient else 1.0) * (1 + rng.normal(0, 0.02))
+            rows.append({"region": region, "participant_id": f"s{i}", "genotype": "n/a",
+                         "group": "KOA" if patient else "HC", "true_smooth_mean": value,
+                         "synth_mean": value, "true_smooth_brain_mean": scale,
+                         "synth_brain_mean": scale})
+    df = pd.DataFrame(rows)
+    plain, hot = (B.group_effects(df[df.region == r]) for r in ("plain", "hot"))
+    assert plain["g_true_p"] > 0.05 and hot["g_true_p"] < 1e-4 and hot["g_true"] > 3
+    raw = B.group_effects(df[df.region == "plain"].drop(columns=["true_smooth_brain_mean",
+                                                                  "synth_brain_mean"]))
+    assert raw["g_true"] < -3 and raw["g_true_p"] < 1e-4  # the artifact
+
+
 def test_group_effects_adjusted_for_genotype_as_statsmodels_ols():
     """MAB subjects bind half as much: unadjusted, the genotype's spread hides a patient
     effect that the ANCOVA (value ~ patient + genotype) finds; g, p as statsmodels' OLS."""

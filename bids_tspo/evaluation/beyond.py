@@ -14,7 +14,8 @@ subject's anatomy; what the synthesis adds must show in the *deviations* from it
 * :func:`retest`: per region, for subjects with repeated scans, r of the synthetic change
   between two sessions with the true change (pairs of consecutive sessions).
 * :func:`group_effects`: per region, patients vs controls Hedges' g with 95 % CI in the true
-  and in the synthetic maps (subjects as units), adjusted for genotype where it is known.
+  and in the synthetic maps (subjects as units; values relative to the session's brain
+  mean), adjusted for genotype where it is known.
 
 Every p column gets its Benjamini–Hochberg q in :func:`~.statistics.region_stats`' table.
 """
@@ -177,17 +178,36 @@ def _genotypes(patients: pd.DataFrame, controls: pd.DataFrame):
     return patients.genotype.astype(str).tolist(), controls.genotype.astype(str).tolist()
 
 
+def relative_values(df: pd.DataFrame) -> pd.DataFrame:
+    """``true_smooth_mean`` and ``synth_mean`` as ratios to their session's brain mean (the
+    whole imaged brain as pseudo-reference region, as TSPO group studies use SUVR) when the
+    rows carry those means; else as they are. A per-session normalisation to the map's
+    extremes (the min-max target) makes a patient's hot thalamus lower every other region:
+    on the positive-control phantom 90 of 110 regions then "differed" in the true maps.
+
+    >>> df = pd.DataFrame({"true_smooth_mean": [2.0], "synth_mean": [3.0],
+    ...                    "true_smooth_brain_mean": [4.0], "synth_brain_mean": [6.0]})
+    >>> relative_values(df)[["true_smooth_mean", "synth_mean"]].values.tolist()
+    [[0.5, 0.5]]
+    """
+    if not {"true_smooth_brain_mean", "synth_brain_mean"} <= set(df):
+        return df
+    return df.assign(true_smooth_mean=df.true_smooth_mean / df.true_smooth_brain_mean,
+                     synth_mean=df.synth_mean / df.synth_brain_mean)
+
+
 def group_effects(df: pd.DataFrame) -> dict[str, float]:
     """One region's rows: patients (every group not named as controls) vs controls, Hedges' g
     (patients − controls) with 95 % CI and p, in the true (4 mm) and the synthetic subject
-    means; ``g_synth_minus_true`` their difference. Adjusted for the rs6971 genotype
+    means, each relative to its session's brain mean (:func:`relative_values`);
+    ``g_synth_minus_true`` their difference. Adjusted for the rs6971 genotype
     (:func:`~.subject_stats.hedges_g` with strata) when every subject's is known and two or
     more occur, as TSPO group comparisons must be: ``g_adjusted_for`` says which. Empty
     without both kinds."""
     if "group" not in df:
         return {}
     labels = [c for c in ("group", "genotype") if c in df]
-    subj = per_subject(df, ["true_smooth_mean", "synth_mean"]).join(
+    subj = per_subject(relative_values(df), ["true_smooth_mean", "synth_mean"]).join(
         df.groupby("participant_id")[labels].first())
     control = subj.group.map(is_control)
     known = ~subj.group.astype(str).str.lower().isin(UNKNOWN)

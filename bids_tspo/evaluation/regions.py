@@ -98,7 +98,10 @@ def write_region_tables(out: Path, paired: list[SessionFiles], folds: dict[str, 
         base = {"bids_name": files.name, "participant_id": f"sub-{files.subject}",
                 "session_id": f"ses-{files.session}" if files.session else "n/a",
                 "group": files.group, "genotype": files.genotype,
-                "fold": folds.get(files.subject, -1)}
+                "fold": folds.get(files.subject, -1),
+                # the pseudo-reference of the group comparisons (evaluation.beyond)
+                "true_smooth_brain_mean": float(smooth_true[imaged].mean()),
+                "synth_brain_mean": float(synth[imaged].mean())}
         rows += [base | r for r in region_values(labels * imaged, names, true, smooth_true,
                                                  synth, t1w, baseline=population)]
         paper_rows += [base | r for r in region_values(paper * imaged, paper_names, true,
