@@ -258,9 +258,16 @@ def main() -> int:
     p.add_argument("--smoke", action="store_true",
                    help="check the script end to end on a tiny phantom (1 epoch); its results "
                         "go to controls_smoke.json and say nothing about the app")
+    p.add_argument("--explore-epochs", type=int, default=None, metavar="N",
+                   help="exploratory, NOT the registered recipe: train N epochs instead "
+                        "(outputs out_<model>_e<N>, results controls_explore_e<N>.json)")
     args = p.parse_args()
     global RESULTS
-    if args.smoke:
+    suffix = ""
+    if args.explore_epochs:
+        RECIPE["epochs"], suffix = args.explore_epochs, f"_e{args.explore_epochs}"
+        RESULTS = RESULTS.with_name(f"controls_explore{suffix}.json")
+    elif args.smoke:
         RECIPE.update(size="tiny", subjects=6, epochs=1, image_size=32)
         RESULTS = RESULTS.with_name("controls_smoke.json")
     elif args.controls != list(CONTROLS) or args.models != list(MODELS):  # a part, in parallel
@@ -289,10 +296,10 @@ def main() -> int:
         truth = Truth(bids, bids_pe0, prep)
         for model in args.models:
             start = time.monotonic()
-            out = work / control / f"out_{model}"
+            out = work / control / f"out_{model}{suffix}"
             if not out.exists():
                 shutil.copytree(prep, out)
-            code = _app([bids, out, "group", "-w", work / control / f"work_{model}",
+            code = _app([bids, out, "group", "-w", work / control / f"work_{model}{suffix}",
                          "--folds", RECIPE["folds"], "--epochs", RECIPE["epochs"],
                          "--image-size", RECIPE["image_size"], "--lr", RECIPE["lr"],
                          "--batch-size", RECIPE["batch_size"], "--seed", RECIPE["model_seed"],
