@@ -222,11 +222,12 @@ def app_ensembles(result: dict, device, size: int, repeats: int) -> None:
 
 
 def training_variants(result: dict, xb, device, repeats: int, suffix: str = "") -> dict:
-    """Training step of TSPOUNet (batch 2) in float32 and bfloat16 autocast, contiguous and
-    channels-last; written into ``result["training"]`` (file ``suffix``) after each."""
+    """Training step of TSPOUNet (batch 2): float32 contiguous and channels-last, bfloat16
+    autocast (channels-last on CUDA, contiguous on CPU, as in the earlier results) and
+    bfloat16 contiguous; into ``result["training"]`` (file ``suffix``) after each."""
     variants = {"eager_fp32": dict(bf16=False, channels_last=False),
                 "channels_last": dict(bf16=False, channels_last=True),
-                "bf16_autocast": dict(bf16=True, channels_last=True),
+                "bf16_autocast": dict(bf16=True, channels_last=device.type == "cuda"),
                 "bf16_contiguous": dict(bf16=True, channels_last=False)}
     training = {}
     for name, opts in variants.items():

@@ -156,6 +156,22 @@ def test_group_effects_adjusted_for_genotype_as_statsmodels_ols():
     assert out["g_true_p"] < 1e-3
     unadjusted = B.group_effects(df.assign(genotype="n/a"))
     assert unadjusted["g_adjusted_for"] == "none" and unadjusted["g_true_p"] > 0.1
+    # the CI's first variance term is the adjusted coefficient's (X'X)^-1 entry
+    c = fit.cov_params().loc["patient", "patient"] / fit.mse_resid
+    half = 1.96 * np.sqrt(c + out["g_true"] ** 2 / (2 * (16 - 3.94)))
+    assert out["g_true_ci_high"] - out["g_true"] == pytest.approx(half)
+    # genotype that decides the group leaves nothing to separate: NaN, and said so
+    confounded = df.assign(genotype=np.where(df.group == "CLBP", "HAB", "MAB"))
+    out = B.group_effects(confounded)
+    assert np.isnan(out["g_true"]) and out["g_adjusted_for"].startswith("none: genotype confo")
+
+
+def test_hedges_g_needs_two_residual_degrees_of_freedom():
+    """2 + 2 subjects and 2 genotypes leave df 1, where the correction 1 - 3/(4 df - 1) is 0:
+    NaN, not an effect of exactly 0."""
+    out = hedges_g([5.0, 6.0], [1.0, 1.2], strata=(["HAB", "MAB"], ["HAB", "MAB"]))
+    assert np.isnan(out["g"]) and np.isnan(out["p"])
+    assert hedges_g([5.0, 6.0], [1.0, 1.2])["g"] > 0  # unadjusted: df 2
 
 
 def test_region_stats_carry_beyond_columns_with_q(regions):

@@ -172,10 +172,13 @@ def _genotypes(patients: pd.DataFrame, controls: pd.DataFrame):
     (then the effects are adjusted for genotype), else None."""
     if "genotype" not in patients:
         return None
-    labels = pd.concat([patients.genotype, controls.genotype]).astype(str).str.strip()
+    def clean(column: pd.Series) -> pd.Series:
+        return column.astype(str).str.strip().str.upper()
+
+    labels = pd.concat([clean(patients.genotype), clean(controls.genotype)])
     if labels.str.lower().isin(UNKNOWN).any() or labels.nunique() < 2:
         return None
-    return patients.genotype.astype(str).tolist(), controls.genotype.astype(str).tolist()
+    return clean(patients.genotype).tolist(), clean(controls.genotype).tolist()
 
 
 def relative_values(df: pd.DataFrame) -> pd.DataFrame:
@@ -183,7 +186,10 @@ def relative_values(df: pd.DataFrame) -> pd.DataFrame:
     whole imaged brain as pseudo-reference region, as TSPO group studies use SUVR) when the
     rows carry those means; else as they are. A per-session normalisation to the map's
     extremes (the min-max target) makes a patient's hot thalamus lower every other region:
-    on the positive-control phantom 90 of 110 regions then "differed" in the true maps.
+    on the positive-control phantom 90 of 110 regions then "differed" in the true maps. For
+    the min-max target the ratio is (SUV - lo) / (brain mean - lo), lo the session's 0.5th
+    percentile: scale-free, a monotone stretch of SUVR, not SUVR itself; and the brain mean
+    includes the affected regions, so a hot spot still lowers the others slightly.
 
     >>> df = pd.DataFrame({"true_smooth_mean": [2.0], "synth_mean": [3.0],
     ...                    "true_smooth_brain_mean": [4.0], "synth_brain_mean": [6.0]})
@@ -215,12 +221,15 @@ def group_effects(df: pd.DataFrame) -> dict[str, float]:
     if not len(patients) or not len(controls):
         return {}
     strata = _genotypes(patients, controls)
-    out = {"n_patients": len(patients), "n_controls": len(controls),
-           "g_adjusted_for": "genotype" if strata else "none"}
+    out = {"n_patients": len(patients), "n_controls": len(controls)}
     for name, column in (("true", "true_smooth_mean"), ("synth", "synth_mean")):
         effect = hedges_g(patients[column], controls[column], strata=strata)
         out |= {f"g_{name}": effect["g"], f"g_{name}_ci_low": effect["ci_low"],
                 f"g_{name}_ci_high": effect["ci_high"], f"g_{name}_p": effect["p"]}
+        if name == "true":  # what was done, as hedges_g did it (a region's NaN may drop a level)
+            out["g_adjusted_for"] = ("genotype" if effect["adjusted"] else
+                                     "none: genotype confounded with group"
+                                     if effect["confounded"] else "none")
     out["g_synth_minus_true"] = out["g_synth"] - out["g_true"]
     return out
 

@@ -40,12 +40,14 @@ def subject_means(table: pd.DataFrame, within=()) -> pd.DataFrame:
     ...                   "r": [0.25, 0.75, 0.5]})
     >>> subject_means(t).values.tolist()
     [['a', 0.5, 'HC'], ['b', 0.5, 'KOA']]
+    >>> subject_means(t.assign(genotype=float("nan"))).columns.tolist()
+    ['participant_id', 'r', 'group', 'genotype']
     """
     keys = ["participant_id", *within]
     if "participant_id" not in table:
         return table
-    numeric = [c for c in table.select_dtypes("number").columns if c not in keys]
-    labels = [c for c in ("group", "genotype") if c in table]
+    labels = [c for c in ("group", "genotype") if c in table]  # all-n/a columns read as NaN
+    numeric = [c for c in table.select_dtypes("number").columns if c not in keys + labels]
     grouped = table.groupby(keys, sort=True)
     return grouped[numeric].mean().join(grouped[labels].first()).reset_index()
 
@@ -143,33 +145,36 @@ def icc_a1(ratings) -> tuple[float, float]:
 
 def _adjusted_difference(y: np.ndarray, in_a: np.ndarray, strata: np.ndarray):
     """OLS of ``y`` on the group (``in_a``) and one indicator per stratum beyond the first:
-    the adjusted group difference, its t-test p and the residual SD with its degrees of
-    freedom (None where the design is rank deficient or leaves no residual freedom)."""
+    the adjusted group difference, its t-test p, the residual SD, its degrees of freedom and
+    the group term's (X'X)^-1 entry (None where the design is rank deficient, e.g. genotype
+    confounded with group, or leaves under 2 residual degrees of freedom)."""
     levels = sorted(set(strata.tolist()))
     design = np.column_stack([np.ones(len(y)), in_a.astype(float)]
                              + [(strata == level).astype(float) for level in levels[1:]])
     coef, _, rank, _ = np.linalg.lstsq(design, y, rcond=None)
     dof = len(y) - design.shape[1]
-    if rank < design.shape[1] or dof < 1:
+    if rank < design.shape[1] or dof < 2:
         return None
     resid = y - design @ coef
     sd = float(np.sqrt(resid @ resid / dof))
     if sd == 0:
         return None
-    se = sd * np.sqrt(np.linalg.inv(design.T @ design)[1, 1])
-    return float(coef[1]), float(2 * st.t.sf(abs(coef[1] / se), dof)), sd, dof
+    c = float(np.linalg.inv(design.T @ design)[1, 1])
+    return float(coef[1]), float(2 * st.t.sf(abs(coef[1]) / (sd * np.sqrt(c)), dof)), sd, dof, c
 
 
 def hedges_g(a, b, strata=None) -> dict[str, float]:
     """Hedges' g of ``a`` minus ``b`` (pooled SD, small-sample correction 1 - 3/(4 df - 1),
     df = N - 2), its 95 % CI (normal approximation, variance N/(n1 n2) + g²/(2(N - 3.94)),
     Borenstein 2009, as statsmodels' ``effectsize_smd``) and the two-sample Student t-test p
-    (NaN: a group under 2).
+    (NaN: a group under 2, or df under 2).
 
     ``strata``: a label per value of ``a`` and of ``b`` (for TSPO, the rs6971 genotype). With
     two or more levels the difference is adjusted for them (ANCOVA: OLS on group and stratum
     indicators), the SD is the residual SD (df = N - 1 - levels), p is the group term's
-    t-test; ``adjusted`` says whether that happened.
+    t-test and the CI's first variance term is the group term's (X'X)^-1 entry (N/(n1 n2)
+    without strata); ``adjusted`` says whether that happened, ``confounded`` that it could
+    not (the strata determine the group: NaN).
 
     >>> out = hedges_g([2.0, 2.2, 2.4], [1.0, 1.2, 1.4])
     >>> round(out["g"], 3), round(out["ci_low"], 2), round(out["ci_high"], 2)
@@ -187,7 +192,7 @@ def hedges_g(a, b, strata=None) -> dict[str, float]:
     a, b = a[np.isfinite(a)], b[np.isfinite(b)]
     n1, n2 = len(a), len(b)
     nan = {"g": float("nan"), "ci_low": float("nan"), "ci_high": float("nan"),
-           "p": float("nan"), "adjusted": False}
+           "p": float("nan"), "adjusted": False, "confounded": False}
     if n1 < 2 or n2 < 2:
         return nan
     fit = None
@@ -195,15 +200,15 @@ def hedges_g(a, b, strata=None) -> dict[str, float]:
         fit = _adjusted_difference(np.concatenate([a, b]),
                                    np.r_[np.ones(n1, bool), np.zeros(n2, bool)], labels)
         if fit is None:
-            return nan
-        difference, p, sd, dof = fit
+            return nan | {"confounded": True}
+        difference, p, sd, dof, c = fit
     else:
         sd = np.sqrt(((n1 - 1) * a.var(ddof=1) + (n2 - 1) * b.var(ddof=1)) / (n1 + n2 - 2))
         if sd == 0:
             return nan
-        difference, dof = a.mean() - b.mean(), n1 + n2 - 2
+        difference, dof, c = a.mean() - b.mean(), n1 + n2 - 2, (n1 + n2) / (n1 * n2)
         p = float(st.ttest_ind(a, b).pvalue)
     g = (1 - 3 / (4 * dof - 1)) * difference / sd
-    se = np.sqrt((n1 + n2) / (n1 * n2) + g ** 2 / (2 * (n1 + n2 - 3.94)))
+    se = np.sqrt(c + g ** 2 / (2 * (n1 + n2 - 3.94)))
     return {"g": float(g), "ci_low": float(g - 1.96 * se), "ci_high": float(g + 1.96 * se),
-            "p": p, "adjusted": fit is not None}
+            "p": p, "adjusted": fit is not None, "confounded": False}

@@ -55,7 +55,7 @@ def resolve_device(requested: str) -> torch.device:
 def memory_format(device: torch.device) -> torch.memory_format:
     """Channels-last (NDHWC) on CPU, where the depthwise 3D convolutions run 2-3x faster in it;
     contiguous on CUDA, where cuDNN's are slower in it (H200, 96³: a float32 training step
-    0.313 s channels-last vs 0.139 s contiguous, a forward 0.092 vs 0.062 s; benchmarks/).
+    0.314 s channels-last vs 0.139 s contiguous, a forward 0.092 vs 0.062 s; benchmarks/).
 
     >>> memory_format(torch.device("cpu")) is torch.channels_last_3d
     True

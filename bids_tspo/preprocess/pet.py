@@ -87,7 +87,7 @@ def frame_weights(starts, durations, window_min: tuple[float, float],
 class WeightLookup:
     kg: float
     source: str
-    disagreeing: tuple = field(default=(), compare=False)  # ((source, kg), ...) off by > 1 kg
+    disagreeing: tuple = field(default=(), compare=False)  # ((source, kg), ...): _tolerance
 
 
 _POUND_KG = 0.45359237

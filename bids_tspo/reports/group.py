@@ -14,6 +14,7 @@ from .. import CITATION, __version__
 from ..evaluation.across_subject import read_across_subject
 from ..evaluation.group_maps import read_group_means
 from ..evaluation.statistics import cnr_paired_t, paired_over_subjects
+from ..evaluation.beyond import relative_values
 from ..evaluation.subject_stats import subject_means
 from ..evaluation.verdict import steps_per_fold, verdict
 from ..io.atomic import write_text_atomic
@@ -139,7 +140,8 @@ def group_report(out: Path) -> Path:
         figs["region_bars"] = figures.region_bars(key)
         subjects = subject_means(regions, ["region"])
         figs["scatter"] = [figures.region_scatter_ba(subjects, r) for r in key.region]
-        figs["groups"] = figures.group_comparison(subjects, list(key.region))
+        figs["groups"] = figures.group_comparison(  # the values the g_true/g_synth compare
+            subject_means(relative_values(regions), ["region"]), list(key.region))
         figs["median_split"] = figures.median_split(subjects, list(key.region))
     if (mosaic := _group_mosaic(out)) is not None:
         figs["group_mosaic"] = mosaic
