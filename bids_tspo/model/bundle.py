@@ -223,9 +223,10 @@ def model_card(meta: dict) -> str:
                  "of its training subjects, template space, `fold-<k>/population.nii.gz`) is a "
                  "second input channel and an additive prior on the output (logit space); the "
                  "network learns the deviation from it. The paper's model (T1w only) stays the "
-                 "default: in the controls benchmark (positive control, 2 folds x 20 epochs) "
-                 "neither won, this one staying near the population map (r 0.83 vs the "
-                 "baseline's 0.84; the paper's 0.60; benchmarks/README.md)."
+                 "default: in the controls benchmark (2 folds x 20 epochs) neither won, both "
+                 "passing the negative control and failing the positive one, this one staying "
+                 "near the population map (r 0.83 vs the baseline's 0.84; the paper's 0.67; "
+                 "benchmarks/README.md)."
                  if meta["network"].get("learn_deviation") else "")
     return f"""# Model card: {meta['model_id']}
 
