@@ -22,7 +22,7 @@ import pandas as pd
 from scipy import stats as st
 
 from .beyond import beyond_stats
-from .subject_stats import icc_a1, pearson, per_subject, spearman, with_q
+from .subject_stats import icc_a1, pearson, per_subject, spearman, subject_means, with_q
 
 
 def region_values(labels: np.ndarray, names: dict[int, str], true: np.ndarray,
@@ -79,9 +79,8 @@ def _subject_rows(df: pd.DataFrame) -> pd.DataFrame:
     """One row per subject of one region's rows: values averaged, group and genotype kept."""
     if "participant_id" not in df:
         return df.assign(participant_id=np.arange(len(df)).astype(str))
-    values = per_subject(df, [c for c in VALUES if c in df])
-    labels = df.groupby("participant_id")[[c for c in ("group", "genotype") if c in df]].first()
-    return values.join(labels).reset_index()
+    keep = [c for c in ("participant_id", *VALUES, "group", "genotype") if c in df]
+    return subject_means(df[keep])
 
 
 def region_stats(regions: pd.DataFrame) -> pd.DataFrame:
