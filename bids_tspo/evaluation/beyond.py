@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as st
 
+from ..io.tables import is_missing
 from .metrics import smooth
 from .subject_stats import hedges_g, icc_a1, pearson, per_subject
 
@@ -164,9 +165,6 @@ def is_control(group: str) -> bool:
     return str(group).strip().lower() in CONTROL_LABELS
 
 
-UNKNOWN = ("n/a", "", "nan", "none")
-
-
 def _genotypes(patients: pd.DataFrame, controls: pd.DataFrame):
     """Both groups' genotype labels when every subject has one and there are two or more
     (then the effects are adjusted for genotype), else None."""
@@ -175,8 +173,8 @@ def _genotypes(patients: pd.DataFrame, controls: pd.DataFrame):
     def clean(column: pd.Series) -> pd.Series:
         return column.astype(str).str.strip().str.upper()
 
-    labels = pd.concat([clean(patients.genotype), clean(controls.genotype)])
-    if labels.str.lower().isin(UNKNOWN).any() or labels.nunique() < 2:
+    labels = pd.concat([patients.genotype, controls.genotype])
+    if labels.map(is_missing).any() or clean(labels).nunique() < 2:
         return None
     return clean(patients.genotype).tolist(), clean(controls.genotype).tolist()
 
@@ -216,7 +214,7 @@ def group_effects(df: pd.DataFrame) -> dict[str, float]:
     subj = per_subject(relative_values(df), ["true_smooth_mean", "synth_mean"]).join(
         df.groupby("participant_id")[labels].first())
     control = subj.group.map(is_control)
-    known = ~subj.group.astype(str).str.lower().isin(UNKNOWN)
+    known = ~subj.group.map(is_missing)
     patients, controls = subj[known & ~control], subj[control]
     if not len(patients) or not len(controls):
         return {}

@@ -63,15 +63,6 @@ def _median_split_u(true, synth) -> tuple[float, float]:
     return float(u), float(p)
 
 
-def _per_subject(df: pd.DataFrame,
-                 columns=("true_smooth_mean", "synth_mean")) -> pd.DataFrame:
-    """One row per subject: its sessions' ``columns`` averaged (repeated scans of one person
-    are not independent samples)."""
-    if "participant_id" not in df:
-        return df
-    return df.groupby("participant_id")[list(columns)].mean()
-
-
 VALUES = ("true_smooth_mean", "synth_mean", "t1w_mean", "baseline_mean")
 
 
@@ -195,7 +186,7 @@ def paired_over_subjects(table: pd.DataFrame, model: str, baseline: str,
     >>> out["subjects"], out["better"], round(out["wilcoxon_p"], 3)
     (6, 5, 0.062)
     """
-    means = _per_subject(table, (model, baseline)).dropna()
+    means = per_subject(table, (model, baseline)).dropna()
     diff = means[model] - means[baseline]
     diff = diff if higher_is_better else -diff
     p = (float(st.wilcoxon(diff).pvalue) if len(diff) >= 5 and np.any(diff != 0)

@@ -21,14 +21,16 @@ LOG = logging.getLogger(__name__)
 
 
 def is_missing(value) -> bool:
-    """The one reading of an absent value in BIDS tables and sidecars: None, empty, ``n/a``
-    (and the ``na``/``nan`` that spreadsheets write).
+    """The one reading of an absent value in BIDS tables and sidecars: None, NaN, empty,
+    ``n/a`` (and the ``na``/``nan``/``None`` that spreadsheets and pandas write).
 
-    >>> [is_missing(v) for v in (None, "", " N/A ", "nan", "0", 0)]
-    [True, True, True, True, False, False]
+    >>> [is_missing(v) for v in (None, float("nan"), "", " N/A ", "None", "0", 0)]
+    [True, True, True, True, True, False, False]
     """
+    if isinstance(value, float):
+        return value != value  # NaN
     return value is None or (isinstance(value, str)
-                             and value.strip().lower() in ("", "n/a", "na", "nan"))
+                             and value.strip().lower() in ("", "n/a", "na", "nan", "none"))
 
 
 def read_tsv(path: Path, as_text: bool = False) -> pd.DataFrame | None:

@@ -24,10 +24,8 @@ from collections import defaultdict
 
 import numpy as np
 
+from ..io.tables import is_missing
 from .targets import SUVR_SCALE
-
-UNKNOWN = ("n/a", "")
-
 
 def _reference(by_type: dict[str, list[float]]) -> str:
     return "HAB" if "HAB" in by_type else max(by_type, key=lambda g: len(by_type[g]))
@@ -55,7 +53,7 @@ def genotype_factors(paired, splits: dict, items: dict[str, dict]) -> dict:
     whole-brain SUVR, whatever the target)."""
     uptake, contrast = {}, {}
     for f in paired:
-        if f.genotype in UNKNOWN:
+        if is_missing(f.genotype):
             continue
         mean, spread = (float(v) for v in items[f.name]["suv_stats"])
         uptake[f.name] = (f.subject, f.genotype, mean)
@@ -65,7 +63,7 @@ def genotype_factors(paired, splits: dict, items: dict[str, dict]) -> dict:
 
 def fold_factor(adjustment: dict, fold: int, genotype: str) -> float | None:
     """The contrast factor of ``genotype`` for ``fold``'s model, when it applies."""
-    if not adjustment.get("applied_to_target") or genotype in UNKNOWN:
+    if not adjustment.get("applied_to_target") or is_missing(genotype):
         return None
     return adjustment.get("contrast_factors_per_fold", {}).get(str(fold), {}).get(genotype)
 

@@ -172,7 +172,7 @@ def tracer_warning(sidecar: Mapping, path: Path) -> str | None:
     if is_missing(name):
         match = re.search(r"_trc-([a-zA-Z0-9]+)", Path(path).name)
         name = match.group(1) if match else None
-    if name is None or is_missing(name):
+    if is_missing(name):
         return None
     key = re.sub(r"[^A-Z0-9]", "", str(name).upper())
     if any(ligand in key for ligand in TSPO_LIGANDS):
