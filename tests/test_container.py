@@ -170,16 +170,23 @@ def test_default_work_dir_is_private_temp_folder(tiny_bids, tmp_path, caplog):
         other = [str(tiny_bids), str(tmp_path / "out2"), "participant"]
         assert build_config(build_parser().parse_args(other), other).work_dir != work
         with caplog.at_level("INFO", logger="bids_tspo"):
-            main(argv + ["--participant-label", "99"])
+            assert main(argv + ["--participant-label", "99"]) != 0
     finally:
         parent.chmod(0o755)
     assert f"work directory {work}" in (parent / "out" / "logs").glob("*.log").__next__().read_text()
+    assert not work.exists()  # the failed run wrote nothing there: no empty folder left behind
+    kept = work / "participant"  # one that holds work is kept for the rerun to reuse
+    kept.mkdir(parents=True)
+    main(argv + ["--participant-label", "99"])
+    assert kept.is_dir()
+    kept.rmdir()
+    work.rmdir()
 
 
 def test_caches_go_to_a_per_user_temp_folder(monkeypatch):
     import tempfile
 
-    from bids_tspo.app.cli import private_caches
+    from bids_tspo.app.scratch import private_caches
 
     for var in ("MPLCONFIGDIR", "XDG_CACHE_HOME", "TORCHINDUCTOR_CACHE_DIR"):
         monkeypatch.delenv(var, raising=False)
@@ -196,7 +203,7 @@ def test_uid_without_passwd_entry_gets_a_user_name(monkeypatch):
     import getpass
     import pwd
 
-    from bids_tspo.app.cli import private_caches
+    from bids_tspo.app.scratch import private_caches
 
     def no_entry(uid):
         raise KeyError(f"getpwuid(): uid not found: {uid}")

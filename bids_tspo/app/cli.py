@@ -10,11 +10,9 @@ never argparse's 2, and a user error prints one line, never a traceback.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import logging
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 from .. import __version__
@@ -28,6 +26,7 @@ from ..errors import (
 )
 from ..io.filters import read_filters
 from .config import Config
+from .scratch import default_work_dir, drop_if_empty, private_caches
 from .validators import (
     Parser,
     expand_label_files,
@@ -146,37 +145,6 @@ def _inside(path: Path, parent: Path) -> bool:
     return path == parent or parent in path.parents
 
 
-def _uid() -> str:
-    return str(os.getuid()) if hasattr(os, "getuid") else os.environ.get("USERNAME", "user")
-
-
-def _default_work_dir(output_dir: Path) -> Path:
-    """A folder the running user can always create (any uid, read-only root, OUTPUT_DIR's
-    parent not writable): in the system temp dir, keyed by the user and OUTPUT_DIR, so
-    reruns into one OUTPUT_DIR reuse their finished work and never share it with another."""
-    digest = hashlib.sha1(str(output_dir).encode()).hexdigest()[:8]
-    return Path(tempfile.gettempdir()) / f"bids_tspo_work_{_uid()}_{digest}"
-
-
-def private_caches() -> None:
-    """Point matplotlib's, torch's and XDG caches at a per-user temp folder unless the caller
-    chose them: nothing is written into HOME (unset, ``/`` or read-only in containers)."""
-    root = Path(tempfile.gettempdir()) / f"bids_tspo_cache_{_uid()}"
-    for var, sub in (("MPLCONFIGDIR", "matplotlib"), ("XDG_CACHE_HOME", "xdg"),
-                     ("TORCHINDUCTOR_CACHE_DIR", "torchinductor"), ("TRITON_CACHE_DIR", "triton")):
-        if not os.environ.get(var):
-            os.environ[var] = str(root / sub)
-    # a uid with no passwd entry (docker -u, Singularity): getpass.getuser(), which torch
-    # calls, raises KeyError unless one of these names the user
-    if hasattr(os, "getuid") and not any(os.environ.get(v) for v in ("LOGNAME", "USER")):
-        import pwd
-
-        try:
-            pwd.getpwuid(os.getuid())
-        except KeyError:
-            os.environ["USER"] = f"uid{os.getuid()}"
-
-
 def build_config(args: argparse.Namespace, argv: list[str]) -> Config:
     """Check relations between options and the file system; return the frozen Config."""
     bids_dir = args.bids_dir.expanduser().resolve()
@@ -188,7 +156,7 @@ def build_config(args: argparse.Namespace, argv: list[str]) -> Config:
     if _inside(bids_dir, output_dir):
         raise UsageError(f"OUTPUT_DIR {output_dir} contains BIDS_DIR; choose another folder")
     work_dir = (args.work_dir.expanduser().resolve() if args.work_dir
-                else _default_work_dir(output_dir))
+                else default_work_dir(output_dir))
     if _inside(work_dir, bids_dir):
         raise UsageError(f"--work-dir {work_dir} is inside BIDS_DIR; choose another folder")
     if args.fold is not None and args.fold >= args.folds:
@@ -297,4 +265,6 @@ def main(argv: list[str] | None = None) -> int:
         LOG.error("unexpected failure: %s: %s (traceback in OUTPUT_DIR/logs)",
                   type(exc).__name__, exc, exc_info=True)
         code = EXIT_FAILURE
+    if args.work_dir is None:  # leave no empty default work dir behind in the temp dir
+        drop_if_empty(default_work_dir(args.output_dir.expanduser().resolve()))
     return code
