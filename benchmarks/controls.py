@@ -6,9 +6,9 @@
 The recipe below (RECIPE: the phantoms and participant level, DATA, and the group level's
 TRAINING) is registered before the first run of it and never tuned on its results
 (``positive-strong`` was added post hoc after the third registration and is part of the
-fourth, see CONTROLS). For each control a phantom is made (same seed, same cohort and PET; only the T1w
-differs), the participant level runs once, and the group level trains each model on copies
-of its outputs:
+fourth, see CONTROLS). For each control a phantom is made (same seed, same cohort and PET;
+only the T1w differs), the participant level runs once, and the group level trains each
+model on copies of its outputs:
 
 * negative control, ``--t1w-trace 0``: the T1w carries no trace of the inflammation, so the
   synthesis cannot know who is a patient. Pass: no region survives FDR (q < 0.05) for
@@ -31,7 +31,9 @@ each run, so a partial run leaves what it finished). The workdir keeps ``recipe.
 DATA part) and refuses other data; group outputs are ``out_<model>_reg<REGISTRATION>``, so
 no registration reuses another's models except by a stated continuation (``CONTINUES``:
 its complete folds train on to this registration's epochs). ``--fold K`` jobs train one
-fold each, side by side; a run without ``--fold`` then analyses. The analysis is :mod:`controls_analysis`.
+fold each, side by side; a run without ``--fold`` then analyses (its ``timings`` are that
+run's; the folds' own are in their ``history.tsv``). The analysis is
+:mod:`controls_analysis`.
 """
 
 from __future__ import annotations
@@ -73,8 +75,8 @@ DATA = {"size": "small", "subjects": 12, "seed": 24, "noise": 1.0, "patient_effe
 # of fold 0 and read nothing), at 32^3 so that four runs fit this machine's two cores in
 # two hours (reason: CPU time, not results; 200 and 32 were chosen in the previous session,
 # and a 2-epoch timing run, controls_reg3_explore_e2_positive_paper.json, measured ~7 s per
-# epoch and fold on one thread and decided nothing else). Same phantoms and participant level as the second
-# registration (DATA). The analysis adds the input side (g of the preprocessed T1w, see
+# epoch and fold on one thread and decided nothing else). Same phantoms and participant
+# level as the second registration (DATA). The analysis adds the input side (g of the preprocessed T1w, see
 # controls_analysis), which was not part of any verdict and does not enter one.
 # Fourth registration (2026-12-05), written before any run of it. The third (200 epochs, 600
 # optimiser steps per fold; controls_reg3_*.json) passed the negative control and failed the
@@ -94,10 +96,10 @@ TRAINING = {"folds": 2, "epochs": 1400, "image_size": 32, "lr": "1e-3",
             "batch_size": 2, "model_seed": 42, "target": "minmax"}
 CONTINUES = 3  # the registration whose complete folds this one trains on from (None: fresh)
 RECIPE = DATA | TRAINING
-# --t1w-trace of each control. "positive-strong" is NOT part of any registration: a post-hoc
-# sensitivity check added on 2026-12-05 after the third registration's positive control
-# failed with both models (seen), run with the third registration's recipe unchanged; part of
-# the fourth registration (above), whose verdicts it has. Its
+# --t1w-trace of each control. "positive-strong" is outside the first three registrations: a
+# post-hoc sensitivity check added on 2026-12-05 after the third registration's positive
+# control failed with both models (seen), run with the third's recipe unchanged; it is part
+# of the fourth registration (above), whose verdicts it has. Its
 # reason is the input side of that control: the preprocessed T1w's right-thalamus g was -2.3
 # (q 0.42), the noise-free truth's 5.6, so the registered control cannot say whether the
 # app misses a signal or the T1w holds too little of one. At 0.5 a severity-1 CLBP thalamus

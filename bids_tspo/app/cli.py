@@ -247,6 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # --help/--version (0) and usage errors (64)
         return int(exc.code or 0)
     setup_logging(verbose=args.verbose)
+    config = None
     try:
         config = build_config(args, ["bids_tspo", *argv])
         setup_logging(verbose=config.verbose, config=config)
@@ -265,6 +266,6 @@ def main(argv: list[str] | None = None) -> int:
         LOG.error("unexpected failure: %s: %s (traceback in OUTPUT_DIR/logs)",
                   type(exc).__name__, exc, exc_info=True)
         code = EXIT_FAILURE
-    if args.work_dir is None:  # leave no empty default work dir behind in the temp dir
-        drop_if_empty(default_work_dir(args.output_dir.expanduser().resolve()))
+    if config is not None and args.work_dir is None:  # no empty default work dir left behind
+        drop_if_empty(config.work_dir)
     return code
