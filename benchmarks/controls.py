@@ -92,9 +92,25 @@ DATA = {"size": "small", "subjects": 12, "seed": 24, "noise": 1.0, "patient_effe
 # from the third registration's 200-epoch checkpoint (--continue-training): training re-seeds
 # every epoch from (seed, epoch), so this reaches an uninterrupted 1,400-epoch run's weights
 # (tests/test_train.py); 32^3, data, rate and seed unchanged.
-TRAINING = {"folds": 2, "epochs": 1400, "image_size": 32, "lr": "1e-3",
-            "batch_size": 2, "model_seed": 42, "target": "minmax"}
-CONTINUES = 3  # the registration whose complete folds this one trains on from (None: fresh)
+# Fifth registration (2026-12-05), written before any run of it. The fourth (1,400 epochs;
+# controls_reg4_*.json) passed the negative control and failed positive-strong (synthetic
+# thalamus g 1.3 / 1.0 against the truth's 2.9 / 2.7, up from 1.2 / 0.9 at 200 epochs): the
+# budget is not the cause. A model-free look at the training targets after those verdicts
+# (post hoc; benchmarks/target_ceiling.py, results/target_ceiling_reg4.json) found the
+# min-max target's ceiling inside the effect: its 99.5th percentile -> 1, clipped, falls in
+# the patients' inflamed thalamus (in 11 of 13 patient sessions, 29-49 of the 39-50 voxels
+# at the ceiling lie in the effect's core, where the noise-free truth in the same units is
+# 0.98-1.21; the other patient's effect has no core), so the network is trained on maps
+# lacking the top of the effect it is scored on, while controls' ceilings lie elsewhere. Changed: the target only, to --target suvr
+# (SUV over the whole-brain mean, / 3: the brain's maximum SUVR on these phantoms is 2.2-2.9,
+# nothing clips), an option the app already has; fresh training at the third registration's
+# budget (200 epochs: 1,400 moved g by 0.1), 32^3, data, rate, seed and analysis unchanged;
+# all three controls, the paper's network only. Pass or fail, the verdicts are read as
+# registered; the app's default stays the paper's min-max (the contract), and a pass of both
+# controls makes --target suvr the README's and model card's advice for group comparisons.
+TRAINING = {"folds": 2, "epochs": 200, "image_size": 32, "lr": "1e-3",
+            "batch_size": 2, "model_seed": 42, "target": "suvr"}
+CONTINUES = None  # the registration whose complete folds this one trains on from (None: fresh)
 RECIPE = DATA | TRAINING
 # --t1w-trace of each control. "positive-strong" is outside the first three registrations: a
 # post-hoc sensitivity check added on 2026-12-05 after the third registration's positive
@@ -107,8 +123,8 @@ RECIPE = DATA | TRAINING
 # failure is the training's. Its third-registration verdict never replaces a registered one.
 CONTROLS = {"negative": 0.0, "positive": 0.15, "positive-strong": 0.5}
 MODELS = {"paper": [], "deviation": ["--learn-deviation"]}
-REGISTERED_MODELS = ["paper"]  # the fourth registration's (see TRAINING)
-REGISTRATION = 4  # earlier recipes' results: controls_reg1_*.json ... controls_reg3_*.json
+REGISTERED_MODELS = ["paper"]  # the fourth and fifth registrations' (see TRAINING)
+REGISTRATION = 5  # earlier recipes' results: controls_reg1_*.json ... controls_reg4_*.json
 RESULTS = Path(__file__).parent / "results" / f"controls_reg{REGISTRATION}.json"
 
 
