@@ -10,8 +10,9 @@ work_paper_reg<R>/group/cache``: the model-box arrays the network was trained an
 * target side, no model: the voxels at the target's ceiling (>= 0.999; the min-max target
   clips its 99.5th percentile to 1), how many lie in the core of the true inflammation (the
   noise-free truth over the truth of the same phantom made with ``--patient-effect 0``,
-  > 1.3), and the core's mean in the target against the noise-free truth in the same units
-  without the clip;
+  > 1.3) and their median distance from the brain's centre, the core's mean in the target
+  against the noise-free truth in the same units without the clip, and the target's brain
+  mean (a hot spot that sets the ceiling dims the rest of the map);
 * ``--networks``: each fold's network run on the session's T1w and on the negative
   control's T1w of the same session (the same phantom without the trace); the difference of
   the two outputs inside the effect region (truth ratio > 1.1) over the true difference:
@@ -62,7 +63,11 @@ def target_side(box: dict, truth: np.ndarray, truth_pe0: np.ndarray) -> dict:
     offset, scale = (float(v) for v in box["pet_scale"])
     ceiling = inside & (box["pet"][0] >= 0.999)
     core = inside & (truth > CORE * truth_pe0)
+    spacing = float(box["affine"][0, 0])
+    distance = np.linalg.norm(np.argwhere(ceiling) - np.argwhere(inside).mean(axis=0), axis=1)
     row = {"ceiling_voxels": int(ceiling.sum()), "ceiling_in_core": int((ceiling & core).sum()),
+           "ceiling_median_mm_from_centre": round(float(np.median(distance)) * spacing, 1),
+           "brain_mean_target": round(float(box["pet"][0][inside].mean()), 3),
            "core_voxels": int(core.sum())}
     if core.any():
         row |= {"core_target": round(float(box["pet"][0][core].mean()), 3),
