@@ -119,7 +119,7 @@ RECIPE = DATA | TRAINING
 # --t1w-trace of each control. "positive-strong" is outside the first three registrations: a
 # post-hoc sensitivity check added on 2026-12-05 after the third registration's positive
 # control failed with both models (seen), run with the third's recipe unchanged; it is part
-# of the fourth registration (above), whose verdicts it has. Its
+# of the fourth and fifth registrations (above), whose verdicts it has. Its
 # reason is the input side of that control: the preprocessed T1w's right-thalamus g was -2.3
 # (q 0.42), the noise-free truth's 5.6, so the registered control cannot say whether the
 # app misses a signal or the T1w holds too little of one. At 0.5 a severity-1 CLBP thalamus

@@ -36,13 +36,21 @@ CORE, REGION = 1.3, 1.1  # truth ratios (with / without the patient effect)
 RESULTS = Path(__file__).parent / "results"
 
 
-def _cache(work: Path, control: str, registration: int, name: str) -> dict:
-    found = sorted((work / control / f"work_paper_reg{registration}/group/cache")
-                   .glob(f"{name}_*.npz"))
+def _cache_dir(work: Path, control: str, registration: int) -> Path:
+    return work / control / f"work_paper_reg{registration}" / "group" / "cache"
+
+
+def _load(path: Path) -> dict:
+    with np.load(path) as z:
+        return {k: z[k] for k in z.files}
+
+
+def _counterpart(work: Path, control: str, registration: int, name: str) -> dict:
+    """Session ``name``'s cached arrays in another control's run."""
+    found = sorted(_cache_dir(work, control, registration).glob(f"{name}_*.npz"))
     if not found:
         sys.exit(f"no cached arrays of {name} for {control} (registration {registration})")
-    with np.load(found[0]) as z:
-        return {k: z[k] for k in z.files}
+    return _load(found[0])
 
 
 def _truth(bids: Path, name: str, box: dict) -> np.ndarray:
@@ -75,12 +83,14 @@ def target_side(box: dict, truth: np.ndarray, truth_pe0: np.ndarray) -> dict:
     return row
 
 
-def network_side(bundle, splits: dict, box: dict, box_neg: dict, truth: np.ndarray,
+def network_side(bundle, net, splits: dict, box: dict, box_neg: dict, truth: np.ndarray,
                  truth_pe0: np.ndarray, subject: str) -> list[dict]:
-    """Per fold: the trace's share of the effect in the network's output (module docstring)."""
+    """Per fold: the trace's share of the effect in the network's output (module docstring);
+    ``net``: one :class:`~bids_tspo.model.infer.Network` for the bundle, fold weights
+    swapped in."""
     import torch
 
-    from bids_tspo.model.infer import Network, predict
+    from bids_tspo.model.infer import predict
     from bids_tspo.model.targets import apply_scale
 
     inside = box["pet_mask"][0] > 0
@@ -91,7 +101,7 @@ def network_side(bundle, splits: dict, box: dict, box_neg: dict, truth: np.ndarr
         return [{"skipped": "the negative control's model box differs by > 0.5 mm"}]
     true_diff = (apply_scale(truth, inside, box["pet_scale"])
                  - apply_scale(truth_pe0, inside, box["pet_scale"]))[region].mean()
-    net, cpu, rows = Network(bundle.cfg, torch.device("cpu")), torch.device("cpu"), []
+    cpu, rows = torch.device("cpu"), []
     for fold in splits["folds"]:
         net.load(bundle.folds[fold["fold"]])
         with torch.no_grad():
@@ -113,23 +123,28 @@ def main() -> int:
     models = work / args.control / f"out_paper_reg{reg}" / "models"
     bundle_dir = next(models.glob("*/model.json")).parent
     splits = json.loads((bundle_dir / "splits.json").read_text())
-    bundle = None
+    bundle = net = None
     if args.networks:
+        import torch
+
         from bids_tspo.model.bundle import load_bundle
+        from bids_tspo.model.infer import Network
 
         bundle = load_bundle(bundle_dir)
+        net = Network(bundle.cfg, torch.device("cpu"))
     rows = []
-    for path in sorted((work / args.control / f"work_paper_reg{reg}/group/cache").glob("*.npz")):
+    for path in sorted(_cache_dir(work, args.control, reg).glob("*.npz")):
         name = "_".join(path.name.split("_")[:2])
-        box = _cache(work, args.control, reg, name)
+        subject = name.split("_")[0].removeprefix("sub-")
+        box = _load(path)
         truth = _truth(work / args.control / "bids", name, box)
         truth_pe0 = _truth(work / "bids_pe0", name, box)
-        row = {"session": name, "group": splits["strata"][name[4:6]]}
+        row = {"session": name, "group": splits["strata"][subject]}
         row |= target_side(box, truth, truth_pe0)
         if bundle is not None:
-            row["networks"] = network_side(bundle, splits, box,
-                                           _cache(work, "negative", reg, name), truth,
-                                           truth_pe0, name[4:6])
+            row["networks"] = network_side(bundle, net, splits, box,
+                                           _counterpart(work, "negative", reg, name), truth,
+                                           truth_pe0, subject)
         rows.append(row)
     summary = {}
     if bundle is not None:
