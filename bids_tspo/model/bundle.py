@@ -261,7 +261,10 @@ Genotype: {genotype}.
 Research only; not for diagnosis or treatment decisions. Trained on one cohort: scanners,
 protocols, tracers and populations outside it are out of distribution. The map follows
 statistical relations between anatomy and PET; it is not a measurement of TSPO binding.
-Normalised targets remove absolute (and genotype-driven) differences in uptake.
+Normalised targets remove absolute (and genotype-driven) differences in uptake. On the
+phantom's controls (benchmarks/README.md, 32^3 CPU runs) the synthesis claimed no patient
+effect where the T1w carried none, and recovered none at a realistic T1w trace even where
+the input T1w showed it: a group difference absent from the synthetic maps says nothing.
 
 ## Citation
 {meta['citation']}
