@@ -262,9 +262,10 @@ Research only; not for diagnosis or treatment decisions. Trained on one cohort: 
 protocols, tracers and populations outside it are out of distribution. The map follows
 statistical relations between anatomy and PET; it is not a measurement of TSPO binding.
 Normalised targets remove absolute (and genotype-driven) differences in uptake. On the
-phantom's controls (benchmarks/README.md, 32^3 CPU runs) the synthesis claimed no patient
+phantom's controls (benchmarks/README.md, 32³ CPU runs) the synthesis claimed no patient
 effect where the T1w carried none, and recovered none at a realistic T1w trace even where
-the input T1w showed it: a group difference absent from the synthetic maps says nothing.
+the input T1w showed it: do not read its group differences, or their absence, as TSPO
+differences.
 
 ## Citation
 {meta['citation']}
