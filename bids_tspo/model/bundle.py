@@ -227,7 +227,7 @@ def model_card(meta: dict) -> str:
                  "subjects; 5 folds x 45 epochs on 23, head to head) neither won, both passing "
                  "the negative control and failing the positive one at a realistic T1w trace; "
                  "this one had the better out-of-fold r (0.82 vs 0.79, the population "
-                 "baseline's 0.84) and the lower deviation_r (0.12 vs 0.17), and at a strong "
+                 "baseline's 0.84) but the worse deviation_r (0.12 vs 0.17), and at a strong "
                  "trace its synthesis showed a region the truth did not (benchmarks/README.md)."
                  if meta["network"].get("learn_deviation") else "")
     return f"""# Model card: {meta['model_id']}
