@@ -1,7 +1,7 @@
 """Negative and positive controls on the phantom: can the evaluation say "no"? (issue #24)
 
     nice python benchmarks/controls.py WORKDIR [--controls negative positive positive-strong]
-        [--models paper deviation] [--fold K] [--omp-nthreads N]
+        [--models paper deviation devloss] [--fold K] [--omp-nthreads N]
 
 The recipe below (RECIPE: the phantoms and participant level, DATA, and the group level's
 TRAINING) is registered before the first run of it and never tuned on its results
@@ -169,6 +169,28 @@ DATA = {"size": "small", "subjects": 24, "seed": 24, "noise": 1.0, "patient_effe
 # the app's default (the model card says which): only if it passes both registered controls
 # AND beats the paper's model on median out-of-fold r and deviation_r in both. Pass or fail,
 # the verdicts are read as registered.
+# Ninth registration (2026-12-06), written before any run of it. The eighth (--learn-deviation;
+# controls_reg8_*.json) passed the negative control, failed the registered positive one
+# (synthetic thalamus g 0.8 / 1.0, q >= 0.44, against the truth's 3.6 / 3.5) and passed
+# positive-strong with a region the truth did not show; not adopted. Its closing note named what
+# remains: the 96^3 grid (needs a GPU; none is lent to this task) or a loss that weights each
+# subject's deviation from the fold's population map. Changed: the loss only, to
+# --learn-deviation --deviation-loss 1 (0.5 BCE + 0.5 MSE + 1 x (1 - r), r the correlation in
+# the brain of the prediction's and the target's deviations from the fold's population map, per
+# session; model/train.py): the MSE is dominated by the population pattern, which the prior
+# already gives, and a patient's thalamic excess is a few 6-mm voxels of it; r counts the
+# departure whatever its amplitude. W = 1 chosen before any run (the term lies in [0, 2], the
+# paper's loss's own order), never tuned. Everything else is the eighth's (DATA, TRAINING; the
+# same phantoms, participant level and splits), so the seventh's (paper's model) and eighth's
+# (--learn-deviation) results are the head-to-head comparisons. Added before any run, as the
+# eighth's note proposed: the positive controls' verdicts report ``regions_false`` (synthetic
+# regions at q < 0.05 that the reference does not show) beside ``pass``, which they do not
+# change (comparable with earlier registrations). CPU time decides the order: positive, then
+# negative, positive-strong only if time is left; a control whose folds do not all finish has
+# no verdict. Adoption as the app's default (the model card says which): only if it passes both
+# registered controls with no false region in the positive one AND beats the paper's model
+# (seventh) on median out-of-fold r and deviation_r in both. Pass or fail, the verdicts are
+# read as registered.
 TRAINING = {"folds": 5, "epochs": 45, "image_size": 32, "lr": "1e-3",
             "batch_size": 2, "model_seed": 42, "target": "suvr"}
 CONTINUES = None  # the registration whose complete folds this one trains on from (None: fresh)
@@ -183,9 +205,10 @@ RECIPE = DATA | TRAINING
 # is 40 % darker in the T1w (a lesion, not a trace): if the app misses that too, the
 # failure is the training's. Its third-registration verdict never replaces a registered one.
 CONTROLS = {"negative": 0.0, "positive": 0.15, "positive-strong": 0.5}
-MODELS = {"paper": [], "deviation": ["--learn-deviation"]}
-REGISTERED_MODELS = ["deviation"]  # the eighth's; the fourth to seventh: ["paper"] (see TRAINING)
-REGISTRATION = 8  # earlier recipes' results: controls_reg1_*.json ... controls_reg7_*.json
+MODELS = {"paper": [], "deviation": ["--learn-deviation"],
+          "devloss": ["--learn-deviation", "--deviation-loss", "1"]}
+REGISTERED_MODELS = ["devloss"]  # the ninth's; the eighth: ["deviation"]; 4th-7th: ["paper"]
+REGISTRATION = 9  # earlier recipes' results: controls_reg1_*.json ... controls_reg8_*.json
 RESULTS = Path(__file__).parent / "results" / f"controls_reg{REGISTRATION}.json"
 
 

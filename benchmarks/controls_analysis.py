@@ -193,6 +193,7 @@ def verdicts(result: dict, control: str) -> dict:
                         "pass": truth_shows and not synth_shows}
         else:
             found = set(res[truth_key]) & set(res["regions_q05_synth"])
+            false = set(res["regions_q05_synth"]) - set(res[truth_key])  # from the ninth on
             out[ref] = {"truth_shows_effect": truth_shows, "regions_recovered": sorted(found),
-                        "pass": bool(found)}
+                        "regions_false": sorted(false), "pass": bool(found)}
     return out

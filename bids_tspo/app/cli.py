@@ -32,6 +32,7 @@ from .validators import (
     expand_label_files,
     image_size,
     minutes,
+    nonnegative_float,
     nonnegative_int,
     positive_float,
     positive_int,
@@ -93,6 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train complete folds that made fewer than --epochs on to --epochs "
                         "from their checkpoints (at --lr); without it they are reused")
     g.add_argument("--learn-deviation", action="store_true", help="population map as prior")
+    g.add_argument("--deviation-loss", type=nonnegative_float, default=0.0, metavar="W",
+                   help="with --learn-deviation: add W x (1 - r of the prediction's and the "
+                        "target's deviations from the population map) to the loss (0: the "
+                        "paper's loss)")
 
     g = p.add_argument_group("PET quantification")
     g.add_argument("--target", choices=["minmax", "suvr"], default="minmax",
@@ -200,6 +205,7 @@ def build_config(args: argparse.Namespace, argv: list[str]) -> Config:
         image_size=args.image_size,
         seed=args.seed,
         continue_training=args.continue_training, learn_deviation=args.learn_deviation,
+        deviation_loss=args.deviation_loss,
         target=args.target,
         suvr_reference=args.suvr_reference,
         suv_window=(float(start), float(end)),
@@ -220,7 +226,12 @@ def build_config(args: argparse.Namespace, argv: list[str]) -> Config:
 
 
 def _check_group_options(args: argparse.Namespace) -> None:
-    """Input selection is refused at the group level (exit 64); ``--splits`` matches ``--folds``."""
+    """Input selection is refused at the group level (exit 64); ``--splits`` matches ``--folds``;
+    ``--deviation-loss`` needs the prior of ``--learn-deviation``."""
+    if args.deviation_loss and not args.learn_deviation and args.model is None:
+        raise UsageError(f"--deviation-loss {args.deviation_loss:g}: the deviation is taken from "
+                         "the population map, which only a --learn-deviation network has; add "
+                         "--learn-deviation")
     given = [opt for opt, value in (("--participant-label", args.participant_label),
                                     ("--session-label", args.session_label),
                                     ("--bids-filter-file", args.bids_filter_file)) if value]

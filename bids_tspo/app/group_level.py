@@ -180,7 +180,8 @@ def train_folds(config: Config, bundle_dir: Path, splits: dict, cohort: Cohort, 
     """Stage 4: train each requested fold that has no complete checkpoint (or continues);
     ``populations``: each fold's population map (``--learn-deviation``)."""
     settings = TrainSettings(config.epochs, config.batch_size, config.lr, config.seed,
-                             str(device), augment=True, progress=True)
+                             str(device), augment=True, progress=True,
+                             deviation_loss=config.deviation_loss)
     warned = False
     for fold in splits["folds"]:
         k = fold["fold"]

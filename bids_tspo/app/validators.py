@@ -63,6 +63,7 @@ def bounded(cast, minimum: float, strict: bool, kind: str, problem: str):
 positive_int = bounded(int, 1, False, "a whole number", "must be at least 1")
 nonnegative_int = bounded(int, 0, False, "a whole number", "cannot be negative")
 positive_float = bounded(float, 0, True, "a number", "must be a positive number")
+nonnegative_float = bounded(float, 0, False, "a number", "cannot be negative")
 minutes = bounded(float, 0, False, "minutes as a number",
                     "minutes after injection cannot be negative")
 

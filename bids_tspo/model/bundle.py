@@ -111,12 +111,24 @@ def load_bundle(path: Path, folds: list[int] | None = None) -> Bundle:
 
 def model_id_for(config: Config) -> str:
     """``tspo-unet_<target>_<image size>_k<folds>_s<seed>``: settings that change the weights
-    (``suvr-cerebellum`` as the target for the cerebellar SUVR reference)."""
+    (``suvr-cerebellum`` as the target for the cerebellar SUVR reference; ``tspo-unetdev`` for
+    ``--learn-deviation``, ``tspo-unetdev-dloss<W>`` with ``--deviation-loss W``)."""
     target = config.target
     if target == "suvr" and config.suvr_reference != "wholebrain":
         target = f"suvr-{config.suvr_reference}"
     name = "tspo-unetdev" if config.learn_deviation else "tspo-unet"
+    if config.learn_deviation and config.deviation_loss:
+        name += f"-dloss{config.deviation_loss:g}"
     return f"{name}_{target}_{config.image_size}_k{config.folds}_s{config.seed}"
+
+
+def loss_text(config: Config) -> str:
+    """The training loss in words, for model.json and the model card."""
+    text = "0.5 BCE + 0.5 MSE in the brain inside the PET field of view"
+    if config.learn_deviation and config.deviation_loss:
+        text += (f" + {config.deviation_loss:g} x (1 - r of the prediction's and the target's "
+                 "deviations from the population map)")
+    return text
 
 
 def write_bundle_files(bundle_dir: Path, config: Config, cfg: UNetConfig, splits: dict,
@@ -141,7 +153,7 @@ def write_bundle_files(bundle_dir: Path, config: Config, cfg: UNetConfig, splits
                           "suv_window_min": list(config.suv_window)},
         "training": {"epochs": config.epochs, "batch_size": config.batch_size, "lr": config.lr,
                      "optimizer": "Adam",
-                     "loss": "0.5 BCE + 0.5 MSE in the brain inside the PET field of view",
+                     "loss": loss_text(config),
                      "seed": config.seed, "folds": splits["k"],
                      "splits": "subject-grouped, stratified by " + splits["stratified_by"],
                      "augmentation": augmentation(),

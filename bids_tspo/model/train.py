@@ -1,5 +1,10 @@
 """Training of one fold: masked 0.5·BCE + 0.5·MSE, Adam, checkpoints, resume, DDP.
 
+With ``--deviation-loss W`` (a ``--learn-deviation`` network) the loss adds
+``W · (1 - r)``, r the correlation in the mask of the prediction's and the target's deviations
+from the prior (:func:`deviation_loss`), so each person's departure from the population weighs
+as much as the population pattern the MSE is dominated by.
+
 Every epoch re-seeds torch, the data order and the augmentation from ``(seed, epoch)``, so a
 run resumed from its last complete epoch reaches the same weights as an uninterrupted one.
 Checkpoints are written atomically after every epoch; ``weights.pt`` (a plain state dict,
@@ -50,6 +55,7 @@ class TrainSettings:
     device: str = "cpu"
     augment: bool = True
     progress: bool = True
+    deviation_loss: float = 0.0  # W of W·(1 - r) (deviation_loss); 0: the paper's loss
 
 
 
@@ -85,6 +91,33 @@ def masked_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) ->
         bce = F.binary_cross_entropy(pred.clamp(1e-6, 1 - 1e-6), target, reduction="none")
         per_voxel = 0.5 * bce + 0.5 * (pred - target) ** 2
         return (per_voxel * mask).sum() / mask.sum().clamp_min(1.0)
+
+
+def deviation_loss(pred: torch.Tensor, target: torch.Tensor, prior: torch.Tensor,
+                   mask: torch.Tensor) -> torch.Tensor:
+    """1 - r, averaged over the batch, r the Pearson correlation over the voxels inside ``mask``
+    of ``pred - prior`` with ``target - prior``: how little of the person's departure from the
+    population map the prediction follows, whatever its amplitude (float32).
+
+    >>> prior, mask = torch.zeros(1, 1, 2, 2, 2), torch.ones(1, 1, 2, 2, 2)
+    >>> target = torch.arange(8.0).view(1, 1, 2, 2, 2) / 10
+    >>> round(float(deviation_loss(target / 2, target, prior, mask)), 4)  # same shape: r = 1
+    0.0
+    >>> round(float(deviation_loss(-target, target, prior, mask)), 4)     # opposite: r = -1
+    2.0
+    """
+    with torch.autocast(pred.device.type, enabled=False):
+        mask = mask.float()
+        count = mask.sum(dim=(1, 2, 3, 4)).clamp_min(1.0)
+
+        def centred(x):
+            x = (x.float() - prior.float()) * mask
+            return (x - x.sum(dim=(1, 2, 3, 4), keepdim=True) / count.view(-1, 1, 1, 1, 1)) * mask
+
+        a, b = centred(pred), centred(target.clamp(0.0, 1.0))
+        r = (a * b).sum(dim=(1, 2, 3, 4)) / (
+            (a.square().sum(dim=(1, 2, 3, 4)) * b.square().sum(dim=(1, 2, 3, 4))).sqrt() + 1e-8)
+        return (1.0 - r).mean()
 
 
 def seed_everything(seed: int) -> None:
@@ -144,8 +177,8 @@ def _loader(dataset, settings: TrainSettings, epoch: int, rank: int, world: int,
                                        pin_memory=settings.device.startswith("cuda"))
 
 
-def _run_epoch(model, loader, device, optimizer=None,
-               augment: BatchAugment | None = None) -> float:
+def _run_epoch(model, loader, device, optimizer=None, augment: BatchAugment | None = None,
+               deviation_weight: float = 0.0) -> float:
     training = optimizer is not None
     model.train(training)
     total, count = torch.zeros((), device=device), 0  # summed on the device: no sync per step
@@ -157,7 +190,10 @@ def _run_epoch(model, loader, device, optimizer=None,
         t1 = t1.contiguous(memory_format=memory_format(device))
         with torch.set_grad_enabled(training), \
                 torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-            loss = masked_loss(model(t1), pet, mask)
+            pred = model(t1)
+            loss = masked_loss(pred, pet, mask)
+            if deviation_weight:  # the prior is the input's last channel (--learn-deviation)
+                loss = loss + deviation_weight * deviation_loss(pred, pet, t1[:, -1:], mask)
         if training:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -217,8 +253,9 @@ def train_fold(fold_dir: Path, train_items: list[dict], val_items: list[dict],
                    else None)
         start = time.monotonic()
         train_loss = _run_epoch(net, _loader(train_set, settings, epoch, rank, world, True),
-                                device, optimizer, augment)
-        val_loss = (_run_epoch(model, _loader(val_set, settings, epoch, 0, 1, False), device)
+                                device, optimizer, augment, settings.deviation_loss)
+        val_loss = (_run_epoch(model, _loader(val_set, settings, epoch, 0, 1, False), device,
+                               deviation_weight=settings.deviation_loss)
                     if len(val_set) else float("nan"))
         history.append({"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss,
                         "seconds": round(time.monotonic() - start, 2), "lr": settings.lr})
