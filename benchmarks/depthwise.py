@@ -45,7 +45,7 @@ from preprocess import machine  # noqa: E402
 from bids_tspo.app.resources import reuse_freed_memory  # noqa: E402
 from bids_tspo.model.depthwise import DepthwiseConv3d, _DepthwiseGrad  # noqa: E402
 from bids_tspo.model.network import SeparableConv3d, TSPOUNet  # noqa: E402
-from bids_tspo.model.train import masked_loss  # noqa: E402
+from bids_tspo.model.loss import masked_loss  # noqa: E402
 
 
 def shifted_sum(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:

@@ -28,7 +28,7 @@ from preprocess import machine  # noqa: E402
 
 
 def _scores(model, test: list[dict], val: list[dict]) -> tuple[float, float]:
-    from bids_tspo.model.train import masked_loss
+    from bids_tspo.model.loss import masked_loss
 
     model.eval()
     rs, losses = [], []
@@ -62,7 +62,8 @@ def main() -> int:
     from bids_tspo.model.augment import BatchAugment
     from bids_tspo.model.data import VolumeDataset, prepare
     from bids_tspo.model.network import TSPOUNet, UNetConfig
-    from bids_tspo.model.train import epoch_seed, masked_loss
+    from bids_tspo.model.loss import masked_loss
+    from bids_tspo.model.train import epoch_seed
 
     limit_threads(args.threads)
     out = args.workdir / "out"

@@ -38,7 +38,7 @@ from bids_tspo.app import resources  # noqa: E402
 from bids_tspo.app.resources import reuse_freed_memory  # noqa: E402
 from bids_tspo.model.infer import memory_format  # noqa: E402
 from bids_tspo.model.network import TSPOUNet, count_parameters  # noqa: E402
-from bids_tspo.model.train import masked_loss  # noqa: E402
+from bids_tspo.model.loss import masked_loss  # noqa: E402
 
 
 def sync(device):

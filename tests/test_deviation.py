@@ -91,29 +91,57 @@ def _deviation_case(seed=0):
 
 
 def test_deviation_loss_scores_the_departure_from_the_prior_whatever_its_amplitude():
-    from bids_tspo.model.train import deviation_loss, masked_loss
+    from bids_tspo.model.loss import deviation_loss, masked_loss
 
     prior, departure, mask = _deviation_case()
     target = prior + departure
-    # half the person's departure, in the right places: r = 1, no deviation loss ...
-    assert float(deviation_loss(prior + 0.5 * departure, target, prior, mask)) < 1e-5
+    # half the person's departure, in the right places: r = 1 (0.98 with the floor of the
+    # prediction's variance at 1 % of the target's: 0.5 / sqrt(0.25 + 0.01)) ...
+    half = float(deviation_loss(prior + 0.5 * departure, target, prior, mask))
+    assert abs(half - (1 - 0.5 / 0.26 ** 0.5)) < 1e-4
     # ... while returning the population map alone follows none of it (r = 0), although its
     # MSE is already small: the term the paper's loss barely sees
     assert abs(float(deviation_loss(prior, target, prior, mask)) - 1.0) < 1e-5
     assert float(masked_loss(prior, target, mask) - masked_loss(target, target, mask)) < 0.01
-    # someone else's departure: uncorrelated, near 1; the opposite one: 2
+    # someone else's departure: uncorrelated, near 1; the opposite one: about 2
     _, other, _ = _deviation_case(seed=1)
     assert 0.8 < float(deviation_loss(prior + other, target, prior, mask)) < 1.2
-    assert abs(float(deviation_loss(prior - departure, target, prior, mask)) - 2.0) < 1e-4
+    assert abs(float(deviation_loss(prior - departure, target, prior, mask)) - 1.995) < 1e-3
     # voxels outside the mask do not count
     outside = (prior + 0.5 * departure).clone()
     outside[..., :2] = 0.9
-    assert float(deviation_loss(outside, target, prior, mask)) < 1e-5
+    assert abs(float(deviation_loss(outside, target, prior, mask)) - half) < 1e-6
+
+
+def test_deviation_loss_gradient_is_bounded_where_the_untrained_network_starts():
+    """The untrained network returns its prior (to float rounding), where a plain correlation's
+    gradient is singular (~10^8 times the paper loss's on this case, NaN at exact equality):
+    Adam's first steps would be set by rounding noise and its moments poisoned."""
+    from bids_tspo.model.loss import deviation_loss, masked_loss
+
+    prior, departure, mask = _deviation_case()
+    target = prior + departure
+    net = TSPOUNet(UNetConfig(in_channels=2, prior=True, channels=8, groups=4, out_groups=4))
+    x = torch.cat([torch.rand(prior.shape, generator=torch.Generator().manual_seed(2)), prior], 1)
+    norms = {}
+    for name, loss in (("paper", masked_loss), ("deviation", None)):
+        net.zero_grad()
+        pred = net(x)
+        value = (masked_loss(pred, target, mask) if loss else
+                 deviation_loss(pred, target, prior, mask))
+        value.backward()
+        grads = [p.grad for p in net.parameters() if p.grad is not None]
+        assert all(torch.isfinite(g).all() for g in grads)
+        norms[name] = float(sum(g.square().sum() for g in grads).sqrt())
+    assert 0 < norms["deviation"] < 1e4 * norms["paper"]
+    exact = prior.clone().requires_grad_(True)
+    deviation_loss(exact, target, prior, mask).backward()
+    assert torch.isfinite(exact.grad).all() and 0 < float(exact.grad.abs().max()) < 10
 
 
 def test_deviation_loss_reaches_the_weights_and_the_record(tmp_path):
-    """Same seed and data, W = 1 vs the paper's loss: other weights, and done.json and the
-    history say which loss trained the fold."""
+    """Same seed and data, W = 1 vs the paper's loss: other weights, done.json says which loss
+    trained the fold, and the validation loss holds the term."""
     from bids_tspo.model.train import TrainSettings, train_fold
 
     prior, departure, mask = _deviation_case()
@@ -132,8 +160,9 @@ def test_deviation_loss_reaches_the_weights_and_the_record(tmp_path):
         done = json.loads((tmp_path / f"w{w:g}" / "done.json").read_text())
         assert done["settings"]["deviation_loss"] == w
         weights[w] = torch.load(tmp_path / f"w{w:g}" / "weights.pt", weights_only=True)
+    assert all(torch.isfinite(v).all() for v in weights[1.0].values())
     assert any(not torch.equal(weights[0.0][k], weights[1.0][k]) for k in weights[0.0])
-    # the validation loss holds the deviation term too (about 1 - r on top of the paper's)
+    # the validation loss holds the deviation term (1 - r, about 1 this early) on top
     val = {w: float((tmp_path / f"w{w:g}" / "history.tsv").read_text().splitlines()[-1]
                     .split("\t")[2]) for w in (0.0, 1.0)}
     assert val[1.0] > val[0.0] + 0.3
@@ -141,7 +170,8 @@ def test_deviation_loss_reaches_the_weights_and_the_record(tmp_path):
 
 def test_deviation_loss_needs_learn_deviation_and_names_the_model(tiny_bids, tmp_path, capsys):
     from bids_tspo.app.cli import build_config, build_parser
-    from bids_tspo.model.bundle import loss_text, model_id_for
+    from bids_tspo.model.bundle import model_id_for
+    from bids_tspo.model.loss import loss_text
 
     base = [str(tiny_bids), str(tmp_path / "out"), "group", *GROUP_ARGS]
     assert main([*base, "--deviation-loss", "1"]) == 64
@@ -153,8 +183,8 @@ def test_deviation_loss_needs_learn_deviation_and_names_the_model(tiny_bids, tmp
     config = build_config(build_parser().parse_args(
         [*base, "--learn-deviation", "--deviation-loss", "0.5"]), [])
     assert model_id_for(config) == "tspo-unetdev-dloss0.5_minmax_32_k2_s42"
-    assert loss_text(config).endswith("+ 0.5 x (1 - r of the prediction's and the target's "
-                                      "deviations from the population map)")
+    assert " + 0.5 x (1 - r of the prediction's and the target's deviations from the " \
+        "population map" in loss_text(config.deviation_loss)
     paper = build_config(build_parser().parse_args(base), [])
     assert model_id_for(paper) == "tspo-unet_minmax_32_k2_s42"
-    assert loss_text(paper) == "0.5 BCE + 0.5 MSE in the brain inside the PET field of view"
+    assert loss_text(paper.deviation_loss) == "0.5 BCE + 0.5 MSE in the brain inside the PET field of view"

@@ -18,7 +18,8 @@ from bids_tspo.app import group_level
 from bids_tspo.evaluation import baseline
 from bids_tspo.model.network import TSPOUNet, UNetConfig
 from bids_tspo.model.splits import make_splits, oof_plan
-from bids_tspo.model.train import TrainSettings, masked_loss, seed_everything, train_fold
+from bids_tspo.model.loss import masked_loss
+from bids_tspo.model.train import TrainSettings, seed_everything, train_fold
 
 CFG = UNetConfig(channels=8, groups=4, out_groups=4)
 

@@ -13,7 +13,8 @@ import torch
 import torch.multiprocessing as mp
 
 from bids_tspo.model.network import UNetConfig
-from bids_tspo.model.train import TrainSettings, is_complete, masked_loss, train_fold
+from bids_tspo.model.loss import masked_loss
+from bids_tspo.model.train import TrainSettings, is_complete, train_fold
 
 CFG = UNetConfig(channels=8, groups=4, out_groups=4)
 

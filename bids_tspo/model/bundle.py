@@ -25,6 +25,7 @@ from ..io.atomic import write_json_atomic, write_text_atomic
 from ..io.tables import read_tsv
 from .augment import describe as augmentation
 from .data import FOV_MM
+from .loss import loss_text
 from .network import TSPOUNet, UNetConfig, count_parameters
 from .targets import SUVR_SCALE, target_units
 
@@ -122,15 +123,6 @@ def model_id_for(config: Config) -> str:
     return f"{name}_{target}_{config.image_size}_k{config.folds}_s{config.seed}"
 
 
-def loss_text(config: Config) -> str:
-    """The training loss in words, for model.json and the model card."""
-    text = "0.5 BCE + 0.5 MSE in the brain inside the PET field of view"
-    if config.learn_deviation and config.deviation_loss:
-        text += (f" + {config.deviation_loss:g} x (1 - r of the prediction's and the target's "
-                 "deviations from the population map)")
-    return text
-
-
 def write_bundle_files(bundle_dir: Path, config: Config, cfg: UNetConfig, splits: dict,
                        done: list[int], paired, factors: dict,
                        metrics: dict | None = None,
@@ -153,7 +145,7 @@ def write_bundle_files(bundle_dir: Path, config: Config, cfg: UNetConfig, splits
                           "suv_window_min": list(config.suv_window)},
         "training": {"epochs": config.epochs, "batch_size": config.batch_size, "lr": config.lr,
                      "optimizer": "Adam",
-                     "loss": loss_text(config),
+                     "loss": loss_text(config.deviation_loss if config.learn_deviation else 0),
                      "seed": config.seed, "folds": splits["k"],
                      "splits": "subject-grouped, stratified by " + splits["stratified_by"],
                      "augmentation": augmentation(),

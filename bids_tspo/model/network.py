@@ -35,6 +35,8 @@ from torch.nn import functional as F
 
 from .depthwise import DepthwiseConv3d
 
+PRIOR_EPS = 1e-4  # a prior is clamped to [eps, 1 - eps] before its logit
+
 
 @dataclass(frozen=True)
 class UNetConfig:
@@ -255,7 +257,7 @@ class TSPOUNet(nn.Module):
             h = level(h, skips)
         out = self.final(F.silu(self.norm(h)))
         if self.cfg.prior:
-            out = out + torch.logit(x[:, -1:].float().clamp(1e-4, 1 - 1e-4))
+            out = out + torch.logit(x[:, -1:].float().clamp(PRIOR_EPS, 1 - PRIOR_EPS))
         return torch.sigmoid(out)
 
     def _named_levels(self, state, prefix, *args):

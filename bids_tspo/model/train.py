@@ -1,9 +1,7 @@
 """Training of one fold: masked 0.5·BCE + 0.5·MSE, Adam, checkpoints, resume, DDP.
 
-With ``--deviation-loss W`` (a ``--learn-deviation`` network) the loss adds
-``W · (1 - r)``, r the correlation in the mask of the prediction's and the target's deviations
-from the prior (:func:`deviation_loss`), so each person's departure from the population weighs
-as much as the population pattern the MSE is dominated by.
+The losses are :mod:`bids_tspo.model.loss` (``--deviation-loss W`` adds W times the
+deviation term to the paper's).
 
 Every epoch re-seeds torch, the data order and the augmentation from ``(seed, epoch)``, so a
 run resumed from its last complete epoch reaches the same weights as an uninterrupted one.
@@ -14,10 +12,6 @@ epoch when there is no validation part) and ``done.json`` marks a complete fold.
 Under ``torchrun`` (``WORLD_SIZE`` > 1) the batches are sharded with a DistributedSampler and the
 model wrapped in DistributedDataParallel (gloo on CPU, NCCL on CUDA); rank 0 writes the files.
 
->>> loss = masked_loss(torch.full((1, 1, 4, 4, 4), 0.5), torch.zeros(1, 1, 4, 4, 4),
-...                    torch.ones(1, 1, 4, 4, 4))
->>> round(float(loss), 4)   # 0.5 * ln 2 + 0.5 * 0.25
-0.4716
 """
 
 from __future__ import annotations
@@ -32,7 +26,6 @@ from typing import Callable
 
 import numpy as np
 import torch
-from torch.nn import functional as F
 from tqdm import tqdm
 
 from ..evaluation.verdict import PAPER_STEPS  # the paper's ~4,100 steps per fold
@@ -40,6 +33,7 @@ from ..io.atomic import atomic_path, write_json_atomic, write_text_atomic
 from .augment import BatchAugment
 from .data import VolumeDataset
 from .infer import memory_format
+from .loss import deviation_loss, masked_loss
 from .network import TSPOUNet, UNetConfig
 
 LOG = logging.getLogger(__name__)
@@ -78,46 +72,6 @@ def few_steps_warning(sessions: int, batch_size: int, epochs: int) -> str | None
     return (f"{steps} optimiser steps per fold ({sessions} training session(s), batch "
             f"{batch_size}, {epochs} epochs), the paper made ~{PAPER_STEPS}: the network may "
             f"stay undertrained; consider --epochs {more} or more")
-
-
-def masked_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """0.5·BCE + 0.5·MSE averaged over the voxels inside ``mask`` (computed in float32)."""
-    # outside autocast: CUDA autocast refuses binary_cross_entropy outright ("unsafe to
-    # autocast"), whatever the input dtype, and the loss wants float32 anyway
-    with torch.autocast(pred.device.type, enabled=False):
-        # the augmentation's interpolation over plateaus of 1 (the robust target clips its top
-        # 0.5 %) can round to 1 + 1e-7, which binary_cross_entropy refuses
-        pred, target, mask = pred.float(), target.float().clamp(0.0, 1.0), mask.float()
-        bce = F.binary_cross_entropy(pred.clamp(1e-6, 1 - 1e-6), target, reduction="none")
-        per_voxel = 0.5 * bce + 0.5 * (pred - target) ** 2
-        return (per_voxel * mask).sum() / mask.sum().clamp_min(1.0)
-
-
-def deviation_loss(pred: torch.Tensor, target: torch.Tensor, prior: torch.Tensor,
-                   mask: torch.Tensor) -> torch.Tensor:
-    """1 - r, averaged over the batch, r the Pearson correlation over the voxels inside ``mask``
-    of ``pred - prior`` with ``target - prior``: how little of the person's departure from the
-    population map the prediction follows, whatever its amplitude (float32).
-
-    >>> prior, mask = torch.zeros(1, 1, 2, 2, 2), torch.ones(1, 1, 2, 2, 2)
-    >>> target = torch.arange(8.0).view(1, 1, 2, 2, 2) / 10
-    >>> round(float(deviation_loss(target / 2, target, prior, mask)), 4)  # same shape: r = 1
-    0.0
-    >>> round(float(deviation_loss(-target, target, prior, mask)), 4)     # opposite: r = -1
-    2.0
-    """
-    with torch.autocast(pred.device.type, enabled=False):
-        mask = mask.float()
-        count = mask.sum(dim=(1, 2, 3, 4)).clamp_min(1.0)
-
-        def centred(x):
-            x = (x.float() - prior.float()) * mask
-            return (x - x.sum(dim=(1, 2, 3, 4), keepdim=True) / count.view(-1, 1, 1, 1, 1)) * mask
-
-        a, b = centred(pred), centred(target.clamp(0.0, 1.0))
-        r = (a * b).sum(dim=(1, 2, 3, 4)) / (
-            (a.square().sum(dim=(1, 2, 3, 4)) * b.square().sum(dim=(1, 2, 3, 4))).sqrt() + 1e-8)
-        return (1.0 - r).mean()
 
 
 def seed_everything(seed: int) -> None:
