@@ -192,9 +192,9 @@ DATA = {"size": "small", "subjects": 24, "seed": 24, "noise": 1.0, "patient_effe
 # (seventh) on median out-of-fold r and deviation_r in both. Pass or fail, the verdicts are
 # read as registered. Amended before any result (2026-12-06): the plain correlation's gradient
 # is singular where the untrained network starts, at the prior (~10^8 times the paper loss's;
-# found in review after the first four fold jobs had run two epochs; nothing was read but
-# their loss columns, and their outputs were deleted): the prediction's deviation variance is
-# now floored at 1 % of the target's (model/train.py, tests/test_deviation.py); W, data,
+# found in review after the first fold jobs had started, six, none past two epochs; only
+# their loss columns were read, and their outputs deleted): the prediction's deviation variance is
+# now floored at 1 % of the target's (model/loss.py, tests/test_deviation.py); W, data,
 # recipe and analysis unchanged, and the folds train afresh.
 TRAINING = {"folds": 5, "epochs": 45, "image_size": 32, "lr": "1e-3",
             "batch_size": 2, "model_seed": 42, "target": "suvr"}

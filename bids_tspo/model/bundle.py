@@ -232,7 +232,11 @@ def model_card(meta: dict) -> str:
                  "the negative control and failing the positive one at a realistic T1w trace; "
                  "this one had the better out-of-fold r (0.82 vs 0.79, the population "
                  "baseline's 0.84) but the worse deviation_r (0.12 vs 0.17), and at a strong "
-                 "trace its synthesis showed a region the truth did not (benchmarks/README.md)."
+                 "trace its synthesis showed a region the truth did not (benchmarks/README.md). "
+                 "With --deviation-loss (a term on the correlation of the prediction's and the "
+                 "target's deviations from that map) the deviations were followed better "
+                 "(deviation_r 0.23-0.32 vs at most 0.21), the realistic trace still not "
+                 "recovered, and at the strong trace five false regions appeared: not adopted."
                  if meta["network"].get("learn_deviation") else "")
     return f"""# Model card: {meta['model_id']}
 
