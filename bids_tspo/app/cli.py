@@ -205,7 +205,7 @@ def build_config(args: argparse.Namespace, argv: list[str]) -> Config:
         image_size=args.image_size,
         seed=args.seed,
         continue_training=args.continue_training, learn_deviation=args.learn_deviation,
-        deviation_loss=args.deviation_loss,
+        deviation_loss=args.deviation_loss if args.learn_deviation else 0.0,  # needs a prior
         target=args.target,
         suvr_reference=args.suvr_reference,
         suv_window=(float(start), float(end)),

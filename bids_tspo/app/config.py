@@ -38,7 +38,7 @@ class Config:
     seed: int = 42
     continue_training: bool = False  # extend complete folds trained for fewer epochs
     learn_deviation: bool = False  # population map as input + output prior (model/prior.py)
-    deviation_loss: float = 0.0  # W of the loss's deviation term (model/train.py)
+    deviation_loss: float = 0.0  # deviation term's W, 0 without learn_deviation (model/loss.py)
     target: str = "minmax"
     suvr_reference: str = "wholebrain"
     suv_window: tuple[float, float] = (60.0, 90.0)

@@ -118,7 +118,7 @@ def model_id_for(config: Config) -> str:
     if target == "suvr" and config.suvr_reference != "wholebrain":
         target = f"suvr-{config.suvr_reference}"
     name = "tspo-unetdev" if config.learn_deviation else "tspo-unet"
-    if config.learn_deviation and config.deviation_loss:
+    if config.deviation_loss:
         name += f"-dloss{config.deviation_loss:g}"
     return f"{name}_{target}_{config.image_size}_k{config.folds}_s{config.seed}"
 
@@ -145,7 +145,7 @@ def write_bundle_files(bundle_dir: Path, config: Config, cfg: UNetConfig, splits
                           "suv_window_min": list(config.suv_window)},
         "training": {"epochs": config.epochs, "batch_size": config.batch_size, "lr": config.lr,
                      "optimizer": "Adam",
-                     "loss": loss_text(config.deviation_loss if config.learn_deviation else 0),
+                     "loss": loss_text(config.deviation_loss),
                      "seed": config.seed, "folds": splits["k"],
                      "splits": "subject-grouped, stratified by " + splits["stratified_by"],
                      "augmentation": augmentation(),

@@ -54,7 +54,6 @@ def deviation_loss(pred: torch.Tensor, target: torch.Tensor, prior: torch.Tensor
         mask = mask.float()
         dims = (1, 2, 3, 4)
         count = mask.sum(dim=dims, keepdim=True).clamp_min(1.0)
-
         base = prior.float().clamp(PRIOR_EPS, 1 - PRIOR_EPS)  # as the network adds it
 
         def centred(x):
