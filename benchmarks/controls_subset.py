@@ -16,9 +16,8 @@ import argparse
 import json
 from pathlib import Path
 
-import pandas as pd
-
 from bids_tspo.evaluation.beyond import group_effects
+from bids_tspo.io.tables import read_tsv
 
 KEYS = ("n_patients", "n_controls", "g_true", "g_synth", "g_synth_p")
 
@@ -29,7 +28,7 @@ def main() -> None:
     p.add_argument("name")
     p.add_argument("--split", type=int, default=23)
     args = p.parse_args()
-    df = pd.read_csv(args.out / "group_regions.tsv", sep="\t")
+    df = read_tsv(args.out / "group_regions.tsv")
     number = df.participant_id.str[4:].astype(int)
     subsets = {"all": number > 0, f"sub-01..{args.split}": number <= args.split,
                f"sub-{args.split + 1}..": number > args.split}
